@@ -1,0 +1,11 @@
+//! smart-rerun runs a pytest suite, reruns only the tests that failed — each round in a fresh pytest
+//! process — under a retry policy, and reports flaky and broken tests where the team looks.
+//!
+//! Data flows one way: [`config`] → [`policy`] → [`runner`] → [`report`] (renderers). The binary in
+//! `main.rs` only calls [`cli::main`].
+
+pub mod cli;
+pub mod config;
+pub mod policy;
+pub mod report;
+pub mod runner;

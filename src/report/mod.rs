@@ -1,0 +1,376 @@
+//! The run's result as one versioned model. The main type is [`RunReport`]: every collected test with its
+//! final outcome and, where it failed at least once, each attempt. Renderers (JSON here, the terminal
+//! summary in [`terminal`]) and CI adapters read this model and nothing else.
+//!
+//! The JSON form is documented by `schema/report.schema.json`; bump [`SCHEMA_VERSION`] on any change that
+//! is not a pure addition.
+
+pub mod terminal;
+
+use crate::policy::RetryPolicy;
+use serde::{Deserialize, Serialize};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Version of the JSON report's shape.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub run: RunInfo,
+    pub summary: Summary,
+    pub tests: Vec<TestResult>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collection_errors: Vec<CollectionError>,
+    /// Things the user should know that are not test results (a plugin that reruns in-process, a
+    /// session that failed for a reason other than a test).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+impl Default for Tool {
+    fn default() -> Self {
+        Tool { name: env!("CARGO_PKG_NAME").to_owned(), version: env!("CARGO_PKG_VERSION").to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The pytest command as run for the first round (argv).
+    pub command: Vec<String>,
+    pub cwd: String,
+    pub python_version: Option<String>,
+    pub pytest_version: Option<String>,
+    pub python_executable: Option<String>,
+    pub rootdir: Option<String>,
+    /// RFC 3339 timestamps.
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_seconds: f64,
+    pub exit_code: i32,
+    /// Why the run ended with this exit code, in one line.
+    pub exit_reason: String,
+    pub interrupted: bool,
+    pub policy: PolicyInfo,
+    pub rounds: Vec<Round>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<String>,
+}
+
+/// The global policy in force, as serialised into the report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    pub enabled: bool,
+    pub max_attempts: u32,
+    pub delay_seconds: f64,
+    pub backoff: String,
+    pub max_delay_seconds: Option<f64>,
+    pub errors: Vec<String>,
+}
+
+impl From<&RetryPolicy> for PolicyInfo {
+    fn from(p: &RetryPolicy) -> Self {
+        PolicyInfo {
+            enabled: p.enabled,
+            max_attempts: p.max_attempts,
+            delay_seconds: p.delay.as_secs_f64(),
+            backoff: p.backoff.to_string(),
+            max_delay_seconds: p.max_delay.map(|d| d.as_secs_f64()),
+            errors: p.errors.iter().map(|e| e.as_str().to_owned()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoundKind {
+    /// The whole suite, as the user's command selects it.
+    First,
+    /// Failed tests, again.
+    Rerun,
+    /// Tests that had not run when pytest died; no attempt is charged for them.
+    Continuation,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Round {
+    pub number: u32,
+    pub kind: RoundKind,
+    pub started_at: String,
+    pub duration_seconds: f64,
+    /// How many tests the round was asked to run (the whole suite for the first round).
+    pub selected: usize,
+    /// pytest's exit status, when it exited on its own.
+    pub exit_status: Option<i32>,
+    /// The signal that ended pytest, on Unix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub total: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub flaky: usize,
+    pub skipped: usize,
+    pub xfailed: usize,
+    pub xpassed: usize,
+    pub errors: usize,
+    /// Collected tests that never ran (the run was interrupted, or stopped by `-x`).
+    pub not_run: usize,
+    pub collection_errors: usize,
+    /// Test executions after each test's first.
+    pub reruns: usize,
+    /// Wall time of the rerun rounds, in seconds.
+    pub rerun_seconds: f64,
+}
+
+/// A test's final outcome, or one attempt's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    /// Failed at least once, then passed.
+    Flaky,
+    Skipped,
+    Xfailed,
+    Xpassed,
+    /// Setup or teardown failed, or pytest died while the test ran.
+    Error,
+    NotRun,
+}
+
+impl Outcome {
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::Error)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "failed",
+            Outcome::Flaky => "flaky",
+            Outcome::Skipped => "skipped",
+            Outcome::Xfailed => "xfailed",
+            Outcome::Xpassed => "xpassed",
+            Outcome::Error => "error",
+            Outcome::NotRun => "not-run",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Setup,
+    Call,
+    Teardown,
+    /// pytest died (signal, `os._exit`) while the test ran.
+    Crash,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestResult {
+    pub nodeid: String,
+    pub outcome: Outcome,
+    /// Path relative to pytest's rootdir (absolute when outside it).
+    pub file: Option<String>,
+    /// 1-based line of the test's definition.
+    pub line: Option<u32>,
+    /// Duration of the final attempt, all phases.
+    pub duration_seconds: f64,
+    /// Why the test was skipped or xfailed, or why it did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For a test that failed at least once: why it was not attempted again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_because: Option<String>,
+    /// Every attempt, for a test that failed at least once; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+impl TestResult {
+    /// The attempt a flaky test passed on.
+    pub fn passed_on_attempt(&self) -> Option<u32> {
+        if self.outcome != Outcome::Flaky {
+            return None;
+        }
+        self.attempts.iter().rev().find(|a| !a.outcome.is_failure()).map(|a| a.number)
+    }
+
+    /// The first failed attempt, whose exception best describes the test's failure.
+    pub fn first_failure(&self) -> Option<&Attempt> {
+        self.attempts.iter().find(|a| a.outcome.is_failure())
+    }
+
+    /// The last failed attempt.
+    pub fn last_failure(&self) -> Option<&Attempt> {
+        self.attempts.iter().rev().find(|a| a.outcome.is_failure())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1-based.
+    pub number: u32,
+    /// The round it ran in.
+    pub round: u32,
+    pub outcome: Outcome,
+    /// The phase that failed, for a failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    pub duration_seconds: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<ExceptionInfo>,
+    /// Where the exception was raised (the innermost frame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash: Option<Location>,
+    /// The deepest frame inside the test's own file, where annotations point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
+    /// Captured output (`Captured stdout call`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub captured: Vec<CapturedSection>,
+    /// Other phases that failed in the same attempt (a teardown error after a failed call).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_failed: Vec<Phase>,
+    /// The xdist worker that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionInfo {
+    /// Qualified class name (`builtins.ValueError`, `requests.exceptions.ConnectionError`).
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// The class and its bases, most derived first, `object` left out.
+    pub mro: Vec<String>,
+    pub message: String,
+}
+
+impl ExceptionInfo {
+    /// The class name without its module (`ValueError`).
+    pub fn short_type(&self) -> &str {
+        let t = self.type_name.as_str();
+        match t.strip_prefix("builtins.") {
+            Some(short) => short,
+            None => t,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    pub file: String,
+    pub line: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CapturedSection {
+    pub name: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CollectionError {
+    /// The collector that failed (usually a module path).
+    pub nodeid: String,
+    pub traceback: String,
+}
+
+impl RunReport {
+    /// Recomputes [`Summary`] from the tests and rounds.
+    pub fn summarize(&mut self) {
+        let mut s = Summary { total: self.tests.len(), ..Summary::default() };
+        for t in &self.tests {
+            match t.outcome {
+                Outcome::Passed => s.passed += 1,
+                Outcome::Failed => s.failed += 1,
+                Outcome::Flaky => s.flaky += 1,
+                Outcome::Skipped => s.skipped += 1,
+                Outcome::Xfailed => s.xfailed += 1,
+                Outcome::Xpassed => s.xpassed += 1,
+                Outcome::Error => s.errors += 1,
+                Outcome::NotRun => s.not_run += 1,
+            }
+            s.reruns += t.attempts.len().saturating_sub(1);
+        }
+        s.collection_errors = self.collection_errors.len();
+        s.rerun_seconds = self
+            .run
+            .rounds
+            .iter()
+            .filter(|r| r.kind == RoundKind::Rerun)
+            .map(|r| r.duration_seconds)
+            .sum();
+        self.summary = s;
+    }
+
+    /// Writes the report as pretty JSON.
+    pub fn write_json(&self, out: impl Write) -> io::Result<()> {
+        let mut out = io::BufWriter::new(out);
+        serde_json::to_writer_pretty(&mut out, self).map_err(io::Error::other)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
+
+    /// Writes the JSON report to `path`, creating parent directories, through a temporary file so a reader
+    /// never sees half a report.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        self.write_json(tmp.as_file_mut())?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Reads a saved JSON report.
+    pub fn load(path: &Path) -> Result<RunReport, LoadError> {
+        let file = std::fs::File::open(path)
+            .map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+        let report: RunReport = serde_json::from_reader(io::BufReader::new(file))
+            .map_err(|source| LoadError::Parse { path: path.display().to_string(), source })?;
+        if report.schema_version != SCHEMA_VERSION {
+            return Err(LoadError::Version { path: path.display().to_string(), found: report.schema_version });
+        }
+        Ok(report)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read report {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a smart-rerun JSON report")]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path} has schema_version {found}; this smart-rerun reads version {SCHEMA_VERSION}")]
+    Version { path: String, found: u32 },
+}

@@ -1,0 +1,444 @@
+"""smart-rerun's collector: a pytest plugin embedded in the smart-rerun binary.
+
+The binary puts this file on PYTHONPATH and loads it with PYTEST_PLUGINS, so it works under any wrapper
+(`uv run pytest`, `poetry run pytest`, tox with passenv). It is the hands, not the brain: it observes the
+session and writes one JSON object per line to the file named by SMART_RERUN_EVENTS, and on rerun rounds
+it narrows the session to the tests the binary selected (SMART_RERUN_SELECT). It never decides to rerun.
+
+Every line is written with a single os.write on an O_APPEND descriptor, so a crash (segfault, os._exit,
+SIGKILL) loses nothing already reported. Supports pytest 7.0+ and Python 3.8+ syntax: old-style
+``hookwrapper=True`` wrappers only.
+"""
+
+import json
+import os
+import sys
+import time
+
+import pytest
+
+PROTOCOL = 1
+EVENTS_ENV = "SMART_RERUN_EVENTS"
+SELECT_ENV = "SMART_RERUN_SELECT"
+ROUND_ENV = "SMART_RERUN_ROUND"
+
+# Every ini key smart-rerun understands. Registering them keeps `--strict-config` projects working and lets
+# the binary read them through pytest's own configuration discovery (getini).
+INI_KEYS = (
+    ("smart_rerun", "enable smart-rerun's reruns for every test (true/false)"),
+    ("smart_rerun_max", "total attempts per test"),
+    ("smart_rerun_delay", "seconds between a failed attempt and the next"),
+    ("smart_rerun_backoff", "none | linear | exp"),
+    ("smart_rerun_max_delay", "cap in seconds for a backed-off delay"),
+    ("smart_rerun_jitter", "random extra delay in seconds, up to this much"),
+    ("smart_rerun_errors", "comma-separated exception names that may be rerun"),
+    ("smart_rerun_max_failures", "do not rerun when more tests than this fail in the first round"),
+    ("smart_rerun_max_reruns", "cap on the total number of reruns"),
+    ("smart_rerun_fail_on_flaky", "flaky tests fail the run (true/false)"),
+    ("smart_rerun_report", "path of the JSON report"),
+    ("smart_rerun_junit_xml", "path of the flaky-aware JUnit XML report"),
+    ("smart_rerun_markdown", "path of the Markdown report"),
+    ("smart_rerun_ai", "classify failures with an AI endpoint (true/false)"),
+    ("smart_rerun_ai_endpoint", "MCP or HTTP endpoint for AI classification"),
+    ("smart_rerun_ai_token", "bearer token for the AI endpoint"),
+    ("smart_rerun_ai_report", "path of the AI classification trail"),
+    ("smart_rerun_ai_cache", "path of the AI classification cache"),
+    ("smart_rerun_ai_redact", "scrub secrets and trim tracebacks before sending (true/false)"),
+)
+
+MARKER_LINE = (
+    "smart_rerun(max=None, delay=None, backoff=None, errors=None, flaky=None): "
+    "smart-rerun's retry policy for this test"
+)
+
+# Text fields are capped so one test printing megabytes cannot blow up the binary's memory; the binary's
+# renderers apply their own, smaller, platform budgets.
+TEXT_CAP = 256 * 1024
+
+_EXC_ATTR = "smart_rerun_exc"
+
+
+def _cap(text):
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        text = str(text)
+    if len(text) > TEXT_CAP:
+        dropped = len(text) - TEXT_CAP
+        text = text[:TEXT_CAP] + "\n[smart-rerun: %d more characters cut]" % dropped
+    return text
+
+
+class _Events:
+    """Appends one JSON object per line to the events file."""
+
+    def __init__(self, path):
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def emit(self, event, payload):
+        payload["event"] = event
+        line = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+        # Lone surrogates (undecodable bytes in test output) cannot be encoded; replace them rather
+        # than lose the whole event.
+        data = line.encode("utf-8", "replace")
+        while data:
+            written = os.write(self._fd, data)
+            data = data[written:]
+
+    def close(self):
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+
+
+def _qualname(cls):
+    module = getattr(cls, "__module__", None) or "builtins"
+    name = getattr(cls, "__qualname__", None) or cls.__name__
+    return "%s.%s" % (module, name)
+
+
+def _describe_exception(excinfo, item_path):
+    """Type, MRO, message and locations of a failure, from pytest's ExceptionInfo."""
+    exc_type = excinfo.type
+    mro = [_qualname(c) for c in getattr(exc_type, "__mro__", (exc_type,)) if c is not object]
+    try:
+        message = str(excinfo.value)
+    except Exception as err:  # a broken __str__ must not take the report down
+        message = "<unprintable %s: %s>" % (exc_type.__name__, err)
+    crash_path = crash_line = None
+    test_line = None
+    try:
+        entries = list(excinfo.traceback)
+        if entries:
+            last = entries[-1]
+            crash_path, crash_line = str(last.path), last.lineno + 1
+        for entry in reversed(entries):
+            if str(entry.path) == item_path:
+                test_line = entry.lineno + 1
+                break
+    except Exception:
+        pass
+    return {
+        "type": mro[0] if mro else _qualname(exc_type),
+        "mro": mro,
+        "message": _cap(message),
+        "crash_path": crash_path,
+        "crash_line": crash_line,
+        "test_line": test_line,
+    }
+
+
+def _marker_kwargs(item, name):
+    found = []
+    for mark in item.iter_markers(name=name):
+        kwargs = {}
+        for key, value in mark.kwargs.items():
+            kwargs[key] = value if isinstance(value, (str, int, float, bool, list, tuple, type(None))) else repr(value)
+        entry = {"kwargs": kwargs}
+        if mark.args:
+            entry["args"] = [repr(a) for a in mark.args]
+        found.append(entry)
+    return found
+
+
+def _outcome_of(phases):
+    """One outcome for a test from its phase reports, as pytest's terminal summary counts them."""
+    outcome = "passed"
+    for rep in phases:
+        if rep.failed:
+            if rep.when == "call":
+                return "failed"
+            return "error"
+        if rep.skipped:
+            outcome = "xfailed" if getattr(rep, "wasxfail", None) is not None else "skipped"
+        elif rep.when == "call" and getattr(rep, "wasxfail", None) is not None:
+            outcome = "xpassed"
+    return outcome
+
+
+def _skip_reason(rep):
+    longrepr = rep.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    wasxfail = getattr(rep, "wasxfail", None)
+    if wasxfail:
+        return str(wasxfail)
+    return None
+
+
+class Collector:
+    def __init__(self, config, events, selection):
+        self.config = config
+        self.events = events
+        self.selection = selection
+        self.is_worker = hasattr(config, "workerinput")
+        self.pending = {}
+        self.started = time.time()
+
+    # -- selection -----------------------------------------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session, config, items):
+        if self.selection is None:
+            return
+        wanted = self.selection["nodeids"]
+        keep, drop = [], []
+        for item in items:
+            (keep if item.nodeid in wanted else drop).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+
+    # -- observation ---------------------------------------------------------------------------
+
+    def pytest_collection_finish(self, session):
+        if self.is_worker and self.config.workerinput.get("workerid") != "gw0":
+            return
+        files, file_index, rows, markers = [], {}, [], {}
+        for idx, item in enumerate(session.items):
+            path = str(getattr(item, "path", None) or item.fspath)
+            fi = file_index.get(path)
+            if fi is None:
+                fi = file_index[path] = len(files)
+                files.append(path)
+            try:
+                line = item.location[1]
+                line = None if line is None else line + 1
+            except Exception:
+                line = None
+            rows.append([item.nodeid, fi, line])
+            found = _marker_kwargs(item, "smart_rerun")
+            flaky = _marker_kwargs(item, "flaky")
+            if found or flaky:
+                markers[str(idx)] = {"smart_rerun": found, "flaky": flaky}
+        self.events.emit("collected", {"files": files, "items": rows, "markers": markers})
+
+    def pytest_collectreport(self, report):
+        if self.is_worker or not report.failed:
+            return
+        self.events.emit(
+            "collect_error",
+            {"nodeid": report.nodeid, "traceback": _cap(getattr(report, "longreprtext", None) or str(report.longrepr))},
+        )
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        if not self.is_worker:
+            self.events.emit("start", {"nodeid": nodeid, "time": time.time()})
+
+    def pytest_runtest_logreport(self, report):
+        if self.is_worker:
+            return
+        self.pending.setdefault(report.nodeid, []).append(report)
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        if not self.is_worker:
+            self._finish(nodeid)
+
+    def _finish(self, nodeid):
+        phases = self.pending.pop(nodeid, None)
+        if not phases:
+            return
+        outcome = _outcome_of(phases)
+        payload = {
+            "nodeid": nodeid,
+            "outcome": outcome,
+            "duration": sum(getattr(r, "duration", 0.0) or 0.0 for r in phases),
+            "stop": time.time(),
+        }
+        worker = getattr(phases[0], "node", None)
+        if worker is not None and getattr(worker, "gateway", None) is not None:
+            payload["worker"] = worker.gateway.id
+        failures = []
+        for rep in phases:
+            if rep.failed:
+                failures.append(self._failure(rep))
+            elif rep.skipped and outcome in ("skipped", "xfailed"):
+                reason = _skip_reason(rep)
+                if reason:
+                    payload["reason"] = _cap(reason)
+            elif rep.when == "call" and outcome == "xpassed":
+                reason = _skip_reason(rep)
+                if reason:
+                    payload["reason"] = _cap(reason)
+        if failures:
+            payload["failures"] = failures
+        self.events.emit("test", payload)
+
+    def _failure(self, rep):
+        exc = getattr(rep, _EXC_ATTR, None) or {}
+        crash = getattr(getattr(rep, "longrepr", None), "reprcrash", None)
+        message = exc.get("message")
+        if message is None and crash is not None:
+            message = crash.message
+        sections = []
+        for title, content in getattr(rep, "sections", ()) or ():
+            sections.append([title, _cap(content)])
+        text = getattr(rep, "longreprtext", None)
+        if not text and rep.longrepr is not None:
+            text = str(rep.longrepr)
+        return {
+            "phase": rep.when,
+            "type": exc.get("type"),
+            "mro": exc.get("mro") or [],
+            "message": _cap(message),
+            "crash_path": exc.get("crash_path") or (str(crash.path) if crash is not None else None),
+            "crash_line": exc.get("crash_line") or (crash.lineno if crash is not None else None),
+            "test_line": exc.get("test_line"),
+            "traceback": _cap(text),
+            "sections": sections,
+        }
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        if call.excinfo is None:
+            return
+        report = outcome.get_result()
+        if not report.failed:
+            return
+        try:
+            path = str(getattr(item, "path", None) or item.fspath)
+            setattr(report, _EXC_ATTR, _describe_exception(call.excinfo, path))
+        except Exception:
+            pass
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        if self.is_worker:
+            return
+        # Reports that never got a logfinish (an xdist worker crash) still count.
+        for nodeid in list(self.pending):
+            self._finish(nodeid)
+        self.events.emit(
+            "session_finish",
+            {
+                "exitstatus": int(exitstatus),
+                "shouldstop": _cap(session.shouldstop) if session.shouldstop else None,
+                "shouldfail": _cap(session.shouldfail) if session.shouldfail else None,
+                "testsfailed": session.testsfailed,
+                "duration": time.time() - self.started,
+            },
+        )
+
+    def pytest_keyboard_interrupt(self, excinfo):
+        if not self.is_worker:
+            self.events.emit("interrupted", {"message": _cap(excinfo.exconly())})
+
+
+def _load_selection(path):
+    with open(path, "r", encoding="utf-8") as fh:
+        data = json.load(fh)
+    return {
+        "files": data.get("files") or [],
+        "nodeids": frozenset(data.get("nodeids") or ()),
+        "serial": bool(data.get("serial")),
+    }
+
+
+_STATE = {}
+
+
+def pytest_addoption(parser):
+    for name, help_text in INI_KEYS:
+        parser.addini(name, help_text, default=None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    # A rerun round must add to the first round's coverage data, not erase it. pytest-cov reads this
+    # option in its own (tryfirst) hook of the same name, which runs after ours: PYTEST_PLUGINS loads
+    # this module after the setuptools entry points, and pluggy calls later registrations first.
+    if os.environ.get(ROUND_ENV, "1") != "1":
+        namespace = early_config.known_args_namespace
+        if getattr(namespace, "cov_source", None):
+            namespace.cov_append = True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    config.addinivalue_line("markers", MARKER_LINE)
+    events_path = os.environ.get(EVENTS_ENV)
+    if not events_path:
+        return
+    is_worker = hasattr(config, "workerinput")
+    if is_worker:
+        events_path = "%s.%s" % (events_path, config.workerinput.get("workerid", "worker"))
+    events = _Events(events_path)
+    selection = None
+    select_path = os.environ.get(SELECT_ENV)
+    if select_path:
+        selection = _load_selection(select_path)
+        files = [f for f in selection["files"] if os.path.exists(f)]
+        if files:
+            config.args[:] = files
+        if selection["serial"] and not is_worker:
+            # A rerun round of a few tests should not pay for spawning xdist workers. xdist decides in
+            # its trylast pytest_configure whether to distribute, from these two options.
+            if hasattr(config.option, "dist"):
+                config.option.dist = "no"
+            if hasattr(config.option, "tx"):
+                config.option.tx = []
+            if hasattr(config.option, "numprocesses"):
+                config.option.numprocesses = 0
+        if os.environ.get(ROUND_ENV, "1") != "1":
+            # Rerun rounds must not overwrite what the first round wrote; the binary owns the merged
+            # JUnit report.
+            if getattr(config.option, "xmlpath", None):
+                config.option.xmlpath = None
+    collector = Collector(config, events, selection)
+    _STATE["collector"] = collector
+    config.pluginmanager.register(collector, "smart_rerun_collector_impl")
+    if is_worker:
+        return
+    ini = {}
+    for name, _ in INI_KEYS:
+        try:
+            value = config.getini(name)
+        except (ValueError, KeyError):
+            value = None
+        ini[name] = value if value is None or isinstance(value, str) else str(value)
+    plugins = sorted(
+        {
+            name
+            for name, _ in config.pluginmanager.list_name_plugin()
+            if name and not name.startswith("_") and not name.isdigit()
+        }
+    )
+    events.emit(
+        "session_start",
+        {
+            "protocol": PROTOCOL,
+            "round": int(os.environ.get(ROUND_ENV, "1")),
+            "pid": os.getpid(),
+            "pytest_version": pytest.__version__,
+            "python_version": "%d.%d.%d" % sys.version_info[:3],
+            "python_executable": sys.executable,
+            "rootdir": str(config.rootpath if hasattr(config, "rootpath") else config.rootdir),
+            "inifile": str(config.inipath) if getattr(config, "inipath", None) else None,
+            "invocation_dir": str(getattr(config, "invocation_params").dir),
+            "args": [str(a) for a in config.invocation_params.args],
+            "ini": ini,
+            "plugins": plugins,
+            "numprocesses": getattr(config.option, "numprocesses", None) or 0,
+        },
+    )
+
+
+def pytest_unconfigure(config):
+    collector = _STATE.pop("collector", None)
+    if collector is not None:
+        collector.events.close()
+
+
+def _announce():
+    # Written at import time, before pytest parses its arguments: tells the binary the environment
+    # reached Python even if pytest then stops on a usage error.
+    path = os.environ.get(EVENTS_ENV)
+    if path and "PYTEST_XDIST_WORKER" not in os.environ:
+        events = _Events(path)
+        events.emit("hello", {"protocol": PROTOCOL, "pid": os.getpid()})
+        events.close()
+
+
+_announce()

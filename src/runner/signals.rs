@@ -1,0 +1,175 @@
+//! Ctrl-C and cancellation. The main type is [`Interrupts`]: it records SIGINT/SIGTERM/SIGHUP, passes each
+//! on to the running pytest, and wakes a round that is waiting out a delay.
+//!
+//! CI runners cancel a job by signalling only the entry process (SIGINT, then SIGTERM 7.5 s later), so the
+//! signal must be forwarded. A Ctrl-C typed in a terminal, though, already reached pytest through the
+//! foreground process group: forwarding it again would interrupt pytest's own clean-up, so it is not.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+#[derive(Debug, Default)]
+struct State {
+    signal: Option<i32>,
+    count: u32,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    child: AtomicU32,
+}
+
+/// Shared interrupt state; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupts {
+    shared: Arc<Shared>,
+}
+
+/// SIGINT's number, used when a platform reports no number (Windows' Ctrl-C).
+pub const SIGINT: i32 = 2;
+
+impl Interrupts {
+    /// State that no signal will ever set (library use, tests).
+    pub fn none() -> Self {
+        Interrupts::default()
+    }
+
+    /// Installs the process's handlers. Call once, from the binary.
+    pub fn install() -> std::io::Result<Self> {
+        let this = Interrupts::default();
+        platform::install(this.clone())?;
+        Ok(this)
+    }
+
+    /// Records the pytest process to forward signals to (`None` between rounds).
+    pub fn set_child(&self, pid: Option<u32>) {
+        self.shared.child.store(pid.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    /// The first signal received, if any.
+    pub fn received(&self) -> Option<i32> {
+        self.shared.state.lock().map(|s| s.signal).unwrap_or(None)
+    }
+
+    /// Waits until `deadline`; returns early, `false`, when a signal arrives.
+    pub fn sleep_until(&self, deadline: Instant) -> bool {
+        let mut state = match self.shared.state.lock() {
+            Ok(s) => s,
+            Err(_) => return false,
+        };
+        loop {
+            if state.signal.is_some() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            state = match self.shared.wake.wait_timeout(state, deadline - now) {
+                Ok((s, _)) => s,
+                Err(_) => return false,
+            };
+        }
+    }
+
+    fn record(&self, signal: i32) -> u32 {
+        let count = {
+            let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.signal.get_or_insert(signal);
+            state.count += 1;
+            state.count
+        };
+        self.shared.wake.notify_all();
+        count
+    }
+
+    #[cfg(test)]
+    pub(crate) fn simulate(&self, signal: i32) {
+        self.record(signal);
+    }
+
+    #[cfg_attr(windows, allow(dead_code))]
+    fn child(&self) -> Option<u32> {
+        match self.shared.child.load(Ordering::SeqCst) {
+            0 => None,
+            pid => Some(pid),
+        }
+    }
+}
+
+#[cfg(unix)]
+mod platform {
+    use super::Interrupts;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::iterator::Signals;
+
+    pub fn install(interrupts: Interrupts) -> std::io::Result<()> {
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        std::thread::Builder::new().name("smart-rerun-signals".into()).spawn(move || {
+            for signal in signals.forever() {
+                let count = interrupts.record(signal);
+                let Some(pid) = interrupts.child() else { continue };
+                if signal == SIGINT && count == 1 && terminal_delivered() {
+                    continue;
+                }
+                // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, signal);
+                }
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Whether a SIGINT came from a terminal's Ctrl-C, which the kernel sends to the whole foreground
+    /// process group, pytest included.
+    fn terminal_delivered() -> bool {
+        // SAFETY: plain queries of the process group and of the terminal on fd 0.
+        unsafe {
+            libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp()
+        }
+    }
+}
+
+#[cfg(windows)]
+mod platform {
+    use super::{Interrupts, SIGINT};
+
+    /// Windows delivers Ctrl-C and Ctrl-Break to every process of the console, pytest included; record it
+    /// so the run stops after the round.
+    pub fn install(interrupts: Interrupts) -> std::io::Result<()> {
+        ctrlc::set_handler(move || {
+            interrupts.record(SIGINT);
+        })
+        .map_err(std::io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_signal_cuts_a_wait_short() {
+        let interrupts = Interrupts::none();
+        let other = interrupts.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            other.simulate(15);
+        });
+        let started = Instant::now();
+        assert!(!interrupts.sleep_until(Instant::now() + Duration::from_secs(30)));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(interrupts.received(), Some(15));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn without_a_signal_the_wait_runs_out() {
+        assert!(Interrupts::none().sleep_until(Instant::now() + Duration::from_millis(5)));
+    }
+}
