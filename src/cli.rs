@@ -93,14 +93,23 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
 fn run(args: RunArgs) -> ExitCode {
     let cwd = match std::env::current_dir() {
         Ok(cwd) => cwd,
-        Err(e) => return fail(ExitCode::InternalError, &format!("cannot read the current directory: {e}")),
+        Err(e) => {
+            return fail(
+                ExitCode::InternalError,
+                &format!("cannot read the current directory: {e}"),
+            );
+        }
     };
     let settings = match config::Settings::from_run_args(&args) {
         Ok(s) => s,
         Err(errors) => return fail(ExitCode::UsageError, &errors.to_string()),
     };
     let command = if args.command.is_empty() {
-        match runner::command::find_python(args.python.as_deref(), std::env::var_os("VIRTUAL_ENV"), &cwd) {
+        match runner::command::find_python(
+            args.python.as_deref(),
+            std::env::var_os("VIRTUAL_ENV"),
+            &cwd,
+        ) {
             Ok((python, _)) => vec![python.into_os_string(), "-m".into(), "pytest".into()],
             Err(e) => return fail(ExitCode::UsageError, &e.to_string()),
         }
@@ -109,7 +118,12 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let interrupts = match Interrupts::install() {
         Ok(i) => i,
-        Err(e) => return fail(ExitCode::InternalError, &format!("cannot install signal handlers: {e}")),
+        Err(e) => {
+            return fail(
+                ExitCode::InternalError,
+                &format!("cannot install signal handlers: {e}"),
+            );
+        }
     };
     let mut config = RunConfig::new(command, cwd, settings.policy.clone());
     config.keep_temp = args.keep_temp;
@@ -126,7 +140,11 @@ fn finish(report: &RunReport, settings: &config::Settings) -> ExitCode {
     let mut code = exit_code_of(report.run.exit_code);
     if let Some(path) = &settings.report {
         if let Err(e) = report.save(path) {
-            let _ = writeln!(anstream::stderr(), "smart-rerun: failed to write the JSON report {}: {e}", path.display());
+            let _ = writeln!(
+                anstream::stderr(),
+                "smart-rerun: failed to write the JSON report {}: {e}",
+                path.display()
+            );
             if code == ExitCode::Ok {
                 code = ExitCode::InternalError;
             }

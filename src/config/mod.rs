@@ -62,17 +62,20 @@ impl RawLayer {
 
     fn from_args(args: &RunArgs) -> RawLayer {
         let flag = |v: &Option<String>, name: &'static str| {
-            v.as_ref().map(|value| Raw { value: value.clone(), source: Source::Flag(name) })
+            v.as_ref().map(|value| Raw {
+                value: value.clone(),
+                source: Source::Flag(name),
+            })
         };
         RawLayer {
             max: flag(&args.max, "--max"),
             delay: flag(&args.delay, "--delay"),
             backoff: flag(&args.backoff, "--backoff"),
             errors: flag(&args.errors, "--errors"),
-            report: args
-                .report
-                .as_ref()
-                .map(|p| Raw { value: p.display().to_string(), source: Source::Flag("--report") }),
+            report: args.report.as_ref().map(|p| Raw {
+                value: p.display().to_string(),
+                source: Source::Flag("--report"),
+            }),
         }
     }
 }
@@ -88,7 +91,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} = '{}' ({}): {}", self.key, self.value, self.source, self.problem)
+        write!(
+            f,
+            "{} = '{}' ({}): {}",
+            self.key, self.value, self.source, self.problem
+        )
     }
 }
 
@@ -131,23 +138,48 @@ impl Settings {
         let mut policy = RetryPolicy::default();
         let mut check = |key: &'static str, raw: &Raw, result: Result<(), String>| {
             if let Err(problem) = result {
-                errors.push(ConfigError { key, source: raw.source.clone(), value: raw.value.clone(), problem });
+                errors.push(ConfigError {
+                    key,
+                    source: raw.source.clone(),
+                    value: raw.value.clone(),
+                    problem,
+                });
             }
         };
         if let Some(raw) = &layer.max {
-            check("max", raw, parse_attempts(&raw.value).map(|n| policy.max_attempts = n));
+            check(
+                "max",
+                raw,
+                parse_attempts(&raw.value).map(|n| policy.max_attempts = n),
+            );
         }
         if let Some(raw) = &layer.delay {
-            check("delay", raw, parse_seconds(&raw.value).map(|d| policy.delay = d));
+            check(
+                "delay",
+                raw,
+                parse_seconds(&raw.value).map(|d| policy.delay = d),
+            );
         }
         if let Some(raw) = &layer.backoff {
-            check("backoff", raw, raw.value.parse::<Backoff>().map(|b| policy.backoff = b));
+            check(
+                "backoff",
+                raw,
+                raw.value.parse::<Backoff>().map(|b| policy.backoff = b),
+            );
         }
         if let Some(raw) = &layer.errors {
-            check("errors", raw, ErrorName::parse_list(&raw.value).map(|e| policy.errors = e));
+            check(
+                "errors",
+                raw,
+                ErrorName::parse_list(&raw.value).map(|e| policy.errors = e),
+            );
         }
         let report = layer.report.as_ref().map(|r| PathBuf::from(&r.value));
-        if errors.is_empty() { Ok(Settings { policy, report }) } else { Err(ConfigErrors(errors)) }
+        if errors.is_empty() {
+            Ok(Settings { policy, report })
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 }
 
@@ -155,7 +187,9 @@ impl Settings {
 pub fn parse_attempts(value: &str) -> Result<u32, String> {
     match value.trim().parse::<i64>() {
         Ok(n) if n >= 1 && n <= u32::MAX as i64 => Ok(n as u32),
-        Ok(_) => Err("must be a whole number, 1 or more (the first run counts as an attempt)".into()),
+        Ok(_) => {
+            Err("must be a whole number, 1 or more (the first run counts as an attempt)".into())
+        }
         Err(_) => Err("is not a whole number: use 1 or more".into()),
     }
 }
@@ -163,7 +197,7 @@ pub fn parse_attempts(value: &str) -> Result<u32, String> {
 /// A number of seconds, 0 or more.
 pub fn parse_seconds(value: &str) -> Result<Duration, String> {
     match value.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && s >= 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        Ok(s) if (0.0..1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
         Ok(_) => Err("must be a number of seconds, 0 or more".into()),
         Err(_) => Err("is not a number: use seconds, 0 or more (e.g. 0.5)".into()),
     }
@@ -174,19 +208,71 @@ mod tests {
     use super::*;
 
     fn flag(value: &str, name: &'static str) -> Option<Raw> {
-        Some(Raw { value: value.into(), source: Source::Flag(name) })
+        Some(Raw {
+            value: value.into(),
+            source: Source::Flag(name),
+        })
     }
 
     #[test]
     fn each_bad_value_is_reported_with_key_source_and_what_is_allowed() {
         let rows: &[(&str, RawLayer, &str)] = &[
-            ("max 0", RawLayer { max: flag("0", "--max"), ..Default::default() }, "max = '0' (command line --max): must be a whole number, 1 or more"),
-            ("max word", RawLayer { max: flag("three", "--max"), ..Default::default() }, "max = 'three' (command line --max): is not a whole number"),
-            ("negative delay", RawLayer { delay: flag("-1", "--delay"), ..Default::default() }, "delay = '-1' (command line --delay): must be a number of seconds, 0 or more"),
-            ("nan delay", RawLayer { delay: flag("nan", "--delay"), ..Default::default() }, "must be a number of seconds"),
-            ("word delay", RawLayer { delay: flag("soon", "--delay"), ..Default::default() }, "is not a number"),
-            ("backoff", RawLayer { backoff: flag("fib", "--backoff"), ..Default::default() }, "use none, linear or exp"),
-            ("errors", RawLayer { errors: flag("Timeout Error", "--errors"), ..Default::default() }, "is not an exception name"),
+            (
+                "max 0",
+                RawLayer {
+                    max: flag("0", "--max"),
+                    ..Default::default()
+                },
+                "max = '0' (command line --max): must be a whole number, 1 or more",
+            ),
+            (
+                "max word",
+                RawLayer {
+                    max: flag("three", "--max"),
+                    ..Default::default()
+                },
+                "max = 'three' (command line --max): is not a whole number",
+            ),
+            (
+                "negative delay",
+                RawLayer {
+                    delay: flag("-1", "--delay"),
+                    ..Default::default()
+                },
+                "delay = '-1' (command line --delay): must be a number of seconds, 0 or more",
+            ),
+            (
+                "nan delay",
+                RawLayer {
+                    delay: flag("nan", "--delay"),
+                    ..Default::default()
+                },
+                "must be a number of seconds",
+            ),
+            (
+                "word delay",
+                RawLayer {
+                    delay: flag("soon", "--delay"),
+                    ..Default::default()
+                },
+                "is not a number",
+            ),
+            (
+                "backoff",
+                RawLayer {
+                    backoff: flag("fib", "--backoff"),
+                    ..Default::default()
+                },
+                "use none, linear or exp",
+            ),
+            (
+                "errors",
+                RawLayer {
+                    errors: flag("Timeout Error", "--errors"),
+                    ..Default::default()
+                },
+                "is not an exception name",
+            ),
         ];
         for (name, layer, expected) in rows {
             let err = Settings::from_layer(layer).unwrap_err();
@@ -196,7 +282,12 @@ mod tests {
 
     #[test]
     fn all_bad_values_are_reported_together() {
-        let layer = RawLayer { max: flag("0", "--max"), delay: flag("x", "--delay"), backoff: flag("y", "--backoff"), ..Default::default() };
+        let layer = RawLayer {
+            max: flag("0", "--max"),
+            delay: flag("x", "--delay"),
+            backoff: flag("y", "--backoff"),
+            ..Default::default()
+        };
         let err = Settings::from_layer(&layer).unwrap_err();
         assert_eq!(err.0.len(), 3, "{err}");
         assert!(err.to_string().starts_with("3 invalid settings:"));
@@ -204,8 +295,15 @@ mod tests {
 
     #[test]
     fn higher_layers_win() {
-        let mut base = RawLayer { max: flag("3", "--max"), delay: flag("1", "--delay"), ..Default::default() };
-        base.update(&RawLayer { max: flag("5", "--max"), ..Default::default() });
+        let mut base = RawLayer {
+            max: flag("3", "--max"),
+            delay: flag("1", "--delay"),
+            ..Default::default()
+        };
+        base.update(&RawLayer {
+            max: flag("5", "--max"),
+            ..Default::default()
+        });
         let s = Settings::from_layer(&base).unwrap();
         assert_eq!(s.policy.max_attempts, 5);
         assert_eq!(s.policy.delay, Duration::from_secs(1));

@@ -38,7 +38,10 @@ impl FromStr for Backoff {
             "none" | "" => Ok(Backoff::None),
             "linear" => Ok(Backoff::Linear),
             "exp" | "exponential" => Ok(Backoff::Exp),
-            other => Err(format!("'{other}' is not a backoff: use {}", Backoff::ALLOWED)),
+            other => Err(format!(
+                "'{other}' is not a backoff: use {}",
+                Backoff::ALLOWED
+            )),
         }
     }
 }
@@ -66,9 +69,7 @@ impl ErrorName {
         let valid = !name.is_empty()
             && name.split('.').all(|part| {
                 let mut chars = part.chars();
-                chars
-                    .next()
-                    .is_some_and(|c| c == '_' || c.is_alphabetic())
+                chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
                     && chars.all(|c| c == '_' || c.is_alphanumeric())
             });
         if valid {
@@ -90,7 +91,11 @@ impl ErrorName {
                 Err(e) => bad.push(e),
             }
         }
-        if bad.is_empty() { Ok(names) } else { Err(bad.join("; ")) }
+        if bad.is_empty() {
+            Ok(names)
+        } else {
+            Err(bad.join("; "))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -165,12 +170,20 @@ impl RetryPolicy {
     /// Whether a failure whose exception has these MRO names (most derived first) may be retried under
     /// the allow-list. A failure without an exception type (a crash) matches only an empty list.
     pub fn allows(&self, mro: &[String]) -> bool {
-        self.errors.is_empty() || mro.iter().any(|class| self.errors.iter().any(|n| n.matches(class)))
+        self.errors.is_empty()
+            || mro
+                .iter()
+                .any(|class| self.errors.iter().any(|n| n.matches(class)))
     }
 }
 
 /// The k-th retry's delay (k from 1): `delay`, `delay × k` or `delay × 2^(k-1)`, capped at `max_delay`.
-pub fn backoff_delay(delay: Duration, backoff: Backoff, max_delay: Option<Duration>, k: u32) -> Duration {
+pub fn backoff_delay(
+    delay: Duration,
+    backoff: Backoff,
+    max_delay: Option<Duration>,
+    k: u32,
+) -> Duration {
     let k = k.max(1);
     let raw = match backoff {
         Backoff::None => delay,
@@ -202,7 +215,12 @@ impl Iterator for BackoffIter {
         }
         self.remaining -= 1;
         self.retry += 1;
-        Some(backoff_delay(self.delay, self.backoff, self.max_delay, self.retry))
+        Some(backoff_delay(
+            self.delay,
+            self.backoff,
+            self.max_delay,
+            self.retry,
+        ))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -248,7 +266,12 @@ mod tests {
             (Backoff::Exp, 1, &[]),
         ];
         for (backoff, max, expected) in cases {
-            let policy = RetryPolicy { max_attempts: *max, delay: ms(500), backoff: *backoff, ..Default::default() };
+            let policy = RetryPolicy {
+                max_attempts: *max,
+                delay: ms(500),
+                backoff: *backoff,
+                ..Default::default()
+            };
             let got: Vec<u64> = policy.delays().map(|d| d.as_millis() as u64).collect();
             assert_eq!(got, *expected, "{backoff} with max {max}");
             assert_eq!(policy.delays().len(), expected.len());
@@ -257,16 +280,30 @@ mod tests {
 
     #[test]
     fn max_delay_caps_the_backoff_and_huge_exponents_saturate() {
-        assert_eq!(backoff_delay(ms(100), Backoff::Exp, Some(ms(350)), 3), ms(350));
-        assert_eq!(backoff_delay(ms(100), Backoff::Exp, Some(ms(350)), 2), ms(200));
+        assert_eq!(
+            backoff_delay(ms(100), Backoff::Exp, Some(ms(350)), 3),
+            ms(350)
+        );
+        assert_eq!(
+            backoff_delay(ms(100), Backoff::Exp, Some(ms(350)), 2),
+            ms(200)
+        );
         let huge = backoff_delay(Duration::from_secs(1), Backoff::Exp, None, 200);
         assert!(huge >= Duration::from_secs(u32::MAX as u64));
-        assert_eq!(backoff_delay(ms(100), Backoff::Exp, Some(ms(100)), 200), ms(100));
+        assert_eq!(
+            backoff_delay(ms(100), Backoff::Exp, Some(ms(100)), 200),
+            ms(100)
+        );
     }
 
     #[test]
     fn delay_after_an_attempt_is_the_retry_that_follows_it() {
-        let p = RetryPolicy { max_attempts: 4, delay: ms(100), backoff: Backoff::Linear, ..Default::default() };
+        let p = RetryPolicy {
+            max_attempts: 4,
+            delay: ms(100),
+            backoff: Backoff::Linear,
+            ..Default::default()
+        };
         assert_eq!(p.delay_after(1), ms(100));
         assert_eq!(p.delay_after(3), ms(300));
     }
@@ -274,7 +311,12 @@ mod tests {
     #[test]
     fn error_names_match_short_qualified_and_base_classes() {
         let mro = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let timeout = mro(&["builtins.TimeoutError", "builtins.OSError", "builtins.Exception", "builtins.BaseException"]);
+        let timeout = mro(&[
+            "builtins.TimeoutError",
+            "builtins.OSError",
+            "builtins.Exception",
+            "builtins.BaseException",
+        ]);
         let requests = mro(&[
             "requests.exceptions.ConnectionError",
             "requests.exceptions.RequestException",
@@ -292,17 +334,29 @@ mod tests {
             ("exceptions.ConnectionError", &requests, false),
         ];
         for (name, mro, expected) in rows {
-            let p = RetryPolicy { errors: vec![ErrorName::parse(name).unwrap()], ..Default::default() };
+            let p = RetryPolicy {
+                errors: vec![ErrorName::parse(name).unwrap()],
+                ..Default::default()
+            };
             assert_eq!(p.allows(mro), *expected, "{name} vs {mro:?}");
         }
         assert!(RetryPolicy::default().allows(&[]));
-        let p = RetryPolicy { errors: vec![ErrorName::parse("TimeoutError").unwrap()], ..Default::default() };
-        assert!(!p.allows(&[]), "a crash has no exception class and is not on any allow-list");
+        let p = RetryPolicy {
+            errors: vec![ErrorName::parse("TimeoutError").unwrap()],
+            ..Default::default()
+        };
+        assert!(
+            !p.allows(&[]),
+            "a crash has no exception class and is not on any allow-list"
+        );
     }
 
     #[test]
     fn error_lists_report_every_bad_name() {
-        assert_eq!(ErrorName::parse_list("TimeoutError, a.b.C,").unwrap().len(), 2);
+        assert_eq!(
+            ErrorName::parse_list("TimeoutError, a.b.C,").unwrap().len(),
+            2
+        );
         let err = ErrorName::parse_list("1bad,Good,no-dash").unwrap_err();
         assert!(err.contains("'1bad'") && err.contains("'no-dash'"), "{err}");
     }
@@ -311,6 +365,11 @@ mod tests {
     fn backoff_parses_the_documented_names_only() {
         assert_eq!("EXP".parse::<Backoff>(), Ok(Backoff::Exp));
         assert_eq!("linear".parse::<Backoff>(), Ok(Backoff::Linear));
-        assert!("fibonacci".parse::<Backoff>().unwrap_err().contains("none, linear or exp"));
+        assert!(
+            "fibonacci"
+                .parse::<Backoff>()
+                .unwrap_err()
+                .contains("none, linear or exp")
+        );
     }
 }

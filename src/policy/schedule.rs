@@ -37,16 +37,34 @@ mod tests {
     #[test]
     fn tests_already_ready_run_now() {
         let plan = plan_next_round(&[(0, 5.0), (1, 9.0)], 10.0, 1.0).unwrap();
-        assert_eq!(plan, NextRound { start_at: 10.0, tests: vec![0, 1] });
+        assert_eq!(
+            plan,
+            NextRound {
+                start_at: 10.0,
+                tests: vec![0, 1]
+            }
+        );
     }
 
     #[test]
     fn a_round_waits_for_the_earliest_and_for_tests_close_behind_it() {
         let ready = [(0, 12.0), (1, 12.5), (2, 20.0)];
         let plan = plan_next_round(&ready, 10.0, 1.0).unwrap();
-        assert_eq!(plan, NextRound { start_at: 12.5, tests: vec![0, 1] });
+        assert_eq!(
+            plan,
+            NextRound {
+                start_at: 12.5,
+                tests: vec![0, 1]
+            }
+        );
         let later = plan_next_round(&[(2, 20.0)], 12.6, 1.0).unwrap();
-        assert_eq!(later, NextRound { start_at: 20.0, tests: vec![2] });
+        assert_eq!(
+            later,
+            NextRound {
+                start_at: 20.0,
+                tests: vec![2]
+            }
+        );
     }
 
     #[test]
@@ -57,7 +75,11 @@ mod tests {
         while let Some(plan) = plan_next_round(&remaining, now, 1.0) {
             for t in &plan.tests {
                 let at = ready[*t].1;
-                assert!(plan.start_at >= at, "test {t} ready at {at} started at {}", plan.start_at);
+                assert!(
+                    plan.start_at >= at,
+                    "test {t} ready at {at} started at {}",
+                    plan.start_at
+                );
             }
             now = plan.start_at;
             remaining.retain(|(t, _)| !plan.tests.contains(t));

@@ -38,7 +38,10 @@ pub struct Tool {
 
 impl Default for Tool {
     fn default() -> Self {
-        Tool { name: env!("CARGO_PKG_NAME").to_owned(), version: env!("CARGO_PKG_VERSION").to_owned() }
+        Tool {
+            name: env!("CARGO_PKG_NAME").to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
     }
 }
 
@@ -208,7 +211,11 @@ impl TestResult {
         if self.outcome != Outcome::Flaky {
             return None;
         }
-        self.attempts.iter().rev().find(|a| !a.outcome.is_failure()).map(|a| a.number)
+        self.attempts
+            .iter()
+            .rev()
+            .find(|a| !a.outcome.is_failure())
+            .map(|a| a.number)
     }
 
     /// The first failed attempt, whose exception best describes the test's failure.
@@ -297,7 +304,10 @@ pub struct CollectionError {
 impl RunReport {
     /// Recomputes [`Summary`] from the tests and rounds.
     pub fn summarize(&mut self) {
-        let mut s = Summary { total: self.tests.len(), ..Summary::default() };
+        let mut s = Summary {
+            total: self.tests.len(),
+            ..Summary::default()
+        };
         for t in &self.tests {
             match t.outcome {
                 Outcome::Passed => s.passed += 1,
@@ -346,12 +356,22 @@ impl RunReport {
 
     /// Reads a saved JSON report.
     pub fn load(path: &Path) -> Result<RunReport, LoadError> {
-        let file = std::fs::File::open(path)
-            .map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
-        let report: RunReport = serde_json::from_reader(io::BufReader::new(file))
-            .map_err(|source| LoadError::Parse { path: path.display().to_string(), source })?;
+        let file = std::fs::File::open(path).map_err(|source| LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let report: RunReport =
+            serde_json::from_reader(io::BufReader::new(file)).map_err(|source| {
+                LoadError::Parse {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
         if report.schema_version != SCHEMA_VERSION {
-            return Err(LoadError::Version { path: path.display().to_string(), found: report.schema_version });
+            return Err(LoadError::Version {
+                path: path.display().to_string(),
+                found: report.schema_version,
+            });
         }
         Ok(report)
     }

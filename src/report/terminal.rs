@@ -29,7 +29,9 @@ pub struct TerminalObserver<W: Write> {
 
 impl TerminalObserver<anstream::Stdout> {
     pub fn stdout() -> Self {
-        TerminalObserver { out: anstream::stdout() }
+        TerminalObserver {
+            out: anstream::stdout(),
+        }
     }
 }
 
@@ -62,7 +64,11 @@ impl<W: Write> Observer for TerminalObserver<W> {
             if plan.serial { "" } else { ", in parallel" }
         );
         for (nodeid, attempt, max) in plan.tests.iter().take(10) {
-            let _ = write!(text, "\n  {} {DIM}attempt {attempt} of {max}{DIM:#}", sanitize_line(nodeid));
+            let _ = write!(
+                text,
+                "\n  {} {DIM}attempt {attempt} of {max}{DIM:#}",
+                sanitize_line(nodeid)
+            );
         }
         if n > 10 {
             let _ = write!(text, "\n  {DIM}... and {} more{DIM:#}", n - 10);
@@ -93,14 +99,23 @@ pub fn render_summary(report: &RunReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{BOLD}{:=^72}{BOLD:#}", " smart-rerun summary ");
 
-    let flaky: Vec<_> = report.tests.iter().filter(|t| t.outcome == Outcome::Flaky).collect();
+    let flaky: Vec<_> = report
+        .tests
+        .iter()
+        .filter(|t| t.outcome == Outcome::Flaky)
+        .collect();
     for t in flaky.iter().take(LIST_LIMIT) {
         let attempt = t.passed_on_attempt().unwrap_or(0);
         let total = t.attempts.len();
         let why = t
             .first_failure()
             .and_then(|a| a.exception.as_ref())
-            .map(|e| format!(" {DIM}(first failed: {}){DIM:#}", one_line(e.short_type(), &e.message)))
+            .map(|e| {
+                format!(
+                    " {DIM}(first failed: {}){DIM:#}",
+                    one_line(e.short_type(), &e.message)
+                )
+            })
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -109,11 +124,23 @@ pub fn render_summary(report: &RunReport) -> String {
         );
     }
     if flaky.len() > LIST_LIMIT {
-        let _ = writeln!(out, "{DIM}... and {} more flaky{DIM:#}", flaky.len() - LIST_LIMIT);
+        let _ = writeln!(
+            out,
+            "{DIM}... and {} more flaky{DIM:#}",
+            flaky.len() - LIST_LIMIT
+        );
     }
-    let failed: Vec<_> = report.tests.iter().filter(|t| t.outcome.is_failure()).collect();
+    let failed: Vec<_> = report
+        .tests
+        .iter()
+        .filter(|t| t.outcome.is_failure())
+        .collect();
     for t in failed.iter().take(LIST_LIMIT) {
-        let label = if t.outcome == Outcome::Error { "ERROR " } else { "FAILED" };
+        let label = if t.outcome == Outcome::Error {
+            "ERROR "
+        } else {
+            "FAILED"
+        };
         let exc = t
             .last_failure()
             .and_then(|a| a.exception.as_ref())
@@ -123,13 +150,25 @@ pub fn render_summary(report: &RunReport) -> String {
             0 | 1 => String::new(),
             n => format!(" {DIM}({n} attempts){DIM:#}"),
         };
-        let _ = writeln!(out, "{RED}{label}{RED:#} {}{exc}{attempts}", sanitize_line(&t.nodeid));
+        let _ = writeln!(
+            out,
+            "{RED}{label}{RED:#} {}{exc}{attempts}",
+            sanitize_line(&t.nodeid)
+        );
     }
     if failed.len() > LIST_LIMIT {
-        let _ = writeln!(out, "{DIM}... and {} more failed{DIM:#}", failed.len() - LIST_LIMIT);
+        let _ = writeln!(
+            out,
+            "{DIM}... and {} more failed{DIM:#}",
+            failed.len() - LIST_LIMIT
+        );
     }
     for e in &report.collection_errors {
-        let _ = writeln!(out, "{RED}ERROR{RED:#}  collecting {}", sanitize_line(&e.nodeid));
+        let _ = writeln!(
+            out,
+            "{RED}ERROR{RED:#}  collecting {}",
+            sanitize_line(&e.nodeid)
+        );
     }
     for w in &report.warnings {
         let _ = writeln!(out, "{YELLOW}warning{YELLOW:#}: {}", sanitize_line(w));
@@ -142,7 +181,11 @@ pub fn render_summary(report: &RunReport) -> String {
         }
     };
     push(s.failed, "failed", RED);
-    push(s.errors, if s.errors == 1 { "error" } else { "errors" }, RED);
+    push(
+        s.errors,
+        if s.errors == 1 { "error" } else { "errors" },
+        RED,
+    );
     push(s.collection_errors, "collection errors", RED);
     push(s.passed, "passed", GREEN);
     push(s.flaky, "flaky", YELLOW);
@@ -154,7 +197,12 @@ pub fn render_summary(report: &RunReport) -> String {
         counts.push("no tests ran".into());
     }
     let reruns = if s.reruns > 0 {
-        format!(", {} rerun{} in {:.2}s", s.reruns, plural(s.reruns), s.rerun_seconds)
+        format!(
+            ", {} rerun{} in {:.2}s",
+            s.reruns,
+            plural(s.reruns),
+            s.rerun_seconds
+        )
     } else {
         String::new()
     };
@@ -178,8 +226,16 @@ pub fn print_summary(report: &RunReport, mut out: impl Write) -> std::io::Result
 }
 
 fn one_line(kind: &str, message: &str) -> String {
-    let first = message.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-    let text = if first.is_empty() { kind.to_owned() } else { format!("{kind}: {first}") };
+    let first = message
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    let text = if first.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {first}")
+    };
     sanitize_line(&truncate(&text, 200))
 }
 
@@ -195,7 +251,9 @@ fn truncate(text: &str, max_chars: usize) -> String {
 pub fn sanitize_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+        if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
         } else {
             out.push(c);

@@ -72,9 +72,17 @@ mod tests {
     use super::*;
 
     fn fake_venv(root: &Path) -> PathBuf {
-        let bin = if cfg!(windows) { root.join("Scripts") } else { root.join("bin") };
+        let bin = if cfg!(windows) {
+            root.join("Scripts")
+        } else {
+            root.join("bin")
+        };
         std::fs::create_dir_all(&bin).unwrap();
-        let python = bin.join(if cfg!(windows) { "python.exe" } else { "python" });
+        let python = bin.join(if cfg!(windows) {
+            "python.exe"
+        } else {
+            "python"
+        });
         std::fs::write(&python, "").unwrap();
         python
     }
@@ -87,7 +95,12 @@ mod tests {
         let explicit = dir.path().join("my-python");
         std::fs::write(&explicit, "").unwrap();
 
-        let (p, s) = find_python(Some(&explicit), Some(dir.path().join("active").into()), dir.path()).unwrap();
+        let (p, s) = find_python(
+            Some(&explicit),
+            Some(dir.path().join("active").into()),
+            dir.path(),
+        )
+        .unwrap();
         assert_eq!((p, s), (explicit.clone(), PythonSource::Flag));
         let (p, s) = find_python(None, Some(dir.path().join("active").into()), dir.path()).unwrap();
         assert_eq!((p, s), (active, PythonSource::VirtualEnv));

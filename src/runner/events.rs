@@ -165,14 +165,15 @@ impl RoundEvents {
         match event {
             Event::Hello { protocol: _ } => self.hello = true,
             Event::SessionStart(s) => self.session = Some(s),
-            Event::Collected(c) => match &mut self.collected {
-                None => self.collected = Some(c),
-                // A second collection (another worker) adds what the first did not have.
-                Some(_) => {}
-            },
-            Event::CollectError { nodeid, traceback } => {
-                self.collect_errors.push((nodeid, traceback.unwrap_or_default()))
+            Event::Collected(c) => {
+                // Under xdist each worker collects; the first collection is the suite's.
+                if self.collected.is_none() {
+                    self.collected = Some(c);
+                }
             }
+            Event::CollectError { nodeid, traceback } => self
+                .collect_errors
+                .push((nodeid, traceback.unwrap_or_default())),
             Event::Start { nodeid } => self.started.push(nodeid),
             Event::Test(t) => self.tests.push(t),
             Event::Interrupted { .. } => self.interrupted = true,

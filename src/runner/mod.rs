@@ -16,8 +16,8 @@ pub mod signals;
 
 use crate::policy::{RetryPolicy, plan_next_round};
 use crate::report::{
-    Attempt, CapturedSection, CollectionError, ExceptionInfo, Location, Outcome, Phase, PolicyInfo, Round,
-    RoundKind, RunInfo, RunReport, SCHEMA_VERSION, Summary, TestResult, Tool,
+    Attempt, CapturedSection, CollectionError, ExceptionInfo, Location, Outcome, Phase, PolicyInfo,
+    Round, RoundKind, RunInfo, RunReport, SCHEMA_VERSION, Summary, TestResult, Tool,
 };
 use events::{FailureEvent, RoundEvents, SessionStart, TestEvent};
 use signals::Interrupts;
@@ -135,7 +135,9 @@ impl Observer for Silent {}
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Status {
     /// Due to run in a later round, not before `ready_at` (seconds since the epoch).
-    Queued { ready_at: f64 },
+    Queued {
+        ready_at: f64,
+    },
     Done,
 }
 
@@ -178,14 +180,25 @@ struct Run<'a> {
 
 /// Runs the suite and its reruns. Errors are for runs that could not start; everything else, including a
 /// pytest that crashed, ends in a report.
-pub fn run(config: &RunConfig, interrupts: &Interrupts, observer: &mut dyn Observer) -> Result<RunReport, RunError> {
+pub fn run(
+    config: &RunConfig,
+    interrupts: &Interrupts,
+    observer: &mut dyn Observer,
+) -> Result<RunReport, RunError> {
     if config.command.is_empty() {
         return Err(RunError::EmptyCommand);
     }
-    let temp = tempfile::Builder::new().prefix("smart-rerun-").tempdir().map_err(RunError::TempDir)?;
+    let temp = tempfile::Builder::new()
+        .prefix("smart-rerun-")
+        .tempdir()
+        .map_err(RunError::TempDir)?;
     let plugin_dir = temp.path().join("plugin");
     std::fs::create_dir_all(&plugin_dir).map_err(RunError::TempDir)?;
-    std::fs::write(plugin_dir.join(format!("{COLLECTOR_MODULE}.py")), COLLECTOR_SOURCE).map_err(RunError::TempDir)?;
+    std::fs::write(
+        plugin_dir.join(format!("{COLLECTOR_MODULE}.py")),
+        COLLECTOR_SOURCE,
+    )
+    .map_err(RunError::TempDir)?;
 
     let started_at = now_rfc3339();
     let started = Instant::now();
@@ -214,7 +227,12 @@ pub fn run(config: &RunConfig, interrupts: &Interrupts, observer: &mut dyn Obser
 
 impl Run<'_> {
     fn rounds_loop(&mut self) -> Result<(), RunError> {
-        let first = RoundPlan { number: 1, kind: RoundKind::First, tests: Vec::new(), serial: false };
+        let first = RoundPlan {
+            number: 1,
+            kind: RoundKind::First,
+            tests: Vec::new(),
+            serial: false,
+        };
         self.observer.round_starting(&first);
         let (events, status, round) = self.run_round(1, RoundKind::First, None, false)?;
         self.absorb_first(&events, status);
@@ -238,7 +256,9 @@ impl Run<'_> {
                     Status::Done => None,
                 })
                 .collect();
-            let Some(plan) = plan_next_round(&ready, epoch_now(), self.config.coalesce.as_secs_f64()) else {
+            let Some(plan) =
+                plan_next_round(&ready, epoch_now(), self.config.coalesce.as_secs_f64())
+            else {
                 break;
             };
             number += 1;
@@ -247,17 +267,24 @@ impl Run<'_> {
             } else {
                 RoundKind::Rerun
             };
-            let estimate: f64 = plan.tests.iter().map(|&i| self.tests[i].last_duration).sum();
+            let estimate: f64 = plan
+                .tests
+                .iter()
+                .map(|&i| self.tests[i].last_duration)
+                .sum();
             let serial = estimate < self.config.serial_below.as_secs_f64();
             let selected: Vec<u32> = plan.tests.iter().map(|&i| i as u32).collect();
             let max = self.config.policy.max_attempts;
             let round_plan = RoundPlan {
                 number,
                 kind,
-                tests: selected.iter().map(|&i| {
-                    let t = &self.tests[i as usize];
-                    (t.nodeid.as_str(), t.runs + 1, max)
-                }).collect(),
+                tests: selected
+                    .iter()
+                    .map(|&i| {
+                        let t = &self.tests[i as usize];
+                        (t.nodeid.as_str(), t.runs + 1, max)
+                    })
+                    .collect(),
                 serial,
             };
             let wait = plan.start_at - epoch_now();
@@ -276,8 +303,13 @@ impl Run<'_> {
             if !progressed && !self.interrupted {
                 // Nothing ran: running the same selection again would spin. Settle what is left.
                 let why = match status.code() {
-                    Some(code) => format!("the round {number} pytest process ran none of its tests (exit status {code})"),
-                    None => format!("the round {number} pytest process ran none of its tests ({})", describe_status(status)),
+                    Some(code) => format!(
+                        "the round {number} pytest process ran none of its tests (exit status {code})"
+                    ),
+                    None => format!(
+                        "the round {number} pytest process ran none of its tests ({})",
+                        describe_status(status)
+                    ),
                 };
                 self.warnings.push(why.clone());
                 for &i in &selected {
@@ -315,15 +347,26 @@ impl Run<'_> {
         let events_path = self.temp.path().join(format!("round-{number}.jsonl"));
         let program = self.config.command[0].clone();
         let mut cmd = Command::new(&program);
-        cmd.args(&self.config.command[1..]).current_dir(&self.config.cwd);
-        cmd.env("PYTHONPATH", prepend_path(&self.temp.path().join("plugin"), std::env::var_os("PYTHONPATH")));
-        cmd.env("PYTEST_PLUGINS", append_plugin(std::env::var_os("PYTEST_PLUGINS")));
+        cmd.args(&self.config.command[1..])
+            .current_dir(&self.config.cwd);
+        cmd.env(
+            "PYTHONPATH",
+            prepend_path(
+                &self.temp.path().join("plugin"),
+                std::env::var_os("PYTHONPATH"),
+            ),
+        );
+        cmd.env(
+            "PYTEST_PLUGINS",
+            append_plugin(std::env::var_os("PYTEST_PLUGINS")),
+        );
         cmd.env("SMART_RERUN_EVENTS", &events_path);
         cmd.env("SMART_RERUN_ROUND", number.to_string());
         match selection {
             Some(selected) => {
                 let path = self.temp.path().join(format!("select-{number}.json"));
-                self.write_selection(&path, selected, serial).map_err(RunError::TempDir)?;
+                self.write_selection(&path, selected, serial)
+                    .map_err(RunError::TempDir)?;
                 cmd.env("SMART_RERUN_SELECT", &path);
             }
             None => {
@@ -348,14 +391,19 @@ impl Run<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(source) => {
                     self.interrupts.set_child(None);
-                    return Err(RunError::Spawn { program: program.to_string_lossy().into_owned(), source });
+                    return Err(RunError::Spawn {
+                        program: program.to_string_lossy().into_owned(),
+                        source,
+                    });
                 }
             }
         };
         self.interrupts.set_child(None);
         let duration = started.elapsed().as_secs_f64();
-        let events = RoundEvents::read(&events_path)
-            .map_err(|source| RunError::Events { path: events_path.display().to_string(), source })?;
+        let events = RoundEvents::read(&events_path).map_err(|source| RunError::Events {
+            path: events_path.display().to_string(),
+            source,
+        })?;
         let selected = if number == 1 {
             events.collected.as_ref().map_or(0, |c| c.items.len())
         } else {
@@ -377,11 +425,18 @@ impl Run<'_> {
     fn write_selection(&self, path: &Path, selected: &[u32], serial: bool) -> std::io::Result<()> {
         let mut files: Vec<&str> = selected
             .iter()
-            .filter_map(|&i| self.tests[i as usize].file.map(|f| self.files_abs[f as usize].as_str()))
+            .filter_map(|&i| {
+                self.tests[i as usize]
+                    .file
+                    .map(|f| self.files_abs[f as usize].as_str())
+            })
             .collect();
         files.sort_unstable();
         files.dedup();
-        let nodeids: Vec<&str> = selected.iter().map(|&i| self.tests[i as usize].nodeid.as_str()).collect();
+        let nodeids: Vec<&str> = selected
+            .iter()
+            .map(|&i| self.tests[i as usize].nodeid.as_str())
+            .collect();
         let body = serde_json::json!({ "files": files, "nodeids": nodeids, "serial": serial });
         std::fs::write(path, serde_json::to_vec(&body)?)
     }
@@ -412,25 +467,48 @@ impl Run<'_> {
         if events.session.is_none() || events.collected.is_none() {
             // pytest stopped before collecting: a usage error it has printed itself, or an internal error.
             let (exit, why) = match code {
-                Some(4) => (ExitCode::UsageError, "pytest stopped on a usage error before running tests".to_owned()),
-                Some(5) => (ExitCode::NoTestsCollected, "no tests were collected".to_owned()),
-                Some(2) if !events.collect_errors.is_empty() => {
-                    (ExitCode::Interrupted, "pytest stopped: errors during collection".to_owned())
-                }
-                Some(2) => (ExitCode::Interrupted, "pytest was interrupted before running tests".to_owned()),
+                Some(4) => (
+                    ExitCode::UsageError,
+                    "pytest stopped on a usage error before running tests".to_owned(),
+                ),
+                Some(5) => (
+                    ExitCode::NoTestsCollected,
+                    "no tests were collected".to_owned(),
+                ),
+                Some(2) if !events.collect_errors.is_empty() => (
+                    ExitCode::Interrupted,
+                    "pytest stopped: errors during collection".to_owned(),
+                ),
+                Some(2) => (
+                    ExitCode::Interrupted,
+                    "pytest was interrupted before running tests".to_owned(),
+                ),
                 _ => (
                     ExitCode::InternalError,
-                    format!("pytest ended before collecting any tests ({})", describe_status(status)),
+                    format!(
+                        "pytest ended before collecting any tests ({})",
+                        describe_status(status)
+                    ),
                 ),
             };
             self.collection_errors_from(events);
             self.early_exit = Some((exit, why));
             return;
         }
-        let rootdir = PathBuf::from(&events.session.as_ref().map(|s| s.rootdir.clone()).unwrap_or_default());
+        let rootdir = PathBuf::from(
+            &events
+                .session
+                .as_ref()
+                .map(|s| s.rootdir.clone())
+                .unwrap_or_default(),
+        );
         if let Some(collected) = &events.collected {
             self.files_abs = collected.files.clone();
-            self.files = collected.files.iter().map(|f| relative_to(f, &rootdir)).collect();
+            self.files = collected
+                .files
+                .iter()
+                .map(|f| relative_to(f, &rootdir))
+                .collect();
             self.tests.reserve_exact(collected.items.len());
             for (nodeid, file, line) in &collected.items {
                 if self.index.contains_key(nodeid) {
@@ -439,7 +517,9 @@ impl Run<'_> {
                 self.index.insert(nodeid.clone(), self.tests.len() as u32);
                 self.tests.push(TestState {
                     nodeid: nodeid.clone(),
-                    file: u32::try_from(*file).ok().filter(|&f| (f as usize) < collected.files.len()),
+                    file: u32::try_from(*file)
+                        .ok()
+                        .filter(|&f| (f as usize) < collected.files.len()),
                     line: *line,
                     attempts: Vec::new(),
                     runs: 0,
@@ -455,22 +535,35 @@ impl Run<'_> {
         if !events.collect_errors.is_empty() && code == Some(2) && events.tests.is_empty() {
             self.collection_aborted = true;
         }
-        if self.tests.is_empty() && self.collection_errors.is_empty() {
-            if code == Some(5) || code == Some(0) {
-                self.early_exit = Some((ExitCode::NoTestsCollected, "no tests were collected".to_owned()));
-            }
+        if self.tests.is_empty()
+            && self.collection_errors.is_empty()
+            && matches!(code, Some(0) | Some(5))
+        {
+            self.early_exit = Some((
+                ExitCode::NoTestsCollected,
+                "no tests were collected".to_owned(),
+            ));
         }
     }
 
     fn collection_errors_from(&mut self, events: &RoundEvents) {
         for (nodeid, traceback) in &events.collect_errors {
-            self.collection_errors.push(CollectionError { nodeid: nodeid.clone(), traceback: traceback.clone() });
+            self.collection_errors.push(CollectionError {
+                nodeid: nodeid.clone(),
+                traceback: traceback.clone(),
+            });
         }
     }
 
     /// Records a round's results and decides each test's next step. Returns whether any test ran or was
     /// charged an attempt.
-    fn absorb(&mut self, number: u32, events: &RoundEvents, status: ExitStatus, selection: Option<&[u32]>) -> bool {
+    fn absorb(
+        &mut self,
+        number: u32,
+        events: &RoundEvents,
+        status: ExitStatus,
+        selection: Option<&[u32]>,
+    ) -> bool {
         let mut progressed = false;
         let mut ran = vec![false; self.tests.len()];
         for event in &events.tests {
@@ -480,10 +573,16 @@ impl Run<'_> {
             ran[i as usize] = true;
             progressed = true;
             let mut attempt = attempt_from_event(event, number, &self.session_rootdir());
-            if let (Some(loc), Some(f)) = (attempt.test_location.as_mut(), self.tests[i as usize].file) {
+            if let (Some(loc), Some(f)) =
+                (attempt.test_location.as_mut(), self.tests[i as usize].file)
+            {
                 loc.file = self.files[f as usize].clone();
             }
-            if attempt.test_location.as_ref().is_some_and(|l| l.file.is_empty()) {
+            if attempt
+                .test_location
+                .as_ref()
+                .is_some_and(|l| l.file.is_empty())
+            {
                 attempt.test_location = None;
             }
             self.record(i as usize, attempt, event.stop);
@@ -493,10 +592,15 @@ impl Run<'_> {
         }
         let crashed = events.finish.is_none() && !self.interrupted;
         if crashed {
-            let reason = format!("pytest died while this test ran ({})", describe_status(status));
+            let reason = format!(
+                "pytest died while this test ran ({})",
+                describe_status(status)
+            );
             // The tests that started but never finished were running when pytest died.
             for nodeid in &events.started {
-                let Some(&i) = self.index.get(nodeid) else { continue };
+                let Some(&i) = self.index.get(nodeid) else {
+                    continue;
+                };
                 if ran[i as usize] {
                     continue;
                 }
@@ -522,7 +626,10 @@ impl Run<'_> {
                 };
                 self.record(i as usize, attempt, epoch_now());
             }
-            let note = format!("pytest died before finishing the round ({})", describe_status(status));
+            let note = format!(
+                "pytest died before finishing the round ({})",
+                describe_status(status)
+            );
             self.warnings.push(format!("round {number}: {note}"));
         }
         // Tests selected for this round that did not run.
@@ -530,11 +637,20 @@ impl Run<'_> {
             Some(s) => Box::new(s.iter().map(|&i| i as usize)),
             None => Box::new(0..self.tests.len()),
         };
-        let stopped_early = events.finish.as_ref().and_then(|f| f.shouldstop.clone().or(f.shouldfail.clone()));
-        let retries_pending = self.tests.iter().any(|t| t.runs > 0 && matches!(t.status, Status::Queued { .. }));
+        let stopped_early = events
+            .finish
+            .as_ref()
+            .and_then(|f| f.shouldstop.clone().or(f.shouldfail.clone()));
+        let retries_pending = self
+            .tests
+            .iter()
+            .any(|t| t.runs > 0 && matches!(t.status, Status::Queued { .. }));
         let selected: Vec<usize> = selected.filter(|&i| !ran[i]).collect();
         let present: Option<std::collections::HashSet<&str>> = if number > 1 {
-            events.collected.as_ref().map(|c| c.items.iter().map(|(n, _, _)| n.as_str()).collect())
+            events
+                .collected
+                .as_ref()
+                .map(|c| c.items.iter().map(|(n, _, _)| n.as_str()).collect())
         } else {
             None
         };
@@ -542,7 +658,9 @@ impl Run<'_> {
             let carry = !self.interrupted
                 && !self.collection_aborted
                 && (crashed || (stopped_early.is_some() && retries_pending));
-            let missing = present.as_ref().is_some_and(|p| !p.contains(self.tests[i].nodeid.as_str()));
+            let missing = present
+                .as_ref()
+                .is_some_and(|p| !p.contains(self.tests[i].nodeid.as_str()));
             let t = &mut self.tests[i];
             if missing {
                 t.status = Status::Done;
@@ -569,12 +687,22 @@ impl Run<'_> {
         }
         // A problem of the session itself (not of a test), judged on the latest round.
         self.session_problem = match &events.finish {
-            Some(f) if f.exitstatus == 1 && f.testsfailed == 0 && events.collect_errors.is_empty() => Some((
-                ExitCode::TestsFailed,
-                format!("pytest exited 1 in round {number} though no test failed (a plugin failed the session, e.g. --cov-fail-under)"),
-            )),
+            Some(f)
+                if f.exitstatus == 1 && f.testsfailed == 0 && events.collect_errors.is_empty() =>
+            {
+                Some((
+                    ExitCode::TestsFailed,
+                    format!(
+                        "pytest exited 1 in round {number} though no test failed (a plugin failed the session, e.g. --cov-fail-under)"
+                    ),
+                ))
+            }
             Some(f) if ![0, 1, 2, 5].contains(&f.exitstatus) => Some((
-                if f.exitstatus == 3 { ExitCode::InternalError } else { ExitCode::TestsFailed },
+                if f.exitstatus == 3 {
+                    ExitCode::InternalError
+                } else {
+                    ExitCode::TestsFailed
+                },
                 format!("pytest exited {} in round {number}", f.exitstatus),
             )),
             _ => None,
@@ -583,7 +711,12 @@ impl Run<'_> {
     }
 
     fn session_rootdir(&self) -> PathBuf {
-        PathBuf::from(self.session.as_ref().map(|s| s.rootdir.as_str()).unwrap_or(""))
+        PathBuf::from(
+            self.session
+                .as_ref()
+                .map(|s| s.rootdir.as_str())
+                .unwrap_or(""),
+        )
     }
 
     fn record(&mut self, i: usize, mut attempt: Attempt, stop: f64) {
@@ -599,7 +732,11 @@ impl Run<'_> {
             t.status = Status::Done;
             return;
         }
-        let mro = attempt.exception.as_ref().map(|e| e.mro.clone()).unwrap_or_default();
+        let mro = attempt
+            .exception
+            .as_ref()
+            .map(|e| e.mro.clone())
+            .unwrap_or_default();
         t.attempts.push(attempt);
         if !outcome.is_failure() {
             t.status = Status::Done;
@@ -609,19 +746,37 @@ impl Run<'_> {
         if !policy.enabled {
             t.stopped_because = Some("reruns are off for this test".into());
         } else if t.runs >= policy.max_attempts {
-            t.stopped_because = Some(format!("reached the attempt limit ({})", policy.max_attempts));
+            t.stopped_because = Some(format!(
+                "reached the attempt limit ({})",
+                policy.max_attempts
+            ));
         } else if !policy.allows(&mro) {
             let class = mro.first().map(|s| s.as_str()).unwrap_or("a crash");
             let allowed: Vec<&str> = policy.errors.iter().map(|e| e.as_str()).collect();
-            t.stopped_because = Some(format!("{class} is not in the errors allow-list ({})", allowed.join(", ")));
+            t.stopped_because = Some(format!(
+                "{class} is not in the errors allow-list ({})",
+                allowed.join(", ")
+            ));
         } else {
             t.stopped_because = None;
-            t.status = Status::Queued { ready_at: stop + policy.delay_after(t.runs).as_secs_f64() };
+            t.status = Status::Queued {
+                ready_at: stop + policy.delay_after(t.runs).as_secs_f64(),
+            };
         }
     }
 
     fn into_report(self, started_at: String, elapsed: Duration) -> RunReport {
-        let Run { config, tests, files, session, collection_errors, rounds, mut warnings, temp, .. } = self;
+        let Run {
+            config,
+            tests,
+            files,
+            session,
+            collection_errors,
+            rounds,
+            mut warnings,
+            temp,
+            ..
+        } = self;
         let interrupted = self.interrupted;
         let mut results = Vec::with_capacity(tests.len());
         for t in tests {
@@ -634,7 +789,11 @@ impl Run<'_> {
                 line: t.line,
                 duration_seconds: duration,
                 reason: t.reason,
-                stopped_because: if outcome.is_failure() { t.stopped_because } else { None },
+                stopped_because: if outcome.is_failure() {
+                    t.stopped_because
+                } else {
+                    None
+                },
                 attempts: t.attempts,
             });
         }
@@ -642,7 +801,11 @@ impl Run<'_> {
             schema_version: SCHEMA_VERSION,
             tool: Tool::default(),
             run: RunInfo {
-                command: config.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+                command: config
+                    .command
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect(),
                 cwd: config.cwd.display().to_string(),
                 python_version: session.as_ref().map(|s| s.python_version.clone()),
                 pytest_version: session.as_ref().map(|s| s.pytest_version.clone()),
@@ -656,7 +819,10 @@ impl Run<'_> {
                 interrupted,
                 policy: PolicyInfo::from(&config.policy),
                 rounds,
-                plugins: session.as_ref().map(|s| s.plugins.clone()).unwrap_or_default(),
+                plugins: session
+                    .as_ref()
+                    .map(|s| s.plugins.clone())
+                    .unwrap_or_default(),
             },
             summary: Summary::default(),
             tests: results,
@@ -664,7 +830,12 @@ impl Run<'_> {
             warnings: Vec::new(),
         };
         report.summarize();
-        let (exit, reason) = decide_exit(&report, self.early_exit, self.session_problem, self.collection_aborted);
+        let (exit, reason) = decide_exit(
+            &report,
+            self.early_exit,
+            self.session_problem,
+            self.collection_aborted,
+        );
         if let Some(note) = (exit != ExitCode::Ok).then(|| reason.clone()) {
             if !warnings.contains(&note) && matches!(exit, ExitCode::InternalError) {
                 warnings.push(note);
@@ -675,14 +846,18 @@ impl Run<'_> {
         report.warnings = warnings;
         if config.keep_temp {
             let kept = temp.keep();
-            report.warnings.push(format!("kept the collector's events in {}", kept.display()));
+            report
+                .warnings
+                .push(format!("kept the collector's events in {}", kept.display()));
         }
         report
     }
 }
 
 fn final_outcome(t: &TestState) -> Outcome {
-    let Some(last) = t.last else { return Outcome::NotRun };
+    let Some(last) = t.last else {
+        return Outcome::NotRun;
+    };
     let failed_before = t.attempts.iter().any(|a| a.outcome.is_failure());
     match last {
         Outcome::Passed if failed_before => Outcome::Flaky,
@@ -705,7 +880,10 @@ fn decide_exit(
         return early;
     }
     if collection_aborted {
-        return (ExitCode::Interrupted, "pytest stopped: errors during collection".into());
+        return (
+            ExitCode::Interrupted,
+            "pytest stopped: errors during collection".into(),
+        );
     }
     let failing = s.failed + s.errors + s.collection_errors;
     if failing > 0 {
@@ -714,12 +892,23 @@ fn decide_exit(
             parts.push(format!("{} failed", s.failed));
         }
         if s.errors > 0 {
-            parts.push(format!("{} error{}", s.errors, if s.errors == 1 { "" } else { "s" }));
+            parts.push(format!(
+                "{} error{}",
+                s.errors,
+                if s.errors == 1 { "" } else { "s" }
+            ));
         }
         if s.collection_errors > 0 {
-            parts.push(format!("{} collection error{}", s.collection_errors, if s.collection_errors == 1 { "" } else { "s" }));
+            parts.push(format!(
+                "{} collection error{}",
+                s.collection_errors,
+                if s.collection_errors == 1 { "" } else { "s" }
+            ));
         }
-        return (ExitCode::TestsFailed, format!("{} after reruns", parts.join(", ")));
+        return (
+            ExitCode::TestsFailed,
+            format!("{} after reruns", parts.join(", ")),
+        );
     }
     if let Some(problem) = session_problem {
         return problem;
@@ -758,30 +947,53 @@ fn attempt_from_event(event: &TestEvent, round: u32, rootdir: &Path) -> Attempt 
     };
     if let Some(first) = event.failures.first() {
         fill_failure(&mut attempt, first, rootdir);
-        attempt.also_failed = event.failures[1..].iter().filter_map(|f| phase(&f.phase)).collect();
+        attempt.also_failed = event.failures[1..]
+            .iter()
+            .filter_map(|f| phase(&f.phase))
+            .collect();
     }
     attempt
 }
 
 fn fill_failure(attempt: &mut Attempt, f: &FailureEvent, rootdir: &Path) {
     attempt.phase = phase(&f.phase);
-    let type_name = f.type_name.clone().unwrap_or_else(|| "builtins.Exception".to_owned());
-    let mro = if f.mro.is_empty() { vec![type_name.clone()] } else { f.mro.clone() };
-    attempt.exception = Some(ExceptionInfo { type_name, mro, message: f.message.clone().unwrap_or_default() });
+    let type_name = f
+        .type_name
+        .clone()
+        .unwrap_or_else(|| "builtins.Exception".to_owned());
+    let mro = if f.mro.is_empty() {
+        vec![type_name.clone()]
+    } else {
+        f.mro.clone()
+    };
+    attempt.exception = Some(ExceptionInfo {
+        type_name,
+        mro,
+        message: f.message.clone().unwrap_or_default(),
+    });
     attempt.crash = f
         .crash_path
         .as_ref()
         .zip(f.crash_line)
-        .map(|(path, line)| Location { file: relative_to(path, rootdir), line });
+        .map(|(path, line)| Location {
+            file: relative_to(path, rootdir),
+            line,
+        });
     attempt.test_location = None;
     if let Some(line) = f.test_line {
-        attempt.test_location = Some(Location { file: String::new(), line });
+        attempt.test_location = Some(Location {
+            file: String::new(),
+            line,
+        });
     }
     attempt.traceback = f.traceback.clone();
     attempt.captured = f
         .sections
         .iter()
-        .map(|(name, text)| CapturedSection { name: name.clone(), text: text.clone().unwrap_or_default() })
+        .map(|(name, text)| CapturedSection {
+            name: name.clone(),
+            text: text.clone().unwrap_or_default(),
+        })
         .collect();
 }
 
@@ -798,9 +1010,11 @@ fn phase(name: &str) -> Option<Phase> {
 pub fn relative_to(path: &str, root: &Path) -> String {
     let p = Path::new(path);
     match p.strip_prefix(root) {
-        Ok(rel) if !root.as_os_str().is_empty() => {
-            rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
-        }
+        Ok(rel) if !root.as_os_str().is_empty() => rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"),
         _ => path.to_owned(),
     }
 }
@@ -814,7 +1028,10 @@ fn prepend_path(dir: &Path, existing: Option<OsString>) -> OsString {
 }
 
 fn append_plugin(existing: Option<OsString>) -> OsString {
-    match existing.map(|e| e.to_string_lossy().trim().to_owned()).filter(|e| !e.is_empty()) {
+    match existing
+        .map(|e| e.to_string_lossy().trim().to_owned())
+        .filter(|e| !e.is_empty())
+    {
         Some(e) if e.split(',').any(|p| p.trim() == COLLECTOR_MODULE) => e.into(),
         Some(e) => format!("{e},{COLLECTOR_MODULE}").into(),
         None => COLLECTOR_MODULE.into(),
@@ -855,7 +1072,10 @@ pub fn describe_status(status: ExitStatus) -> String {
 }
 
 fn epoch_now() -> f64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn now_rfc3339() -> String {
@@ -869,14 +1089,26 @@ mod tests {
     #[test]
     fn the_plugin_joins_existing_pytest_plugins_once() {
         assert_eq!(append_plugin(None), OsString::from(COLLECTOR_MODULE));
-        assert_eq!(append_plugin(Some("a,b".into())), OsString::from(format!("a,b,{COLLECTOR_MODULE}")));
+        assert_eq!(
+            append_plugin(Some("a,b".into())),
+            OsString::from(format!("a,b,{COLLECTOR_MODULE}"))
+        );
         let already = format!("x,{COLLECTOR_MODULE}");
-        assert_eq!(append_plugin(Some(already.clone().into())), OsString::from(already));
+        assert_eq!(
+            append_plugin(Some(already.clone().into())),
+            OsString::from(already)
+        );
     }
 
     #[test]
     fn paths_inside_rootdir_become_relative() {
-        assert_eq!(relative_to("/r/tests/test_a.py", Path::new("/r")), "tests/test_a.py");
-        assert_eq!(relative_to("/elsewhere/x.py", Path::new("/r")), "/elsewhere/x.py");
+        assert_eq!(
+            relative_to("/r/tests/test_a.py", Path::new("/r")),
+            "tests/test_a.py"
+        );
+        assert_eq!(
+            relative_to("/elsewhere/x.py", Path::new("/r")),
+            "/elsewhere/x.py"
+        );
     }
 }

@@ -108,19 +108,23 @@ mod platform {
 
     pub fn install(interrupts: Interrupts) -> std::io::Result<()> {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-        std::thread::Builder::new().name("smart-rerun-signals".into()).spawn(move || {
-            for signal in signals.forever() {
-                let count = interrupts.record(signal);
-                let Some(pid) = interrupts.child() else { continue };
-                if signal == SIGINT && count == 1 && terminal_delivered() {
-                    continue;
+        std::thread::Builder::new()
+            .name("smart-rerun-signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    let count = interrupts.record(signal);
+                    let Some(pid) = interrupts.child() else {
+                        continue;
+                    };
+                    if signal == SIGINT && count == 1 && terminal_delivered() {
+                        continue;
+                    }
+                    // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
+                    unsafe {
+                        libc::kill(pid as libc::pid_t, signal);
+                    }
                 }
-                // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
-                unsafe {
-                    libc::kill(pid as libc::pid_t, signal);
-                }
-            }
-        })?;
+            })?;
         Ok(())
     }
 
@@ -128,9 +132,7 @@ mod platform {
     /// process group, pytest included.
     fn terminal_delivered() -> bool {
         // SAFETY: plain queries of the process group and of the terminal on fd 0.
-        unsafe {
-            libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp()
-        }
+        unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
     }
 }
 

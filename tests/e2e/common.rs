@@ -1,0 +1,271 @@
+//! Shared harness for the end-to-end tests: fixture pytest projects in temp dirs, run through the real
+//! `smart-rerun` binary with the venv that `scripts/bootstrap-python` built.
+//!
+//! `SMART_RERUN_TEST_VENV` picks the venv (scripts/test runs the suite on the newest and the oldest
+//! supported pytest); without it, `target/venvs/latest`.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Counts attempts per key in the directory named by `COUNTER_DIR`, so a test can fail on chosen attempts.
+const COUNTER_MODULE: &str = r#"
+import hashlib, os, pathlib
+
+def bump(key):
+    d = pathlib.Path(os.environ["COUNTER_DIR"])
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / hashlib.sha1(key.encode("utf-8")).hexdigest()
+    n = int(p.read_text()) + 1 if p.exists() else 1
+    p.write_text(str(n))
+    return n
+"#;
+
+const COUNTER_CONFTEST: &str = r#"
+import pytest
+import sr_counter
+
+@pytest.fixture
+def attempt(request):
+    """How many times this test has run, this one included."""
+    return sr_counter.bump(request.node.nodeid)
+"#;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv under test.
+pub fn venv() -> PathBuf {
+    let venv = std::env::var_os("SMART_RERUN_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/venvs/latest"));
+    let venv = if venv.is_absolute() {
+        venv
+    } else {
+        repo_root().join(venv)
+    };
+    assert!(
+        python_in(&venv).exists(),
+        "no Python venv at {}: run scripts/bootstrap-python (scripts/test does it for you)",
+        venv.display()
+    );
+    venv
+}
+
+fn python_in(venv: &Path) -> PathBuf {
+    if cfg!(windows) {
+        venv.join("Scripts/python.exe")
+    } else {
+        venv.join("bin/python")
+    }
+}
+
+pub fn python() -> PathBuf {
+    python_in(&venv())
+}
+
+/// The pytest major version of the venv under test.
+pub fn pytest_major() -> u32 {
+    let out = Command::new(python())
+        .args(["-c", "import pytest; print(pytest.__version__)"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_smart-rerun"))
+}
+
+/// A pytest project in a temp dir.
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// An empty project with the attempt counter (`attempt` fixture, `sr_counter.bump(key)`).
+    pub fn new() -> Project {
+        let dir = tempfile::Builder::new()
+            .prefix("sr-e2e-")
+            .tempdir()
+            .unwrap();
+        let p = Project { dir };
+        p.file("sr_counter.py", COUNTER_MODULE);
+        p.file("conftest.py", COUNTER_CONFTEST);
+        p
+    }
+
+    /// A copy of `tests/fixtures/NAME`, with the counter.
+    pub fn fixture(name: &str) -> Project {
+        let p = Project::new();
+        copy_dir(&repo_root().join("tests/fixtures").join(name), p.path());
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, rel: &str, content: &str) -> &Self {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+        self
+    }
+
+    pub fn counters(&self) -> PathBuf {
+        self.path().join(".counters")
+    }
+
+    pub fn report_path(&self) -> PathBuf {
+        self.path().join("report.json")
+    }
+
+    /// `smart-rerun run ARGS --report report.json -- python -m pytest PYTEST...` in the project root.
+    pub fn run(&self, args: &[&str], pytest: &[&str]) -> RunOutput {
+        let mut cmd = self.command(args);
+        cmd.arg("--")
+            .arg(python())
+            .args(["-m", "pytest"])
+            .args(pytest);
+        self.output(cmd)
+    }
+
+    /// `smart-rerun run ARGS --report report.json` with the environment set, for a custom COMMAND.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.current_dir(self.path())
+            .arg("run")
+            .args(args)
+            .arg("--report")
+            .arg(self.report_path())
+            .env("COUNTER_DIR", self.counters())
+            .env("NO_COLOR", "1")
+            .env_remove("PYTEST_ADDOPTS")
+            .env_remove("PYTEST_PLUGINS")
+            .env_remove("VIRTUAL_ENV")
+            .env_remove("GITHUB_ACTIONS")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn output(&self, mut cmd: Command) -> RunOutput {
+        let _ = std::fs::remove_file(self.report_path());
+        let out = cmd.output().expect("smart-rerun runs");
+        let report = std::fs::read_to_string(self.report_path())
+            .ok()
+            .map(|s| serde_json::from_str(&s).expect("the report is JSON"));
+        RunOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            report,
+        }
+    }
+
+    /// How many times `sr_counter` counted `key` (a nodeid for the `attempt` fixture).
+    pub fn count(&self, key: &str) -> u32 {
+        let out = Command::new(python())
+            .args([
+                "-c",
+                "import hashlib,sys; print(hashlib.sha1(sys.argv[1].encode()).hexdigest())",
+                key,
+            ])
+            .output()
+            .unwrap();
+        let digest = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        std::fs::read_to_string(self.counters().join(digest))
+            .map(|s| s.trim().parse().unwrap())
+            .unwrap_or(0)
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("fixture {}: {e}", from.display()))
+    {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// What a run printed and wrote.
+#[derive(Debug)]
+pub struct RunOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub report: Option<Value>,
+}
+
+impl RunOutput {
+    pub fn report(&self) -> &Value {
+        self.report
+            .as_ref()
+            .unwrap_or_else(|| panic!("no report written; {}", self.dump()))
+    }
+
+    pub fn dump(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    pub fn test(&self, nodeid: &str) -> &Value {
+        self.report()["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["nodeid"] == nodeid)
+            .unwrap_or_else(|| panic!("{nodeid} not in the report; {}", self.dump()))
+    }
+
+    pub fn outcome(&self, nodeid: &str) -> String {
+        self.test(nodeid)["outcome"].as_str().unwrap().to_owned()
+    }
+
+    /// Attempts recorded for a test (0 for a test that never failed).
+    pub fn attempts(&self, nodeid: &str) -> usize {
+        self.test(nodeid)["attempts"]
+            .as_array()
+            .map_or(0, |a| a.len())
+    }
+
+    pub fn summary(&self, key: &str) -> u64 {
+        self.report()["summary"][key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("summary.{key}; {}", self.dump()))
+    }
+
+    pub fn nodeids(&self) -> Vec<String> {
+        self.report()["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["nodeid"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "{}", self.dump());
+        self
+    }
+}

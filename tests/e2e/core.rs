@@ -1,0 +1,93 @@
+//! The core loop: reruns of failed tests in fresh processes, under the retry policy (issue 2).
+
+use crate::common::Project;
+
+const FLAKY: &str = r#"
+def test_passes():
+    pass
+
+def test_fails_once(attempt):
+    assert attempt >= 2, "fails on the first attempt"
+
+def test_fails_twice(attempt):
+    assert attempt >= 3, "fails on the first two attempts"
+
+def test_always_fails():
+    raise ValueError("broken for good")
+"#;
+
+#[test]
+fn failed_tests_rerun_until_they_pass_or_reach_max() {
+    let p = Project::new();
+    p.file("tests/test_flaky.py", FLAKY);
+    let out = p.run(&["--max", "3"], &[]);
+    out.assert_code(1);
+    assert_eq!(out.outcome("tests/test_flaky.py::test_passes"), "passed");
+    assert_eq!(out.attempts("tests/test_flaky.py::test_passes"), 0);
+    assert_eq!(out.outcome("tests/test_flaky.py::test_fails_once"), "flaky");
+    assert_eq!(out.attempts("tests/test_flaky.py::test_fails_once"), 2);
+    assert_eq!(
+        out.outcome("tests/test_flaky.py::test_fails_twice"),
+        "flaky"
+    );
+    assert_eq!(out.attempts("tests/test_flaky.py::test_fails_twice"), 3);
+    assert_eq!(
+        out.outcome("tests/test_flaky.py::test_always_fails"),
+        "failed"
+    );
+    assert_eq!(out.attempts("tests/test_flaky.py::test_always_fails"), 3);
+    // Only failed tests ran again: the passing test ran once.
+    assert_eq!(
+        p.count("tests/test_flaky.py::test_passes"),
+        0,
+        "test_passes does not use the counter"
+    );
+    assert_eq!(out.summary("flaky"), 2);
+    assert_eq!(out.summary("failed"), 1);
+    assert_eq!(out.summary("passed"), 1);
+    assert_eq!(out.summary("reruns"), 1 + 2 + 2);
+    let attempt = &out.test("tests/test_flaky.py::test_always_fails")["attempts"][0];
+    assert_eq!(attempt["exception"]["type"], "builtins.ValueError");
+    assert_eq!(attempt["exception"]["message"], "broken for good");
+    assert_eq!(attempt["phase"], "call");
+    assert_eq!(attempt["crash"]["file"], "tests/test_flaky.py");
+    assert!(
+        attempt["traceback"]
+            .as_str()
+            .unwrap()
+            .contains("ValueError: broken for good")
+    );
+    assert!(
+        out.stdout
+            .contains("FLAKY  tests/test_flaky.py::test_fails_once passed on attempt 2"),
+        "{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn flaky_tests_that_pass_make_the_run_pass() {
+    let p = Project::new();
+    p.file(
+        "test_a.py",
+        "def test_once(attempt):\n    assert attempt > 1\n\ndef test_ok():\n    pass\n",
+    );
+    let out = p.run(&[], &[]);
+    out.assert_code(0);
+    assert_eq!(out.outcome("test_a.py::test_once"), "flaky");
+    assert_eq!(out.report()["run"]["exit_code"], 0);
+}
+
+#[test]
+fn max_one_means_no_reruns() {
+    let p = Project::new();
+    p.file(
+        "test_a.py",
+        "def test_once(attempt):\n    assert attempt > 1\n",
+    );
+    let out = p.run(&["--max", "1"], &[]);
+    out.assert_code(1);
+    assert_eq!(out.outcome("test_a.py::test_once"), "failed");
+    assert_eq!(p.count("test_a.py::test_once"), 1);
+    assert_eq!(out.report()["run"]["rounds"].as_array().unwrap().len(), 1);
+}

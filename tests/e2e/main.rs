@@ -1,0 +1,4 @@
+//! End-to-end tests: the real binary, real pytest, real processes, on fixture projects.
+
+mod common;
+mod core;
