@@ -240,6 +240,9 @@ pub struct Attempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     pub duration_seconds: f64,
+    /// When the attempt ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exception: Option<ExceptionInfo>,
     /// Where the exception was raised (the innermost frame).

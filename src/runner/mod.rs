@@ -612,6 +612,7 @@ impl Run<'_> {
                     outcome: Outcome::Error,
                     phase: Some(Phase::Crash),
                     duration_seconds: 0.0,
+                    finished_at: rfc3339_from_epoch(epoch_now()),
                     exception: Some(ExceptionInfo {
                         type_name: "smart_rerun.PytestCrash".into(),
                         mro: Vec::new(),
@@ -937,6 +938,7 @@ fn attempt_from_event(event: &TestEvent, round: u32, rootdir: &Path) -> Attempt 
         outcome,
         phase: None,
         duration_seconds: event.duration,
+        finished_at: rfc3339_from_epoch(event.stop),
         exception: None,
         crash: None,
         test_location: None,
@@ -1076,6 +1078,10 @@ fn epoch_now() -> f64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+fn rfc3339_from_epoch(secs: f64) -> Option<String> {
+    jiff::Timestamp::from_microsecond((secs * 1e6) as i64).ok().map(|t| t.to_string())
 }
 
 fn now_rfc3339() -> String {
