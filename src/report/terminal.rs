@@ -106,7 +106,7 @@ pub fn render_summary(report: &RunReport) -> String {
         .collect();
     for t in flaky.iter().take(LIST_LIMIT) {
         let attempt = t.passed_on_attempt().unwrap_or(0);
-        let total = t.attempts.len();
+        let max = report.run.policy.max_attempts;
         let why = t
             .first_failure()
             .and_then(|a| a.exception.as_ref())
@@ -119,7 +119,7 @@ pub fn render_summary(report: &RunReport) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{YELLOW}FLAKY{YELLOW:#}  {} passed on attempt {attempt} of {total}{why}",
+            "{YELLOW}FLAKY{YELLOW:#}  {} passed on attempt {attempt} (of up to {max}){why}",
             sanitize_line(&t.nodeid)
         );
     }
