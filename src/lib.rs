@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod devstats;
 pub mod policy;
 pub mod report;
 pub mod runner;

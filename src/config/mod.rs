@@ -1,29 +1,51 @@
-//! Settings from their layers, validated into a [`Settings`]. Each raw value keeps where it came from
-//! ([`Source`]) so a usage error can name the key, the place, the bad value and what is allowed, and every
-//! bad value is reported, not only the first.
+//! Settings from their layers, validated into [`Settings`]. Each raw value keeps where it came from
+//! ([`Source`]), so a usage error names the key, the place (file and line, variable, flag, or the test's
+//! node id), the bad value and what is allowed — and every bad value is reported, not only the first.
 //!
-//! Layers, lowest first: built-in defaults < command line. (pytest ini keys, `SMART_RERUN_*` variables and
-//! markers slot in between through [`RawLayer::update`].)
+//! Layers, lowest first: built-in defaults < pytest ini keys < `SMART_RERUN_*` environment < command
+//! line < the test's own `@pytest.mark.smart_rerun` (see [`marker`]). Every key is listed once in [`keys`].
 
-use crate::cli::RunArgs;
+pub mod ini;
+pub mod keys;
+pub mod marker;
+
 use crate::policy::{Backoff, ErrorName, RetryPolicy};
+pub use keys::{KEYS, Key, Kind};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Default,
-    /// A command-line flag, e.g. `--max`.
+    /// A pytest ini key; the line is found by [`ini::locate`] when it can be.
+    Ini {
+        file: String,
+        line: Option<u32>,
+    },
+    Env(&'static str),
+    /// A command-line flag, e.g. `--max` (or the matching GitHub Action input).
     Flag(&'static str),
+    /// A test's `smart_rerun` (or migrated `flaky`) marker.
+    Marker {
+        nodeid: String,
+    },
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Default => f.write_str("default"),
+            Source::Ini {
+                file,
+                line: Some(line),
+            } => write!(f, "{file}:{line}"),
+            Source::Ini { file, line: None } => write!(f, "{file}"),
+            Source::Env(name) => write!(f, "environment variable {name}"),
             Source::Flag(flag) => write!(f, "command line {flag}"),
+            Source::Marker { nodeid } => write!(f, "marker on {nodeid}"),
         }
     }
 }
@@ -35,72 +57,88 @@ pub struct Raw {
     pub source: Source,
 }
 
-/// Raw values of one layer; `None` = not set there.
-#[derive(Debug, Clone, Default)]
+/// Raw values of one or more merged layers, by ini key; absent = not set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawLayer {
-    pub max: Option<Raw>,
-    pub delay: Option<Raw>,
-    pub backoff: Option<Raw>,
-    pub errors: Option<Raw>,
-    pub report: Option<Raw>,
+    pub values: BTreeMap<&'static str, Raw>,
 }
 
 impl RawLayer {
     /// Overlays `other` (a higher-precedence layer) on `self`.
     pub fn update(&mut self, other: &RawLayer) {
-        fn take(dst: &mut Option<Raw>, src: &Option<Raw>) {
-            if src.is_some() {
-                dst.clone_from(src);
-            }
+        for (k, v) in &other.values {
+            self.values.insert(k, v.clone());
         }
-        take(&mut self.max, &other.max);
-        take(&mut self.delay, &other.delay);
-        take(&mut self.backoff, &other.backoff);
-        take(&mut self.errors, &other.errors);
-        take(&mut self.report, &other.report);
     }
 
-    fn from_args(args: &RunArgs) -> RawLayer {
-        let flag = |v: &Option<String>, name: &'static str| {
-            v.as_ref().map(|value| Raw {
-                value: value.clone(),
-                source: Source::Flag(name),
-            })
-        };
-        RawLayer {
-            max: flag(&args.max, "--max"),
-            delay: flag(&args.delay, "--delay"),
-            backoff: flag(&args.backoff, "--backoff"),
-            errors: flag(&args.errors, "--errors"),
-            report: args.report.as_ref().map(|p| Raw {
-                value: p.display().to_string(),
-                source: Source::Flag("--report"),
-            }),
+    pub fn set(&mut self, key: &'static str, value: impl Into<String>, source: Source) {
+        self.values.insert(
+            key,
+            Raw {
+                value: value.into(),
+                source,
+            },
+        );
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Raw> {
+        self.values.get(key)
+    }
+
+    /// The `SMART_RERUN_*` variables that are set (an empty value counts as unset).
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> RawLayer {
+        let mut layer = RawLayer::default();
+        for k in KEYS {
+            if let Some(v) = lookup(k.env).filter(|v| !v.trim().is_empty()) {
+                layer.set(k.ini, v, Source::Env(k.env));
+            }
         }
+        layer
+    }
+
+    /// The ini values pytest reported (`getini`), with the file and line where each is set.
+    pub fn from_ini(values: &BTreeMap<String, Option<String>>, inifile: Option<&Path>) -> RawLayer {
+        let mut layer = RawLayer::default();
+        let text = inifile.and_then(|p| std::fs::read_to_string(p).ok());
+        for k in KEYS {
+            let Some(Some(value)) = values.get(k.ini) else {
+                continue;
+            };
+            let file = inifile
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "pytest configuration".into());
+            let line = text.as_deref().and_then(|t| ini::locate(t, k.ini));
+            layer.set(k.ini, value.trim(), Source::Ini { file, line });
+        }
+        layer
     }
 }
 
 /// One bad value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    pub key: &'static str,
+    pub key: String,
     pub source: Source,
-    pub value: String,
+    /// The offending value; `None` for secrets, which are never printed.
+    pub value: Option<String>,
     pub problem: String,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} = '{}' ({}): {}",
-            self.key, self.value, self.source, self.problem
-        )
+        match &self.value {
+            Some(v) => write!(
+                f,
+                "{} = '{}' ({}): {}",
+                self.key, v, self.source, self.problem
+            ),
+            None => write!(f, "{} ({}): {}", self.key, self.source, self.problem),
+        }
     }
 }
 
 /// Every bad value of a configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
@@ -120,192 +158,537 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// The validated settings of a run.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    pub policy: RetryPolicy,
+/// A value that must never be printed or written.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Settings of the AI classifier (used by the classification issue; validated here).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AiSettings {
+    pub enabled: bool,
+    pub endpoint: Option<String>,
+    pub token: Option<Secret>,
     pub report: Option<PathBuf>,
+    pub cache: Option<PathBuf>,
+    pub redact: bool,
+}
+
+/// The validated settings of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The global policy; markers override it per test.
+    pub policy: RetryPolicy,
+    pub max_failures: Option<u32>,
+    pub max_reruns: Option<u32>,
+    pub report: Option<PathBuf>,
+    pub ai: AiSettings,
+    /// Where each key's value came from (keys left at their default are absent).
+    pub sources: BTreeMap<&'static str, Source>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            policy: RetryPolicy::default(),
+            max_failures: None,
+            max_reruns: None,
+            report: None,
+            ai: AiSettings {
+                redact: true,
+                ..AiSettings::default()
+            },
+            sources: BTreeMap::new(),
+        }
+    }
 }
 
 impl Settings {
-    pub fn from_run_args(args: &RunArgs) -> Result<Settings, ConfigErrors> {
-        Settings::from_layer(&RawLayer::from_args(args))
-    }
-
-    /// Validates merged raw values; collects every problem.
-    pub fn from_layer(layer: &RawLayer) -> Result<Settings, ConfigErrors> {
+    /// Validates merged raw values; collects every problem. `env` resolves `{{ env:NAME }}`; `cwd` anchors
+    /// relative paths from flags and variables, an ini file's own directory those from ini keys.
+    pub fn from_layer(
+        layer: &RawLayer,
+        env: &dyn Fn(&str) -> Option<String>,
+        cwd: &Path,
+    ) -> Result<Settings, ConfigErrors> {
+        let mut s = Settings::default();
         let mut errors = Vec::new();
-        let mut policy = RetryPolicy::default();
-        let mut check = |key: &'static str, raw: &Raw, result: Result<(), String>| {
-            if let Err(problem) = result {
-                errors.push(ConfigError {
-                    key,
-                    source: raw.source.clone(),
-                    value: raw.value.clone(),
-                    problem,
-                });
+        for (&key, raw) in &layer.values {
+            let Some(k) = keys::key(key) else { continue };
+            let value = match expand_env(&raw.value, env) {
+                Ok(v) => v,
+                Err(problem) => {
+                    errors.push(error(k, raw, problem));
+                    continue;
+                }
+            };
+            if let Err(problem) = s.apply(k, &value, raw, cwd) {
+                errors.push(error(k, raw, problem));
+                continue;
             }
-        };
-        if let Some(raw) = &layer.max {
-            check(
-                "max",
-                raw,
-                parse_attempts(&raw.value).map(|n| policy.max_attempts = n),
-            );
+            s.sources.insert(k.ini, raw.source.clone());
         }
-        if let Some(raw) = &layer.delay {
-            check(
-                "delay",
-                raw,
-                parse_seconds(&raw.value).map(|d| policy.delay = d),
-            );
+        if s.ai.enabled && s.ai.endpoint.is_none() {
+            // Allowed: the heuristics decide alone. Noted by the classifier, not an error.
         }
-        if let Some(raw) = &layer.backoff {
-            check(
-                "backoff",
-                raw,
-                raw.value.parse::<Backoff>().map(|b| policy.backoff = b),
-            );
-        }
-        if let Some(raw) = &layer.errors {
-            check(
-                "errors",
-                raw,
-                ErrorName::parse_list(&raw.value).map(|e| policy.errors = e),
-            );
-        }
-        let report = layer.report.as_ref().map(|r| PathBuf::from(&r.value));
         if errors.is_empty() {
-            Ok(Settings { policy, report })
+            Ok(s)
         } else {
             Err(ConfigErrors(errors))
         }
     }
+
+    fn apply(&mut self, k: &Key, value: &str, raw: &Raw, cwd: &Path) -> Result<(), String> {
+        let p = &mut self.policy;
+        match k.ini {
+            "smart_rerun" => p.enabled = parse_bool(value)?,
+            "smart_rerun_max" => p.max_attempts = parse_count(value, 1)?,
+            "smart_rerun_delay" => p.delay = parse_seconds(value)?,
+            "smart_rerun_backoff" => {
+                p.backoff = value
+                    .parse::<Backoff>()
+                    .map_err(|_| format!("use {}", Backoff::ALLOWED))?
+            }
+            "smart_rerun_max_delay" => p.max_delay = Some(parse_seconds(value)?),
+            "smart_rerun_jitter" => p.jitter = parse_seconds(value)?,
+            "smart_rerun_errors" => p.errors = ErrorName::parse_list(value)?,
+            "smart_rerun_max_failures" => self.max_failures = Some(parse_count(value, 0)?),
+            "smart_rerun_max_reruns" => self.max_reruns = Some(parse_count(value, 0)?),
+            "smart_rerun_fail_on_flaky" => p.fail_on_flaky = parse_bool(value)?,
+            "smart_rerun_report" => self.report = Some(resolve_path(value, &raw.source, cwd)?),
+            "smart_rerun_ai" => self.ai.enabled = parse_bool(value)?,
+            "smart_rerun_ai_endpoint" => self.ai.endpoint = Some(parse_url(value)?),
+            "smart_rerun_ai_token" => self.ai.token = Some(Secret(value.to_owned())),
+            "smart_rerun_ai_report" => {
+                self.ai.report = Some(resolve_path(value, &raw.source, cwd)?)
+            }
+            "smart_rerun_ai_cache" => self.ai.cache = Some(resolve_path(value, &raw.source, cwd)?),
+            "smart_rerun_ai_redact" => self.ai.redact = parse_bool(value)?,
+            other => return Err(format!("unknown setting {other}")),
+        }
+        Ok(())
+    }
+
+    /// The effective value of a key as text (`***` for secrets), for `smart-rerun config`.
+    pub fn display_value(&self, k: &Key) -> String {
+        let p = &self.policy;
+        let secs = |d: Duration| format!("{}", d.as_secs_f64());
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or("(none)".to_owned(), |p| p.display().to_string())
+        };
+        match k.ini {
+            "smart_rerun" => p.enabled.to_string(),
+            "smart_rerun_max" => p.max_attempts.to_string(),
+            "smart_rerun_delay" => secs(p.delay),
+            "smart_rerun_backoff" => p.backoff.to_string(),
+            "smart_rerun_max_delay" => p.max_delay.map_or("(none)".into(), secs),
+            "smart_rerun_jitter" => secs(p.jitter),
+            "smart_rerun_errors" => {
+                if p.errors.is_empty() {
+                    "(any exception)".into()
+                } else {
+                    p.errors
+                        .iter()
+                        .map(|e| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }
+            }
+            "smart_rerun_max_failures" => self
+                .max_failures
+                .map_or("(no limit)".into(), |n| n.to_string()),
+            "smart_rerun_max_reruns" => self
+                .max_reruns
+                .map_or("(no limit)".into(), |n| n.to_string()),
+            "smart_rerun_fail_on_flaky" => p.fail_on_flaky.to_string(),
+            "smart_rerun_report" => path(&self.report),
+            "smart_rerun_ai" => self.ai.enabled.to_string(),
+            "smart_rerun_ai_endpoint" => {
+                self.ai.endpoint.clone().unwrap_or_else(|| "(none)".into())
+            }
+            "smart_rerun_ai_token" => {
+                if self.ai.token.is_some() {
+                    "*** (set)".into()
+                } else {
+                    "(none)".into()
+                }
+            }
+            "smart_rerun_ai_report" => path(&self.ai.report),
+            "smart_rerun_ai_cache" => path(&self.ai.cache),
+            "smart_rerun_ai_redact" => self.ai.redact.to_string(),
+            _ => String::new(),
+        }
+    }
 }
 
-/// A whole number of attempts, 1 or more.
-pub fn parse_attempts(value: &str) -> Result<u32, String> {
-    match value.trim().parse::<i64>() {
-        Ok(n) if n >= 1 && n <= u32::MAX as i64 => Ok(n as u32),
-        Ok(_) => {
-            Err("must be a whole number, 1 or more (the first run counts as an attempt)".into())
+fn error(k: &Key, raw: &Raw, problem: String) -> ConfigError {
+    ConfigError {
+        key: k.ini.to_owned(),
+        source: raw.source.clone(),
+        value: (k.kind != Kind::Secret).then(|| raw.value.clone()),
+        problem,
+    }
+}
+
+/// Replaces each `{{ env:NAME }}` with the variable's value; a missing variable is an error that names it.
+pub fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            return Err("has '{{' without a closing '}}': write {{ env:NAME }}".into());
+        };
+        let inner = after[..end].trim();
+        let Some(name) = inner.strip_prefix("env:").map(str::trim) else {
+            return Err(format!(
+                "'{{{{ {inner} }}}}' is not a placeholder: write {{{{ env:NAME }}}}"
+            ));
+        };
+        if name.is_empty() || !name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric()) {
+            return Err(format!("'{name}' is not an environment variable name"));
         }
-        Err(_) => Err("is not a whole number: use 1 or more".into()),
+        match env(name) {
+            Some(v) => out.push_str(&v),
+            None => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+pub fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "is not true or false: use {}",
+            Kind::Bool.allowed()
+        )),
+    }
+}
+
+/// A whole number, `min` or more.
+pub fn parse_count(value: &str, min: u32) -> Result<u32, String> {
+    let extra = if min == 1 {
+        " (the first run counts as an attempt)"
+    } else {
+        ""
+    };
+    match value.trim().parse::<i64>() {
+        Ok(n) if n >= min as i64 && n <= u32::MAX as i64 => Ok(n as u32),
+        Ok(_) => Err(format!("must be a whole number, {min} or more{extra}")),
+        Err(_) => Err(format!("is not a whole number: use {min} or more")),
     }
 }
 
 /// A number of seconds, 0 or more.
 pub fn parse_seconds(value: &str) -> Result<Duration, String> {
-    match value.trim().parse::<f64>() {
+    match value.trim().trim_end_matches('s').parse::<f64>() {
         Ok(s) if (0.0..1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
         Ok(_) => Err("must be a number of seconds, 0 or more".into()),
         Err(_) => Err("is not a number: use seconds, 0 or more (e.g. 0.5)".into()),
     }
 }
 
+fn parse_url(value: &str) -> Result<String, String> {
+    let v = value.trim();
+    if (v.starts_with("http://") || v.starts_with("https://")) && v.len() > "https://".len() {
+        Ok(v.to_owned())
+    } else {
+        Err(format!("is not a URL: use {}", Kind::Url.allowed()))
+    }
+}
+
+fn resolve_path(value: &str, source: &Source, cwd: &Path) -> Result<PathBuf, String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err("is empty: use a file path".into());
+    }
+    let p = PathBuf::from(v);
+    if p.is_absolute() {
+        return Ok(p);
+    }
+    // Like pytest's own path-valued ini keys, a relative path in an ini file is relative to that file.
+    let base = match source {
+        Source::Ini { file, .. } => Path::new(file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| cwd.to_path_buf()),
+        _ => cwd.to_path_buf(),
+    };
+    Ok(base.join(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn flag(value: &str, name: &'static str) -> Option<Raw> {
-        Some(Raw {
-            value: value.into(),
-            source: Source::Flag(name),
-        })
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn layer(rows: &[(&'static str, &str, Source)]) -> RawLayer {
+        let mut l = RawLayer::default();
+        for (k, v, s) in rows {
+            l.set(k, *v, s.clone());
+        }
+        l
+    }
+
+    fn validate(l: &RawLayer) -> Result<Settings, ConfigErrors> {
+        Settings::from_layer(l, &no_env, Path::new("/work"))
     }
 
     #[test]
-    fn each_bad_value_is_reported_with_key_source_and_what_is_allowed() {
-        let rows: &[(&str, RawLayer, &str)] = &[
+    fn every_key_rejects_bad_values_with_key_source_value_and_what_is_allowed() {
+        let ini = || Source::Ini {
+            file: "/p/pytest.ini".into(),
+            line: Some(4),
+        };
+        let rows: &[(&'static str, &str, Source, &str)] = &[
             (
-                "max 0",
-                RawLayer {
-                    max: flag("0", "--max"),
-                    ..Default::default()
-                },
-                "max = '0' (command line --max): must be a whole number, 1 or more",
+                "smart_rerun",
+                "maybe",
+                Source::Env("SMART_RERUN"),
+                "smart_rerun = 'maybe' (environment variable SMART_RERUN): is not true or false",
             ),
             (
-                "max word",
-                RawLayer {
-                    max: flag("three", "--max"),
-                    ..Default::default()
-                },
-                "max = 'three' (command line --max): is not a whole number",
+                "smart_rerun_max",
+                "0",
+                Source::Flag("--max"),
+                "smart_rerun_max = '0' (command line --max): must be a whole number, 1 or more",
             ),
             (
-                "negative delay",
-                RawLayer {
-                    delay: flag("-1", "--delay"),
-                    ..Default::default()
-                },
-                "delay = '-1' (command line --delay): must be a number of seconds, 0 or more",
+                "smart_rerun_max",
+                "three",
+                ini(),
+                "smart_rerun_max = 'three' (/p/pytest.ini:4): is not a whole number",
             ),
             (
-                "nan delay",
-                RawLayer {
-                    delay: flag("nan", "--delay"),
-                    ..Default::default()
-                },
+                "smart_rerun_delay",
+                "-1",
+                ini(),
+                "smart_rerun_delay = '-1' (/p/pytest.ini:4): must be a number of seconds, 0 or more",
+            ),
+            ("smart_rerun_delay", "soon", ini(), "is not a number"),
+            (
+                "smart_rerun_delay",
+                "inf",
+                ini(),
                 "must be a number of seconds",
             ),
             (
-                "word delay",
-                RawLayer {
-                    delay: flag("soon", "--delay"),
-                    ..Default::default()
-                },
-                "is not a number",
-            ),
-            (
-                "backoff",
-                RawLayer {
-                    backoff: flag("fib", "--backoff"),
-                    ..Default::default()
-                },
+                "smart_rerun_backoff",
+                "fib",
+                ini(),
                 "use none, linear or exp",
             ),
             (
-                "errors",
-                RawLayer {
-                    errors: flag("Timeout Error", "--errors"),
-                    ..Default::default()
-                },
+                "smart_rerun_max_delay",
+                "-2",
+                ini(),
+                "smart_rerun_max_delay = '-2'",
+            ),
+            ("smart_rerun_jitter", "x", ini(), "smart_rerun_jitter = 'x'"),
+            (
+                "smart_rerun_errors",
+                "Timeout Error",
+                ini(),
                 "is not an exception name",
             ),
+            (
+                "smart_rerun_max_failures",
+                "-1",
+                ini(),
+                "must be a whole number, 0 or more",
+            ),
+            (
+                "smart_rerun_max_reruns",
+                "lots",
+                ini(),
+                "is not a whole number",
+            ),
+            (
+                "smart_rerun_fail_on_flaky",
+                "sometimes",
+                ini(),
+                "is not true or false",
+            ),
+            ("smart_rerun_report", "  ", ini(), "is empty"),
+            ("smart_rerun_ai", "2", ini(), "is not true or false"),
+            (
+                "smart_rerun_ai_endpoint",
+                "mcp.example.com",
+                ini(),
+                "is not a URL",
+            ),
+            (
+                "smart_rerun_ai_report",
+                "",
+                Source::Flag("--ai-report"),
+                "is empty",
+            ),
+            (
+                "smart_rerun_ai_cache",
+                "",
+                Source::Flag("--ai-cache"),
+                "is empty",
+            ),
+            (
+                "smart_rerun_ai_redact",
+                "nah",
+                ini(),
+                "is not true or false",
+            ),
+            (
+                "smart_rerun_ai_token",
+                "{{ env:NOPE_TOKEN }}",
+                ini(),
+                "smart_rerun_ai_token (/p/pytest.ini:4): environment variable NOPE_TOKEN is not set",
+            ),
         ];
-        for (name, layer, expected) in rows {
-            let err = Settings::from_layer(layer).unwrap_err();
-            assert!(err.to_string().contains(expected), "{name}: {err}");
+        for (key, value, source, expected) in rows {
+            let err = validate(&layer(&[(key, value, source.clone())])).unwrap_err();
+            assert!(
+                err.to_string().contains(expected),
+                "{key}={value:?}: got {err}"
+            );
+        }
+        // Every key of the table has a row above.
+        for k in KEYS {
+            assert!(
+                rows.iter().any(|r| r.0 == k.ini),
+                "no validation row for {}",
+                k.ini
+            );
         }
     }
 
     #[test]
     fn all_bad_values_are_reported_together() {
-        let layer = RawLayer {
-            max: flag("0", "--max"),
-            delay: flag("x", "--delay"),
-            backoff: flag("y", "--backoff"),
-            ..Default::default()
-        };
-        let err = Settings::from_layer(&layer).unwrap_err();
+        let err = validate(&layer(&[
+            ("smart_rerun_max", "0", Source::Flag("--max")),
+            ("smart_rerun_delay", "x", Source::Env("SMART_RERUN_DELAY")),
+            ("smart_rerun_backoff", "y", Source::Default),
+        ]))
+        .unwrap_err();
         assert_eq!(err.0.len(), 3, "{err}");
         assert!(err.to_string().starts_with("3 invalid settings:"));
     }
 
     #[test]
-    fn higher_layers_win() {
-        let mut base = RawLayer {
-            max: flag("3", "--max"),
-            delay: flag("1", "--delay"),
-            ..Default::default()
-        };
-        base.update(&RawLayer {
-            max: flag("5", "--max"),
-            ..Default::default()
-        });
-        let s = Settings::from_layer(&base).unwrap();
+    fn secrets_are_never_echoed() {
+        let err = validate(&layer(&[(
+            "smart_rerun_ai_token",
+            "{{ env:MISSING }}-s3cr3t",
+            Source::Flag("--ai-token"),
+        )]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        let env = |n: &str| (n == "TOK").then(|| "hunter2".to_owned());
+        let s = Settings::from_layer(
+            &layer(&[("smart_rerun_ai_token", "{{ env:TOK }}", Source::Default)]),
+            &env,
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(s.ai.token.as_ref().unwrap().expose(), "hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(
+            !s.display_value(keys::key("smart_rerun_ai_token").unwrap())
+                .contains("hunter2")
+        );
+    }
+
+    #[test]
+    fn higher_layers_win_and_sources_are_remembered() {
+        let mut merged = layer(&[
+            (
+                "smart_rerun_max",
+                "3",
+                Source::Ini {
+                    file: "pytest.ini".into(),
+                    line: Some(2),
+                },
+            ),
+            (
+                "smart_rerun_delay",
+                "1",
+                Source::Ini {
+                    file: "pytest.ini".into(),
+                    line: Some(3),
+                },
+            ),
+        ]);
+        merged.update(&RawLayer::from_env(|n| {
+            (n == "SMART_RERUN_MAX").then(|| "4".into())
+        }));
+        merged.update(&layer(&[("smart_rerun_max", "5", Source::Flag("--max"))]));
+        let s = validate(&merged).unwrap();
         assert_eq!(s.policy.max_attempts, 5);
         assert_eq!(s.policy.delay, Duration::from_secs(1));
+        assert_eq!(s.sources["smart_rerun_max"], Source::Flag("--max"));
+        assert_eq!(s.sources["smart_rerun_delay"].to_string(), "pytest.ini:3");
+    }
+
+    #[test]
+    fn ini_paths_are_relative_to_the_ini_file() {
+        let s = validate(&layer(&[
+            (
+                "smart_rerun_report",
+                "reports/r.json",
+                Source::Ini {
+                    file: "/proj/sub/pytest.ini".into(),
+                    line: None,
+                },
+            ),
+            (
+                "smart_rerun_ai_report",
+                "ai.json",
+                Source::Flag("--ai-report"),
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(s.report.unwrap(), PathBuf::from("/proj/sub/reports/r.json"));
+        assert_eq!(s.ai.report.unwrap(), PathBuf::from("/work/ai.json"));
+    }
+
+    #[test]
+    fn env_placeholders_expand_and_malformed_ones_are_named() {
+        let env = |n: &str| (n == "A").then(|| "x".to_owned());
+        assert_eq!(
+            expand_env("pre-{{ env:A }}-{{env:A}}", &env).unwrap(),
+            "pre-x-x"
+        );
+        assert!(
+            expand_env("{{ env:B }}", &env)
+                .unwrap_err()
+                .contains("B is not set")
+        );
+        assert!(
+            expand_env("{{ A }}", &env)
+                .unwrap_err()
+                .contains("not a placeholder")
+        );
+        assert!(
+            expand_env("{{ env:A", &env)
+                .unwrap_err()
+                .contains("without a closing")
+        );
     }
 }

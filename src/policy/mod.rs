@@ -132,9 +132,14 @@ pub struct RetryPolicy {
     /// Upper bound for a backed-off delay.
     #[serde(with = "opt_secs")]
     pub max_delay: Option<Duration>,
+    /// Up to this much is added to each delay, spread over tests so retries don't land together.
+    #[serde(with = "secs")]
+    pub jitter: Duration,
     /// Empty: every failure may be rerun. Otherwise only failures whose exception class, or a base
     /// class, matches a name.
     pub errors: Vec<ErrorName>,
+    /// A flaky result fails the run.
+    pub fail_on_flaky: bool,
 }
 
 impl Default for RetryPolicy {
@@ -145,7 +150,9 @@ impl Default for RetryPolicy {
             delay: Duration::ZERO,
             backoff: Backoff::None,
             max_delay: None,
+            jitter: Duration::ZERO,
             errors: Vec::new(),
+            fail_on_flaky: false,
         }
     }
 }
@@ -165,6 +172,22 @@ impl RetryPolicy {
     /// The wait between a test's failed attempt `attempt` (1-based) and the next one.
     pub fn delay_after(&self, attempt: u32) -> Duration {
         backoff_delay(self.delay, self.backoff, self.max_delay, attempt.max(1))
+    }
+
+    /// The wait after failed attempt `attempt` of the test `key` (its node id), jitter included. The
+    /// jitter is a hash of the test and the attempt, not a random draw: retries still spread out, and the
+    /// schedule stays a pure function.
+    pub fn delay_for(&self, key: &str, attempt: u32) -> Duration {
+        let base = self.delay_after(attempt);
+        if self.jitter.is_zero() {
+            return base;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key.bytes().chain(attempt.to_le_bytes()) {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        let fraction = (h >> 11) as f64 / (1u64 << 53) as f64;
+        base + self.jitter.mul_f64(fraction)
     }
 
     /// Whether a failure whose exception has these MRO names (most derived first) may be retried under
@@ -292,6 +315,39 @@ mod tests {
         assert!(huge >= Duration::from_secs(u32::MAX as u64));
         assert_eq!(
             backoff_delay(ms(100), Backoff::Exp, Some(ms(100)), 200),
+            ms(100)
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound_and_differs_between_tests() {
+        let p = RetryPolicy {
+            delay: ms(100),
+            jitter: ms(50),
+            ..Default::default()
+        };
+        let delays: Vec<Duration> = (0..20)
+            .map(|i| p.delay_for(&format!("t.py::test_{i}"), 1))
+            .collect();
+        assert!(
+            delays.iter().all(|d| *d >= ms(100) && *d < ms(150)),
+            "{delays:?}"
+        );
+        assert!(
+            delays.iter().any(|d| *d != delays[0]),
+            "jitter spreads tests apart"
+        );
+        assert_eq!(
+            p.delay_for("t.py::a", 1),
+            p.delay_for("t.py::a", 1),
+            "and is repeatable"
+        );
+        assert_eq!(
+            RetryPolicy {
+                delay: ms(100),
+                ..Default::default()
+            }
+            .delay_for("x", 1),
             ms(100)
         );
     }

@@ -171,7 +171,15 @@ pub fn render_summary(report: &RunReport) -> String {
         );
     }
     for w in &report.warnings {
-        let _ = writeln!(out, "{YELLOW}warning{YELLOW:#}: {}", sanitize_line(w));
+        let _ = writeln!(out, "{YELLOW}warning{YELLOW:#}: {}", sanitize_lines(w));
+    }
+    let code = report.run.exit_code;
+    if (code == 3 || code == 4) && !report.warnings.contains(&report.run.exit_reason) {
+        let _ = writeln!(
+            out,
+            "{RED}error{RED:#}: {}",
+            sanitize_lines(&report.run.exit_reason)
+        );
     }
 
     let mut counts: Vec<String> = Vec::new();
@@ -244,6 +252,14 @@ fn truncate(text: &str, max_chars: usize) -> String {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),
     }
+}
+
+/// Like [`sanitize_line`], keeping line breaks (indented under the first line).
+fn sanitize_lines(text: &str) -> String {
+    text.lines()
+        .map(sanitize_line)
+        .collect::<Vec<_>>()
+        .join("\n  ")
 }
 
 /// Makes untrusted text safe for one terminal line: control characters (ESC, CR, BEL, newlines, ...)

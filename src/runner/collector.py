@@ -21,6 +21,12 @@ PROTOCOL = 1
 EVENTS_ENV = "SMART_RERUN_EVENTS"
 SELECT_ENV = "SMART_RERUN_SELECT"
 ROUND_ENV = "SMART_RERUN_ROUND"
+# The binary validates the ini values and markers once they are collected; the collector waits for its
+# verdict (a file it writes atomically) before any test runs, and stops with exit 4 on invalid settings.
+VERDICT_ENV = "SMART_RERUN_VERDICT"
+# "config": report the session's ini values, then stop before collecting (`smart-rerun config`).
+MODE_ENV = "SMART_RERUN_MODE"
+VERDICT_TIMEOUT = 120.0
 
 # Every ini key smart-rerun understands. Registering them keeps `--strict-config` projects working and lets
 # the binary read them through pytest's own configuration discovery (getini).
@@ -160,7 +166,11 @@ def _outcome_of(phases):
 def _skip_reason(rep):
     longrepr = rep.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        return str(longrepr[2])
+        reason = str(longrepr[2])
+        # pytest prefixes the reason of pytest.skip() and the skip marker; its summary strips it, so do we.
+        if reason.startswith("Skipped: "):
+            reason = reason[len("Skipped: "):]
+        return reason
     wasxfail = getattr(rep, "wasxfail", None)
     if wasxfail:
         return str(wasxfail)
@@ -213,6 +223,7 @@ class Collector:
             if found or flaky:
                 markers[str(idx)] = {"smart_rerun": found, "flaky": flaky}
         self.events.emit("collected", {"files": files, "items": rows, "markers": markers})
+        _await_verdict()
 
     def pytest_collectreport(self, report):
         if self.is_worker or not report.failed:
@@ -322,7 +333,9 @@ class Collector:
         )
 
     def pytest_keyboard_interrupt(self, excinfo):
-        if not self.is_worker:
+        # pytest also calls this for pytest.exit(); that is a deliberate stop with its own exit status,
+        # reported by session_finish, not an interrupt.
+        if not self.is_worker and excinfo.errisinstance(KeyboardInterrupt):
             self.events.emit("interrupted", {"message": _cap(excinfo.exconly())})
 
 
@@ -334,6 +347,52 @@ def _load_selection(path):
         "nodeids": frozenset(data.get("nodeids") or ()),
         "serial": bool(data.get("serial")),
     }
+
+
+def _inside(path, config):
+    """Whether ``path`` lies under the rootdir. pytest names a test file outside the rootdir (``-c ci/pytest.ini``,
+    ``--rootdir elsewhere``) relative to the command-line path that holds it, so narrowing the arguments to
+    that file would rename its tests; such rounds keep the user's arguments and only deselect."""
+    root = str(config.rootpath if hasattr(config, "rootpath") else config.rootdir)
+    try:
+        return os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) == os.path.abspath(root)
+    except ValueError:  # different drives on Windows
+        return False
+
+
+def _await_verdict():
+    path = os.environ.get(VERDICT_ENV)
+    if not path:
+        return
+    deadline = time.monotonic() + VERDICT_TIMEOUT
+    pause = 0.0005
+    while time.monotonic() < deadline:
+        try:
+            with open(path, "r", encoding="utf-8") as fh:
+                verdict = json.load(fh)
+        except (OSError, ValueError):
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+            continue
+        if verdict.get("abort"):
+            pytest.exit("smart-rerun: invalid settings (listed below); no test was run", returncode=4)
+        return
+    # The binary is gone or stuck: run the tests rather than hang CI.
+
+
+def _rerun_plugins(config):
+    """In-process rerun plugins that are loaded, and whether they are switched on for the whole run."""
+    found = {}
+    pm = config.pluginmanager
+    if pm.hasplugin("rerunfailures"):
+        found["pytest-rerunfailures"] = {"reruns": getattr(config.option, "reruns", None) or 0}
+    if pm.hasplugin("flaky"):
+        found["flaky"] = {"force_flaky": bool(getattr(config.option, "force_flaky", False))}
+    for name in ("pytest_retry", "retry"):
+        if pm.hasplugin(name):
+            found["pytest-retry"] = {"retries": getattr(config.option, "retries", None) or 0}
+            break
+    return found
 
 
 _STATE = {}
@@ -370,7 +429,7 @@ def pytest_configure(config):
     if select_path:
         selection = _load_selection(select_path)
         files = [f for f in selection["files"] if os.path.exists(f)]
-        if files:
+        if files and all(_inside(f, config) for f in files):
             config.args[:] = files
         if selection["serial"] and not is_worker:
             # A rerun round of a few tests should not pay for spawning xdist workers. xdist decides in
@@ -421,8 +480,11 @@ def pytest_configure(config):
             "ini": ini,
             "plugins": plugins,
             "numprocesses": getattr(config.option, "numprocesses", None) or 0,
+            "rerun_plugins": _rerun_plugins(config),
         },
     )
+    if os.environ.get(MODE_ENV) == "config":
+        pytest.exit("smart-rerun: configuration read", returncode=0)
 
 
 def pytest_unconfigure(config):

@@ -45,11 +45,15 @@ pub struct SessionStart {
     #[allow(dead_code)]
     pub inifile: Option<String>,
     #[serde(default)]
-    pub ini: HashMap<String, Option<String>>,
+    pub ini: std::collections::BTreeMap<String, Option<String>>,
     #[serde(default)]
     pub plugins: Vec<String>,
     #[serde(default)]
     pub numprocesses: u32,
+    /// In-process rerun plugins that are loaded (pytest-rerunfailures, flaky, pytest-retry), with their
+    /// run-wide switches.
+    #[serde(default)]
+    pub rerun_plugins: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,38 +131,31 @@ impl RoundEvents {
             round.read_file(path)?;
         }
         if round.collected.is_none() {
-            let mut name = path.as_os_str().to_owned();
-            name.push(".gw0");
-            let worker = Path::new(&name);
+            let worker = worker_path(path);
             if worker.exists() {
-                round.read_file(worker)?;
+                round.read_file(&worker)?;
             }
         }
         Ok(round)
     }
 
     fn read_file(&mut self, path: &Path) -> std::io::Result<()> {
-        let file = std::fs::File::open(path)?;
-        let mut reader = BufReader::new(file);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            // Bytes that are not UTF-8 cannot come from the collector (it encodes with "replace"), but a
-            // torn line could split a character: read raw and convert lossily.
-            let mut raw = Vec::new();
-            let n = reader.read_until(b'\n', &mut raw)?;
-            if n == 0 {
-                break;
-            }
-            let complete = raw.last() == Some(&b'\n');
-            line.push_str(&String::from_utf8_lossy(&raw));
-            match serde_json::from_str::<Event>(line.trim_end()) {
-                Ok(event) => self.apply(event),
-                Err(_) if !complete => break,
-                Err(_) => self.bad_lines += 1,
-            }
-        }
+        let mut tail = Tail::new(path.to_path_buf());
+        tail.poll(self)?;
         Ok(())
+    }
+
+    /// Parses one complete line.
+    fn feed(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end();
+        if text.is_empty() {
+            return;
+        }
+        match serde_json::from_str::<Event>(text) {
+            Ok(event) => self.apply(event),
+            Err(_) => self.bad_lines += 1,
+        }
     }
 
     fn apply(&mut self, event: Event) {
@@ -180,6 +177,59 @@ impl RoundEvents {
             Event::SessionFinish(f) => self.finish = Some(f),
             Event::Unknown => {}
         }
+    }
+}
+
+/// Where xdist's first worker writes its collection, beside the controller's events file.
+pub fn worker_path(events: &Path) -> std::path::PathBuf {
+    let mut name = events.as_os_str().to_owned();
+    name.push(".gw0");
+    name.into()
+}
+
+/// Follows a growing events file while pytest runs: each [`Tail::poll`] parses the lines completed since
+/// the last. A line still being written stays pending; if pytest dies mid-line, it is never parsed.
+#[derive(Debug)]
+pub struct Tail {
+    path: std::path::PathBuf,
+    offset: u64,
+    pending: Vec<u8>,
+}
+
+impl Tail {
+    pub fn new(path: std::path::PathBuf) -> Tail {
+        Tail {
+            path,
+            offset: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Reads what was appended since the last poll into `round`. Returns whether anything new was parsed.
+    pub fn poll(&mut self, round: &mut RoundEvents) -> std::io::Result<bool> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        file.seek(SeekFrom::Start(self.offset))?;
+        let mut reader = BufReader::with_capacity(64 * 1024, file);
+        let mut any = false;
+        loop {
+            let n = reader.read_until(b'\n', &mut self.pending)?;
+            if n == 0 {
+                break;
+            }
+            self.offset += n as u64;
+            if self.pending.last() != Some(&b'\n') {
+                break;
+            }
+            round.feed(&self.pending);
+            self.pending.clear();
+            any = true;
+        }
+        Ok(any)
     }
 }
 
@@ -210,5 +260,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let round = RoundEvents::read(&dir.path().join("nothing")).unwrap();
         assert!(!round.hello && round.session.is_none());
+    }
+
+    #[test]
+    fn a_tail_parses_lines_as_they_are_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let mut tail = Tail::new(path.clone());
+        let mut round = RoundEvents::default();
+        assert!(!tail.poll(&mut round).unwrap());
+        write!(f, r#"{{"event":"hello","protocol":1}}"#).unwrap();
+        assert!(
+            !tail.poll(&mut round).unwrap(),
+            "half a line is not parsed yet"
+        );
+        writeln!(f).unwrap();
+        write!(f, r#"{{"event":"start","#).unwrap();
+        assert!(tail.poll(&mut round).unwrap());
+        assert!(round.hello && round.started.is_empty());
+        writeln!(f, r#""nodeid":"t.py::a"}}"#).unwrap();
+        assert!(tail.poll(&mut round).unwrap());
+        assert_eq!(round.started, vec!["t.py::a".to_owned()]);
     }
 }

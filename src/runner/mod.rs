@@ -14,6 +14,7 @@ pub mod command;
 pub mod events;
 pub mod signals;
 
+use crate::config::{self, ConfigErrors, RawLayer, Settings, marker::MarkerPolicy};
 use crate::policy::{RetryPolicy, plan_next_round};
 use crate::report::{
     Attempt, CapturedSection, CollectionError, ExceptionInfo, Location, Outcome, Phase, PolicyInfo,
@@ -56,7 +57,11 @@ pub struct RunConfig {
     /// argv of every round.
     pub command: Vec<OsString>,
     pub cwd: PathBuf,
-    pub policy: RetryPolicy,
+    /// Settings from the environment and the command line, validated; the ini keys pytest reports are
+    /// merged under them once the first round starts.
+    pub settings: Settings,
+    /// The raw layer behind `settings` (environment < flags), re-validated on top of the ini values.
+    pub layer: RawLayer,
     /// Tests ready within this long of the earliest join its round (one pytest start-up saved).
     pub coalesce: Duration,
     /// A rerun round whose tests took less than this last time runs without xdist workers.
@@ -66,11 +71,12 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    pub fn new(command: Vec<OsString>, cwd: PathBuf, policy: RetryPolicy) -> Self {
+    pub fn new(command: Vec<OsString>, cwd: PathBuf, settings: Settings, layer: RawLayer) -> Self {
         RunConfig {
             command,
             cwd,
-            policy,
+            settings,
+            layer,
             coalesce: Duration::from_secs(1),
             serial_below: Duration::from_secs(10),
             keep_temp: false,
@@ -176,6 +182,16 @@ struct Run<'a> {
     /// A problem with the final round's session that is not a test result.
     session_problem: Option<(ExitCode, String)>,
     early_exit: Option<(ExitCode, String)>,
+    /// The settings in force: the command line's and environment's over the ini values.
+    settings: Settings,
+    /// Policies from markers, by node id (unmarked tests follow `settings.policy`).
+    markers: HashMap<String, MarkerPolicy>,
+    /// Reruns started so far, for `max_reruns`.
+    reruns_started: u32,
+    /// Whether the first round's verdict on the ini values and markers has been given.
+    verdict_given: bool,
+    /// Invalid settings found in the first round: the run stops with exit 4.
+    config_errors: Option<ConfigErrors>,
 }
 
 /// Runs the suite and its reruns. Errors are for runs that could not start; everything else, including a
@@ -219,6 +235,11 @@ pub fn run(
         interrupted: false,
         session_problem: None,
         early_exit: None,
+        settings: config.settings.clone(),
+        markers: HashMap::new(),
+        reruns_started: 0,
+        verdict_given: false,
+        config_errors: None,
     };
     run.rounds_loop()?;
     let report = run.into_report(started_at, started.elapsed());
@@ -238,9 +259,16 @@ impl Run<'_> {
         self.absorb_first(&events, status);
         self.absorb(1, &events, status, None);
         self.finish_round(round);
+        if let Some(errors) = &self.config_errors {
+            self.early_exit = Some((ExitCode::UsageError, errors.to_string()));
+            for t in self.tests.iter_mut().filter(|t| t.runs == 0) {
+                t.reason = Some("not run: smart-rerun stopped on invalid settings".into());
+            }
+        }
         if self.early_exit.is_some() {
             return Ok(());
         }
+        self.apply_failure_budget();
         let mut number = 1;
         loop {
             if self.interrupted || self.interrupts.received().is_some() {
@@ -256,11 +284,15 @@ impl Run<'_> {
                     Status::Done => None,
                 })
                 .collect();
-            let Some(plan) =
+            let Some(mut plan) =
                 plan_next_round(&ready, epoch_now(), self.config.coalesce.as_secs_f64())
             else {
                 break;
             };
+            self.apply_rerun_budget(&mut plan.tests);
+            if plan.tests.is_empty() {
+                continue;
+            }
             number += 1;
             let kind = if plan.tests.iter().all(|&i| self.tests[i].runs == 0) {
                 RoundKind::Continuation
@@ -274,13 +306,17 @@ impl Run<'_> {
                 .sum();
             let serial = estimate < self.config.serial_below.as_secs_f64();
             let selected: Vec<u32> = plan.tests.iter().map(|&i| i as u32).collect();
-            let max = self.config.policy.max_attempts;
+            let maxes: Vec<u32> = selected
+                .iter()
+                .map(|&i| self.policy_for(&self.tests[i as usize].nodeid).max_attempts)
+                .collect();
             let round_plan = RoundPlan {
                 number,
                 kind,
                 tests: selected
                     .iter()
-                    .map(|&i| {
+                    .zip(maxes)
+                    .map(|(&i, max)| {
                         let t = &self.tests[i as usize];
                         (t.nodeid.as_str(), t.runs + 1, max)
                     })
@@ -362,6 +398,13 @@ impl Run<'_> {
         );
         cmd.env("SMART_RERUN_EVENTS", &events_path);
         cmd.env("SMART_RERUN_ROUND", number.to_string());
+        cmd.env_remove("SMART_RERUN_MODE");
+        let verdict_path = self.temp.path().join(format!("verdict-{number}.json"));
+        if number == 1 {
+            cmd.env("SMART_RERUN_VERDICT", &verdict_path);
+        } else {
+            cmd.env_remove("SMART_RERUN_VERDICT");
+        }
         match selection {
             Some(selected) => {
                 let path = self.temp.path().join(format!("select-{number}.json"));
@@ -385,10 +428,20 @@ impl Run<'_> {
             }
         })?;
         self.interrupts.set_child(Some(child.id()));
+        let events_error = |source| RunError::Events {
+            path: events_path.display().to_string(),
+            source,
+        };
+        // Follow the events while pytest runs: the first round waits for a verdict on its settings.
+        let mut events = RoundEvents::default();
+        let mut tail = events::Tail::new(events_path.clone());
+        let mut worker_tail = events::Tail::new(events::worker_path(&events_path));
+        let mut pause = Duration::from_millis(1);
         let status = loop {
-            match child.wait() {
-                Ok(status) => break status,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(source) => {
                     self.interrupts.set_child(None);
                     return Err(RunError::Spawn {
@@ -397,13 +450,35 @@ impl Run<'_> {
                     });
                 }
             }
+            let mut fresh = tail.poll(&mut events).map_err(events_error)?;
+            if events.collected.is_none() {
+                fresh |= worker_tail.poll(&mut events).map_err(events_error)?;
+            }
+            if number == 1
+                && !self.verdict_given
+                && events.session.is_some()
+                && events.collected.is_some()
+            {
+                self.give_verdict(&events, &verdict_path)
+                    .map_err(RunError::TempDir)?;
+            }
+            pause = if fresh {
+                Duration::from_millis(1)
+            } else {
+                (pause * 2).min(Duration::from_millis(20))
+            };
+            std::thread::sleep(pause);
         };
         self.interrupts.set_child(None);
         let duration = started.elapsed().as_secs_f64();
-        let events = RoundEvents::read(&events_path).map_err(|source| RunError::Events {
-            path: events_path.display().to_string(),
-            source,
-        })?;
+        tail.poll(&mut events).map_err(events_error)?;
+        if events.collected.is_none() {
+            worker_tail.poll(&mut events).map_err(events_error)?;
+        }
+        if number == 1 && !self.verdict_given && events.session.is_some() {
+            self.give_verdict(&events, &verdict_path)
+                .map_err(RunError::TempDir)?;
+        }
         let selected = if number == 1 {
             events.collected.as_ref().map_or(0, |c| c.items.len())
         } else {
@@ -420,6 +495,142 @@ impl Run<'_> {
             note: None,
         };
         Ok((events, status, round))
+    }
+
+    /// Validates the ini values and markers pytest reported, with the command line and environment over
+    /// them, and tells the waiting collector to go on or to stop (exit 4) before any test runs.
+    fn give_verdict(&mut self, events: &RoundEvents, path: &Path) -> std::io::Result<()> {
+        self.verdict_given = true;
+        let mut errors = Vec::new();
+        if let Some(session) = &events.session {
+            let inifile = session.inifile.as_deref().map(Path::new);
+            let mut layer = RawLayer::from_ini(&session.ini, inifile);
+            layer.update(&self.config.layer);
+            match Settings::from_layer(&layer, &|n| std::env::var(n).ok(), &self.config.cwd) {
+                Ok(settings) => self.settings = settings,
+                Err(e) => errors.extend(e.0),
+            }
+        }
+        if let Some(collected) = &events.collected {
+            for (idx, markers) in &collected.markers {
+                let Some((nodeid, _, _)) = idx
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| collected.items.get(i))
+                else {
+                    continue;
+                };
+                match config::marker::parse(nodeid, markers) {
+                    Ok(Some(policy)) => {
+                        self.markers.insert(nodeid.clone(), policy);
+                    }
+                    Ok(None) => {}
+                    Err(e) => errors.extend(e),
+                }
+            }
+        }
+        if let Some(session) = &events.session {
+            let flaky_marked = self.markers.values().any(|m| m.from == "flaky");
+            for (plugin, state) in &session.rerun_plugins {
+                let switched_on = state.as_object().is_some_and(|o| {
+                    o.values()
+                        .any(|v| v.as_u64().is_some_and(|n| n > 0) || v.as_bool() == Some(true))
+                });
+                if switched_on || flaky_marked {
+                    let module = match plugin.as_str() {
+                        "pytest-rerunfailures" => "rerunfailures",
+                        "pytest-retry" => "pytest_retry",
+                        other => other,
+                    };
+                    self.warnings.push(format!(
+                        "{plugin} is active in this run: it reruns failed tests inside the same pytest process,                          and smart-rerun then reruns them again. Disable it for smart-rerun's runs with                          `-p no:{module}` in the command (or PYTEST_ADDOPTS=\"-p no:{module}\");                          smart-rerun reads @pytest.mark.flaky(reruns=N, reruns_delay=S) itself"
+                    ));
+                }
+            }
+        }
+        let body = if errors.is_empty() {
+            serde_json::json!({ "abort": false })
+        } else {
+            let errors = ConfigErrors(errors);
+            let message = format!("smart-rerun: {errors}");
+            self.config_errors = Some(errors);
+            serde_json::json!({ "abort": true, "message": message })
+        };
+        // Written whole, then renamed: the collector never reads half a verdict.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&body)?)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The policy a test runs under: its marker's, else the global one.
+    fn policy_for(&self, nodeid: &str) -> std::borrow::Cow<'_, RetryPolicy> {
+        match self.markers.get(nodeid) {
+            Some(m) => std::borrow::Cow::Owned(m.apply(&self.settings.policy)),
+            None => std::borrow::Cow::Borrowed(&self.settings.policy),
+        }
+    }
+
+    /// `max_failures`: when more tests than that failed in the first round, the build is broken, not
+    /// flaky; nothing is rerun.
+    fn apply_failure_budget(&mut self) {
+        let Some(limit) = self.settings.max_failures else {
+            return;
+        };
+        let failed = self
+            .tests
+            .iter()
+            .filter(|t| t.last.is_some_and(Outcome::is_failure))
+            .count();
+        if failed as u64 <= limit as u64 {
+            return;
+        }
+        let why = format!(
+            "{failed} tests failed in the first round, more than max_failures = {limit}: the build looks broken, not flaky, so nothing was rerun"
+        );
+        let mut held = 0;
+        for t in &mut self.tests {
+            if t.runs > 0 && matches!(t.status, Status::Queued { .. }) {
+                t.status = Status::Done;
+                t.stopped_because = Some(why.clone());
+                held += 1;
+            }
+        }
+        if held > 0 {
+            self.warnings.push(why);
+        }
+    }
+
+    /// `max_reruns`: trims a round's reruns to what is left of the budget; continuation runs are free.
+    fn apply_rerun_budget(&mut self, tests: &mut Vec<usize>) {
+        let all = &self.tests;
+        let Some(limit) = self.settings.max_reruns else {
+            self.reruns_started += tests.iter().filter(|&&i| all[i].runs > 0).count() as u32;
+            return;
+        };
+        let mut started = self.reruns_started;
+        let before = tests.len();
+        tests.retain(|&i| {
+            if all[i].runs == 0 {
+                return true;
+            }
+            started += 1;
+            started <= limit
+        });
+        self.reruns_started = started.min(limit);
+        if tests.len() == before {
+            return;
+        }
+        let why = format!("the run's rerun budget (max_reruns = {limit}) is spent");
+        let kept: std::collections::HashSet<usize> = tests.iter().copied().collect();
+        for (i, t) in self.tests.iter_mut().enumerate() {
+            if t.runs > 0 && matches!(t.status, Status::Queued { .. }) && !kept.contains(&i) {
+                t.status = Status::Done;
+                t.stopped_because = Some(why.clone());
+            }
+        }
+        if !self.warnings.contains(&why) {
+            self.warnings.push(why);
+        }
     }
 
     fn write_selection(&self, path: &Path, selected: &[u32], serial: bool) -> std::io::Result<()> {
@@ -585,6 +796,8 @@ impl Run<'_> {
             {
                 attempt.test_location = None;
             }
+            // Why it was skipped or xfailed (the collector sends it); the latest attempt's reason wins.
+            self.tests[i as usize].reason = event.reason.clone();
             self.record(i as usize, attempt, event.stop);
         }
         if events.interrupted || self.interrupts.received().is_some() {
@@ -721,7 +934,10 @@ impl Run<'_> {
     }
 
     fn record(&mut self, i: usize, mut attempt: Attempt, stop: f64) {
-        let policy = &self.config.policy;
+        let policy = match self.markers.get(&self.tests[i].nodeid) {
+            Some(m) => std::borrow::Cow::Owned(m.apply(&self.settings.policy)),
+            None => std::borrow::Cow::Borrowed(&self.settings.policy),
+        };
         let t = &mut self.tests[i];
         t.runs += 1;
         attempt.number = t.runs;
@@ -745,7 +961,8 @@ impl Run<'_> {
         }
         t.status = Status::Done;
         if !policy.enabled {
-            t.stopped_because = Some("reruns are off for this test".into());
+            t.stopped_because =
+                Some("reruns are off for unmarked tests (smart_rerun = false)".into());
         } else if t.runs >= policy.max_attempts {
             t.stopped_because = Some(format!(
                 "reached the attempt limit ({})",
@@ -761,7 +978,7 @@ impl Run<'_> {
         } else {
             t.stopped_because = None;
             t.status = Status::Queued {
-                ready_at: stop + policy.delay_after(t.runs).as_secs_f64(),
+                ready_at: stop + policy.delay_for(&t.nodeid, t.runs).as_secs_f64(),
             };
         }
     }
@@ -779,6 +996,15 @@ impl Run<'_> {
             ..
         } = self;
         let interrupted = self.interrupted;
+        // Flaky tests whose policy says a flake fails the run (`fail_on_flaky`, or `flaky="fail"`).
+        let failing_flakes = tests
+            .iter()
+            .filter(|t| final_outcome(t) == Outcome::Flaky)
+            .filter(|t| match self.markers.get(&t.nodeid) {
+                Some(m) => m.apply(&self.settings.policy).fail_on_flaky,
+                None => self.settings.policy.fail_on_flaky,
+            })
+            .count();
         let mut results = Vec::with_capacity(tests.len());
         for t in tests {
             let outcome = final_outcome(&t);
@@ -818,7 +1044,7 @@ impl Run<'_> {
                 exit_code: 0,
                 exit_reason: String::new(),
                 interrupted,
-                policy: PolicyInfo::from(&config.policy),
+                policy: PolicyInfo::from(&self.settings.policy),
                 rounds,
                 plugins: session
                     .as_ref()
@@ -831,12 +1057,19 @@ impl Run<'_> {
             warnings: Vec::new(),
         };
         report.summarize();
-        let (exit, reason) = decide_exit(
+        let (mut exit, mut reason) = decide_exit(
             &report,
             self.early_exit,
             self.session_problem,
             self.collection_aborted,
         );
+        if exit == ExitCode::Ok && failing_flakes > 0 {
+            exit = ExitCode::TestsFailed;
+            reason = format!(
+                "{failing_flakes} flaky test{} and flaky results are set to fail the run (fail_on_flaky)",
+                if failing_flakes == 1 { "" } else { "s" }
+            );
+        }
         if let Some(note) = (exit != ExitCode::Ok).then(|| reason.clone()) {
             if !warnings.contains(&note) && matches!(exit, ExitCode::InternalError) {
                 warnings.push(note);
@@ -874,11 +1107,11 @@ fn decide_exit(
     collection_aborted: bool,
 ) -> (ExitCode, String) {
     let s = &report.summary;
-    if report.run.interrupted {
-        return (ExitCode::Interrupted, "the run was interrupted".into());
-    }
     if let Some(early) = early {
         return early;
+    }
+    if report.run.interrupted {
+        return (ExitCode::Interrupted, "the run was interrupted".into());
     }
     if collection_aborted {
         return (
@@ -1081,7 +1314,9 @@ fn epoch_now() -> f64 {
 }
 
 fn rfc3339_from_epoch(secs: f64) -> Option<String> {
-    jiff::Timestamp::from_microsecond((secs * 1e6) as i64).ok().map(|t| t.to_string())
+    jiff::Timestamp::from_microsecond((secs * 1e6) as i64)
+        .ok()
+        .map(|t| t.to_string())
 }
 
 fn now_rfc3339() -> String {

@@ -1,0 +1,123 @@
+//! Every setting once: its pytest ini key, its environment variable and its command-line flag. The CLI,
+//! the environment reader, the `config` subcommand, the collector's `addini` list and the docs all follow
+//! this table (a test checks the collector and the README against it).
+
+/// What kind of value a key takes; decides validation and the "what is allowed" text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    /// A whole number, at least this much.
+    Count(u32),
+    Seconds,
+    Backoff,
+    ErrorNames,
+    Path,
+    Url,
+    /// A secret: never printed.
+    Secret,
+}
+
+/// One setting.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// The pytest ini key, which also names the setting.
+    pub ini: &'static str,
+    pub env: &'static str,
+    pub flag: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+macro_rules! keys {
+    ($($ini:literal, $env:literal, $flag:literal, $kind:expr, $help:literal;)*) => {
+        /// Every setting, in the order `smart-rerun config` prints them.
+        pub const KEYS: &[Key] = &[$(Key { ini: $ini, env: $env, flag: $flag, kind: $kind, help: $help }),*];
+    };
+}
+
+keys! {
+    "smart_rerun", "SMART_RERUN", "--rerun", Kind::Bool,
+        "rerun every failing test (true) or only tests marked @pytest.mark.smart_rerun (false)";
+    "smart_rerun_max", "SMART_RERUN_MAX", "--max", Kind::Count(1),
+        "total attempts per test, the first run included";
+    "smart_rerun_delay", "SMART_RERUN_DELAY", "--delay", Kind::Seconds,
+        "seconds between a failed attempt and the next attempt";
+    "smart_rerun_backoff", "SMART_RERUN_BACKOFF", "--backoff", Kind::Backoff,
+        "how the delay grows: none, linear or exp";
+    "smart_rerun_max_delay", "SMART_RERUN_MAX_DELAY", "--max-delay", Kind::Seconds,
+        "cap, in seconds, for a backed-off delay";
+    "smart_rerun_jitter", "SMART_RERUN_JITTER", "--jitter", Kind::Seconds,
+        "up to this many random seconds added to each delay";
+    "smart_rerun_errors", "SMART_RERUN_ERRORS", "--errors", Kind::ErrorNames,
+        "only rerun failures whose exception class or a base class is listed";
+    "smart_rerun_max_failures", "SMART_RERUN_MAX_FAILURES", "--max-failures", Kind::Count(0),
+        "when more tests than this fail in the first round, the build is broken: rerun nothing";
+    "smart_rerun_max_reruns", "SMART_RERUN_MAX_RERUNS", "--max-reruns", Kind::Count(0),
+        "cap on the total number of reruns in the run";
+    "smart_rerun_fail_on_flaky", "SMART_RERUN_FAIL_ON_FLAKY", "--fail-on-flaky", Kind::Bool,
+        "flaky tests make the run exit 1";
+    "smart_rerun_report", "SMART_RERUN_REPORT", "--report", Kind::Path,
+        "write the JSON report here";
+    "smart_rerun_ai", "SMART_RERUN_AI", "--ai", Kind::Bool,
+        "classify failures with an AI endpoint";
+    "smart_rerun_ai_endpoint", "SMART_RERUN_AI_ENDPOINT", "--ai-endpoint", Kind::Url,
+        "the MCP (or plain HTTP) endpoint for AI classification";
+    "smart_rerun_ai_token", "SMART_RERUN_AI_TOKEN", "--ai-token", Kind::Secret,
+        "bearer token for the AI endpoint; use {{ env:NAME }} in ini files";
+    "smart_rerun_ai_report", "SMART_RERUN_AI_REPORT", "--ai-report", Kind::Path,
+        "write the AI classification trail here";
+    "smart_rerun_ai_cache", "SMART_RERUN_AI_CACHE", "--ai-cache", Kind::Path,
+        "persistent cache of AI classifications by failure fingerprint";
+    "smart_rerun_ai_redact", "SMART_RERUN_AI_REDACT", "--ai-redact", Kind::Bool,
+        "trim tracebacks and scrub secrets before anything is sent";
+}
+
+/// Looks a key up by its ini name.
+pub fn key(ini: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.ini == ini)
+}
+
+impl Kind {
+    /// What values are allowed, for error messages.
+    pub fn allowed(self) -> String {
+        match self {
+            Kind::Bool => "true or false (also 1/0, yes/no, on/off)".into(),
+            Kind::Count(min) => format!("a whole number, {min} or more"),
+            Kind::Seconds => "a number of seconds, 0 or more (e.g. 0.5)".into(),
+            Kind::Backoff => "none, linear or exp".into(),
+            Kind::ErrorNames => {
+                "comma-separated exception class names, short (TimeoutError) or qualified (requests.exceptions.ConnectionError)".into()
+            }
+            Kind::Path => "a file path".into(),
+            Kind::Url => "an http:// or https:// URL".into(),
+            Kind::Secret => "a token, or {{ env:NAME }}".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_consistent_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for k in KEYS {
+            assert!(seen.insert(k.ini), "{} twice", k.ini);
+            assert_eq!(k.env, k.ini.to_ascii_uppercase(), "env name of {}", k.ini);
+            assert!(k.flag.starts_with("--"), "{}", k.flag);
+        }
+    }
+
+    #[test]
+    fn the_collector_registers_every_ini_key() {
+        let source = crate::runner::COLLECTOR_SOURCE;
+        for k in KEYS {
+            assert!(
+                source.contains(&format!("(\"{}\",", k.ini)),
+                "collector.py does not addini {}",
+                k.ini
+            );
+        }
+    }
+}
