@@ -38,6 +38,9 @@ pub enum ColorWhen {
 pub enum Command {
     /// Run the suite and rerun the tests that fail: `smart-rerun run [OPTIONS] [-- COMMAND...]`.
     Run(RunArgs),
+    /// Print the effective settings for this project and command, and where each value came from
+    /// (default, pytest ini file and line, SMART_RERUN_* variable, or flag). Runs no test.
+    Config(RunArgs),
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -135,6 +138,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
     match cli.command {
         Command::Run(args) => run(args).code(),
+        Command::Config(args) => show_config(args).code(),
     }
 }
 
@@ -153,17 +157,9 @@ fn run(args: RunArgs) -> ExitCode {
             Ok(s) => s,
             Err(errors) => return fail(ExitCode::UsageError, &errors.to_string()),
         };
-    let command = if args.command.is_empty() {
-        match runner::command::find_python(
-            args.python.as_deref(),
-            std::env::var_os("VIRTUAL_ENV"),
-            &cwd,
-        ) {
-            Ok((python, _)) => vec![python.into_os_string(), "-m".into(), "pytest".into()],
-            Err(e) => return fail(ExitCode::UsageError, &e.to_string()),
-        }
-    } else {
-        args.command.clone()
+    let command = match pytest_command(&args, &cwd) {
+        Ok(c) => c,
+        Err(e) => return fail(ExitCode::UsageError, &e.to_string()),
     };
     let interrupts = match Interrupts::install() {
         Ok(i) => i,
@@ -178,11 +174,77 @@ fn run(args: RunArgs) -> ExitCode {
     config.keep_temp = args.keep_temp;
     let mut observer = terminal::TerminalObserver::stdout();
     let started = Instant::now();
-    let report = match runner::run(&config, &interrupts, &mut observer) {
-        Ok(report) => report,
+    let (report, settings) = match runner::run(&config, &interrupts, &mut observer) {
+        Ok(done) => done,
         Err(e) => return fail(e.exit_code(), &error_chain(&e)),
     };
     finish(&report, &settings, started.elapsed())
+}
+
+/// The command of every round: the user's, or `python -m pytest` with the interpreter users expect.
+fn pytest_command(
+    args: &RunArgs,
+    cwd: &Path,
+) -> Result<Vec<OsString>, runner::command::CommandError> {
+    if !args.command.is_empty() {
+        return Ok(args.command.clone());
+    }
+    let (python, _) =
+        runner::command::find_python(args.python.as_deref(), std::env::var_os("VIRTUAL_ENV"), cwd)?;
+    Ok(vec![python.into_os_string(), "-m".into(), "pytest".into()])
+}
+
+fn show_config(args: RunArgs) -> ExitCode {
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(e) => {
+            return fail(
+                ExitCode::InternalError,
+                &format!("cannot read the current directory: {e}"),
+            );
+        }
+    };
+    let layer = args.layer();
+    let base = match config::Settings::from_layer(&layer, &|n| std::env::var(n).ok(), &cwd) {
+        Ok(s) => s,
+        Err(errors) => return fail(ExitCode::UsageError, &errors.to_string()),
+    };
+    let command = match pytest_command(&args, &cwd) {
+        Ok(c) => c,
+        Err(e) => return fail(ExitCode::UsageError, &e.to_string()),
+    };
+    let config = RunConfig::new(command, cwd, base, layer);
+    let (session, settings) = match runner::probe_settings(&config) {
+        Ok(found) => found,
+        Err(e) => return fail(e.exit_code(), &error_chain(&e)),
+    };
+    let settings = match settings {
+        Ok(s) => s,
+        Err(errors) => return fail(ExitCode::UsageError, &errors.to_string()),
+    };
+    let mut out = anstream::stdout();
+    let _ = writeln!(
+        out,
+        "smart-rerun {} with pytest {} (rootdir {}, configfile {})",
+        env!("CARGO_PKG_VERSION"),
+        session.pytest_version,
+        session.rootdir,
+        session.inifile.as_deref().unwrap_or("none")
+    );
+    let width = config::KEYS.iter().map(|k| k.ini.len()).max().unwrap_or(0);
+    for key in config::KEYS {
+        let source = settings
+            .sources
+            .get(key.ini)
+            .map_or_else(|| "default".to_owned(), |s| s.to_string());
+        let _ = writeln!(
+            out,
+            "{:width$}  {:<24}  {source}",
+            key.ini,
+            settings.display_value(key)
+        );
+    }
+    ExitCode::Ok
 }
 
 fn finish(report: &RunReport, settings: &config::Settings, run_time: Duration) -> ExitCode {

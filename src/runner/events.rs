@@ -42,7 +42,6 @@ pub struct SessionStart {
     pub python_version: String,
     pub python_executable: Option<String>,
     pub rootdir: String,
-    #[allow(dead_code)]
     pub inifile: Option<String>,
     #[serde(default)]
     pub ini: std::collections::BTreeMap<String, Option<String>>,

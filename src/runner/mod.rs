@@ -97,6 +97,10 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "pytest never reported its configuration ({status}): check the command, and that a wrapper passes PYTHONPATH, PYTEST_PLUGINS and SMART_RERUN_* through"
+    )]
+    NoSession { status: String },
     #[error("failed to prepare the collector plugin in a temporary directory")]
     TempDir(#[source] std::io::Error),
     #[error("failed to read the collector's events from {path}")]
@@ -195,26 +199,16 @@ struct Run<'a> {
 }
 
 /// Runs the suite and its reruns. Errors are for runs that could not start; everything else, including a
-/// pytest that crashed, ends in a report.
+/// pytest that crashed, ends in a report. Also returns the settings in force (ini values included).
 pub fn run(
     config: &RunConfig,
     interrupts: &Interrupts,
     observer: &mut dyn Observer,
-) -> Result<RunReport, RunError> {
+) -> Result<(RunReport, Settings), RunError> {
     if config.command.is_empty() {
         return Err(RunError::EmptyCommand);
     }
-    let temp = tempfile::Builder::new()
-        .prefix("smart-rerun-")
-        .tempdir()
-        .map_err(RunError::TempDir)?;
-    let plugin_dir = temp.path().join("plugin");
-    std::fs::create_dir_all(&plugin_dir).map_err(RunError::TempDir)?;
-    std::fs::write(
-        plugin_dir.join(format!("{COLLECTOR_MODULE}.py")),
-        COLLECTOR_SOURCE,
-    )
-    .map_err(RunError::TempDir)?;
+    let temp = install_collector()?;
 
     let started_at = now_rfc3339();
     let started = Instant::now();
@@ -242,8 +236,9 @@ pub fn run(
         config_errors: None,
     };
     run.rounds_loop()?;
+    let settings = run.settings.clone();
     let report = run.into_report(started_at, started.elapsed());
-    Ok(report)
+    Ok((report, settings))
 }
 
 impl Run<'_> {
@@ -382,21 +377,7 @@ impl Run<'_> {
     ) -> Result<(RoundEvents, ExitStatus, Round), RunError> {
         let events_path = self.temp.path().join(format!("round-{number}.jsonl"));
         let program = self.config.command[0].clone();
-        let mut cmd = Command::new(&program);
-        cmd.args(&self.config.command[1..])
-            .current_dir(&self.config.cwd);
-        cmd.env(
-            "PYTHONPATH",
-            prepend_path(
-                &self.temp.path().join("plugin"),
-                std::env::var_os("PYTHONPATH"),
-            ),
-        );
-        cmd.env(
-            "PYTEST_PLUGINS",
-            append_plugin(std::env::var_os("PYTEST_PLUGINS")),
-        );
-        cmd.env("SMART_RERUN_EVENTS", &events_path);
+        let mut cmd = pytest_command(self.config, self.temp.path(), &events_path);
         cmd.env("SMART_RERUN_ROUND", number.to_string());
         cmd.env_remove("SMART_RERUN_MODE");
         let verdict_path = self.temp.path().join(format!("verdict-{number}.json"));
@@ -547,6 +528,11 @@ impl Run<'_> {
                     ));
                 }
             }
+        }
+        if self.settings.ai.enabled {
+            self.warnings.push(
+                "smart_rerun_ai is on, but this build of smart-rerun has no AI classification yet: the setting is validated and otherwise ignored".into(),
+            );
         }
         let body = if errors.is_empty() {
             serde_json::json!({ "abort": false })
@@ -1239,6 +1225,95 @@ fn phase(name: &str) -> Option<Phase> {
         "teardown" => Some(Phase::Teardown),
         _ => None,
     }
+}
+
+/// A private directory holding the collector plugin, for one run.
+fn install_collector() -> Result<tempfile::TempDir, RunError> {
+    let temp = tempfile::Builder::new()
+        .prefix("smart-rerun-")
+        .tempdir()
+        .map_err(RunError::TempDir)?;
+    let plugin_dir = temp.path().join("plugin");
+    std::fs::create_dir_all(&plugin_dir).map_err(RunError::TempDir)?;
+    std::fs::write(
+        plugin_dir.join(format!("{COLLECTOR_MODULE}.py")),
+        COLLECTOR_SOURCE,
+    )
+    .map_err(RunError::TempDir)?;
+    Ok(temp)
+}
+
+/// The user's command with the collector loaded through the environment.
+fn pytest_command(config: &RunConfig, temp: &Path, events_path: &Path) -> Command {
+    let mut cmd = Command::new(&config.command[0]);
+    cmd.args(&config.command[1..]).current_dir(&config.cwd);
+    cmd.env(
+        "PYTHONPATH",
+        prepend_path(&temp.join("plugin"), std::env::var_os("PYTHONPATH")),
+    );
+    cmd.env(
+        "PYTEST_PLUGINS",
+        append_plugin(std::env::var_os("PYTEST_PLUGINS")),
+    );
+    cmd.env("SMART_RERUN_EVENTS", events_path);
+    cmd
+}
+
+/// What `smart-rerun config` shows: the settings in force for this command, with the ini values pytest
+/// itself finds (its discovery rules, `-c`, `--rootdir`), without collecting or running any test.
+pub fn probe_settings(
+    config: &RunConfig,
+) -> Result<(SessionStart, Result<Settings, ConfigErrors>), RunError> {
+    if config.command.is_empty() {
+        return Err(RunError::EmptyCommand);
+    }
+    let temp = install_collector()?;
+    let events_path = temp.path().join("config.jsonl");
+    let mut cmd = pytest_command(config, temp.path(), &events_path);
+    cmd.env("SMART_RERUN_MODE", "config")
+        .env("SMART_RERUN_ROUND", "1")
+        .env_remove("SMART_RERUN_SELECT")
+        .env_remove("SMART_RERUN_VERDICT")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let program = config.command[0].to_string_lossy().into_owned();
+    let output = cmd.output().map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            RunError::CommandNotFound {
+                program: program.clone(),
+            }
+        } else {
+            RunError::Spawn {
+                program: program.clone(),
+                source,
+            }
+        }
+    })?;
+    let events = RoundEvents::read(&events_path).map_err(|source| RunError::Events {
+        path: events_path.display().to_string(),
+        source,
+    })?;
+    let Some(session) = events.session else {
+        // Show what pytest said (its usage error, say); its stderr was held back to hide the
+        // "configuration read" exit line of a successful probe.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+        let status = describe_status(output.status);
+        let said = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+        return Err(RunError::NoSession {
+            status: if said.is_empty() {
+                status
+            } else {
+                format!("{status}; pytest said:\n{said}")
+            },
+        });
+    };
+    let inifile = session.inifile.as_deref().map(Path::new);
+    let mut layer = RawLayer::from_ini(&session.ini, inifile);
+    layer.update(&config.layer);
+    let settings = Settings::from_layer(&layer, &|n| std::env::var(n).ok(), &config.cwd);
+    Ok((session, settings))
 }
 
 /// `path` relative to `root` when it is inside it, with `/` separators, else as given.
