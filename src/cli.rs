@@ -3,7 +3,7 @@
 
 use crate::config;
 use crate::devstats;
-use crate::report::{RunReport, terminal};
+use crate::report::{RunReport, junit, terminal};
 use crate::runner::{self, ExitCode, RunConfig, signals::Interrupts};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -79,6 +79,15 @@ pub struct RunArgs {
     /// Write the JSON report here.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    /// Write flaky-aware JUnit XML here (a --junitxml in the pytest command is taken over the same way).
+    #[arg(long, value_name = "PATH")]
+    pub junit_xml: Option<PathBuf>,
+    /// JUnit layout: surefire (flakyFailure/rerunFailure elements) or per-attempt (one testcase per attempt).
+    #[arg(long, value_name = "surefire|per-attempt")]
+    pub junit_compat: Option<String>,
+    /// Write the Markdown report (for job summaries and PR/MR comments) here.
+    #[arg(long, value_name = "PATH")]
+    pub markdown: Option<PathBuf>,
     /// The interpreter for `python -m pytest` when no COMMAND is given [default: $VIRTUAL_ENV, ./.venv,
     /// then python3].
     #[arg(long, value_name = "PATH")]
@@ -97,6 +106,8 @@ impl RunArgs {
         let mut layer = config::RawLayer::from_env(|n| std::env::var(n).ok());
         let mut flags = config::RawLayer::default();
         let report = self.report.as_ref().map(|p| p.display().to_string());
+        let junit_xml = self.junit_xml.as_ref().map(|p| p.display().to_string());
+        let markdown = self.markdown.as_ref().map(|p| p.display().to_string());
         let values: [(&'static str, &Option<String>); 10] = [
             ("smart_rerun", &self.rerun),
             ("smart_rerun_max", &self.max),
@@ -109,7 +120,13 @@ impl RunArgs {
             ("smart_rerun_max_reruns", &self.max_reruns),
             ("smart_rerun_fail_on_flaky", &self.fail_on_flaky),
         ];
-        for (key, value) in values.into_iter().chain([("smart_rerun_report", &report)]) {
+        let paths = [
+            ("smart_rerun_report", &report),
+            ("smart_rerun_junit_xml", &junit_xml),
+            ("smart_rerun_junit_compat", &self.junit_compat),
+            ("smart_rerun_markdown", &markdown),
+        ];
+        for (key, value) in values.into_iter().chain(paths) {
             if let (Some(v), Some(k)) = (value, config::keys::key(key)) {
                 flags.set(k.ini, v.clone(), config::Source::Flag(k.flag));
             }
@@ -253,19 +270,40 @@ fn finish(report: &RunReport, settings: &config::Settings, run_time: Duration) -
     let summary_time = summary_started.elapsed();
     let mut code = exit_code_of(report.run.exit_code);
     let mut report_time = None;
+    let mut failed_write = |what: &str, path: &Path, e: std::io::Error| {
+        let _ = writeln!(
+            anstream::stderr(),
+            "smart-rerun: failed to write the {what} {}: {e}",
+            path.display()
+        );
+        if code == ExitCode::Ok {
+            code = ExitCode::InternalError;
+        }
+    };
     if let Some(path) = &settings.report {
         let save_started = Instant::now();
         let saved = report.save(path);
         report_time = Some(save_started.elapsed());
         if let Err(e) = saved {
-            let _ = writeln!(
-                anstream::stderr(),
-                "smart-rerun: failed to write the JSON report {}: {e}",
-                path.display()
-            );
-            if code == ExitCode::Ok {
-                code = ExitCode::InternalError;
-            }
+            failed_write("JSON report", path, e);
+        }
+    }
+    let junit_options = junit::JunitOptions {
+        suite_name: settings
+            .junit_suite_name
+            .clone()
+            .unwrap_or_else(|| "pytest".into()),
+        compat: settings.junit_compat,
+    };
+    let mut junit_paths: Vec<&PathBuf> = settings
+        .junit_xml
+        .iter()
+        .chain(&settings.pytest_junitxml)
+        .collect();
+    junit_paths.dedup();
+    for path in junit_paths {
+        if let Err(e) = junit::save(report, &junit_options, path) {
+            failed_write("JUnit XML report", path, e);
         }
     }
     // Hidden, for the benchmark harness (bench/run.py): see src/devstats.rs.

@@ -10,6 +10,7 @@ pub enum Kind {
     Count(u32),
     Seconds,
     Backoff,
+    JunitCompat,
     ErrorNames,
     Path,
     Url,
@@ -58,6 +59,12 @@ keys! {
         "flaky tests make the run exit 1";
     "smart_rerun_report", "SMART_RERUN_REPORT", "--report", Kind::Path,
         "write the JSON report here";
+    "smart_rerun_junit_xml", "SMART_RERUN_JUNIT_XML", "--junit-xml", Kind::Path,
+        "write the flaky-aware JUnit XML report here";
+    "smart_rerun_junit_compat", "SMART_RERUN_JUNIT_COMPAT", "--junit-compat", Kind::JunitCompat,
+        "JUnit layout: surefire (flaky/rerun elements) or per-attempt (one testcase per attempt)";
+    "smart_rerun_markdown", "SMART_RERUN_MARKDOWN", "--markdown", Kind::Path,
+        "write the Markdown report (job summary, PR/MR comment) here";
     "smart_rerun_ai", "SMART_RERUN_AI", "--ai", Kind::Bool,
         "classify failures with an AI endpoint";
     "smart_rerun_ai_endpoint", "SMART_RERUN_AI_ENDPOINT", "--ai-endpoint", Kind::Url,
@@ -85,6 +92,7 @@ impl Kind {
             Kind::Count(min) => format!("a whole number, {min} or more"),
             Kind::Seconds => "a number of seconds, 0 or more (e.g. 0.5)".into(),
             Kind::Backoff => "none, linear or exp".into(),
+            Kind::JunitCompat => "surefire or per-attempt".into(),
             Kind::ErrorNames => {
                 "comma-separated exception class names, short (TimeoutError) or qualified (requests.exceptions.ConnectionError)".into()
             }

@@ -193,6 +193,14 @@ pub struct Settings {
     pub max_failures: Option<u32>,
     pub max_reruns: Option<u32>,
     pub report: Option<PathBuf>,
+    pub junit_xml: Option<PathBuf>,
+    pub junit_compat: crate::report::junit::JunitCompat,
+    pub markdown: Option<PathBuf>,
+    /// The `--junitxml` path in the user's pytest arguments, which smart-rerun takes over (set by the
+    /// runner from what pytest reports).
+    pub pytest_junitxml: Option<PathBuf>,
+    /// pytest's `junit_suite_name`, for the JUnit report.
+    pub junit_suite_name: Option<String>,
     pub ai: AiSettings,
     /// Where each key's value came from (keys left at their default are absent).
     pub sources: BTreeMap<&'static str, Source>,
@@ -205,6 +213,11 @@ impl Default for Settings {
             max_failures: None,
             max_reruns: None,
             report: None,
+            junit_xml: None,
+            junit_compat: Default::default(),
+            markdown: None,
+            pytest_junitxml: None,
+            junit_suite_name: None,
             ai: AiSettings {
                 redact: true,
                 ..AiSettings::default()
@@ -267,6 +280,18 @@ impl Settings {
             "smart_rerun_max_reruns" => self.max_reruns = Some(parse_count(value, 0)?),
             "smart_rerun_fail_on_flaky" => p.fail_on_flaky = parse_bool(value)?,
             "smart_rerun_report" => self.report = Some(resolve_path(value, &raw.source, cwd)?),
+            "smart_rerun_junit_xml" => {
+                self.junit_xml = Some(resolve_path(value, &raw.source, cwd)?)
+            }
+            "smart_rerun_junit_compat" => {
+                self.junit_compat =
+                    <crate::report::junit::JunitCompat as clap::ValueEnum>::from_str(
+                        value.trim(),
+                        true,
+                    )
+                    .map_err(|_| format!("use {}", Kind::JunitCompat.allowed()))?
+            }
+            "smart_rerun_markdown" => self.markdown = Some(resolve_path(value, &raw.source, cwd)?),
             "smart_rerun_ai" => self.ai.enabled = parse_bool(value)?,
             "smart_rerun_ai_endpoint" => self.ai.endpoint = Some(parse_url(value)?),
             "smart_rerun_ai_token" => self.ai.token = Some(Secret(value.to_owned())),
@@ -314,6 +339,12 @@ impl Settings {
                 .map_or("(no limit)".into(), |n| n.to_string()),
             "smart_rerun_fail_on_flaky" => p.fail_on_flaky.to_string(),
             "smart_rerun_report" => path(&self.report),
+            "smart_rerun_junit_xml" => path(&self.junit_xml),
+            "smart_rerun_junit_compat" => match self.junit_compat {
+                crate::report::junit::JunitCompat::Surefire => "surefire".into(),
+                crate::report::junit::JunitCompat::PerAttempt => "per-attempt".into(),
+            },
+            "smart_rerun_markdown" => path(&self.markdown),
             "smart_rerun_ai" => self.ai.enabled.to_string(),
             "smart_rerun_ai_endpoint" => {
                 self.ai.endpoint.clone().unwrap_or_else(|| "(none)".into())
@@ -530,6 +561,19 @@ mod tests {
                 "is not true or false",
             ),
             ("smart_rerun_report", "  ", ini(), "is empty"),
+            ("smart_rerun_junit_xml", "", ini(), "is empty"),
+            (
+                "smart_rerun_junit_compat",
+                "xunit3",
+                ini(),
+                "use surefire or per-attempt",
+            ),
+            (
+                "smart_rerun_markdown",
+                "",
+                Source::Flag("--markdown"),
+                "is empty",
+            ),
             ("smart_rerun_ai", "2", ini(), "is not true or false"),
             (
                 "smart_rerun_ai_endpoint",

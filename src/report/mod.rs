@@ -5,6 +5,7 @@
 //! The JSON form is documented by `schema/report.schema.json`; bump [`SCHEMA_VERSION`] on any change that
 //! is not a pure addition.
 
+pub mod junit;
 pub mod terminal;
 
 use crate::policy::RetryPolicy;
@@ -346,15 +347,7 @@ impl RunReport {
     /// Writes the JSON report to `path`, creating parent directories, through a temporary file so a reader
     /// never sees half a report.
     pub fn save(&self, path: &Path) -> io::Result<()> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        self.write_json(tmp.as_file_mut())?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        write_atomic(path, |file| self.write_json(file))
     }
 
     /// Reads a saved JSON report.
@@ -378,6 +371,23 @@ impl RunReport {
         }
         Ok(report)
     }
+}
+
+/// Writes a file through a temporary sibling renamed into place, creating parent directories, so a
+/// reader (a CI upload step, a dashboard) never sees half a file.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    write(tmp.as_file_mut())?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]

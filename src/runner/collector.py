@@ -43,6 +43,7 @@ INI_KEYS = (
     ("smart_rerun_fail_on_flaky", "flaky tests fail the run (true/false)"),
     ("smart_rerun_report", "path of the JSON report"),
     ("smart_rerun_junit_xml", "path of the flaky-aware JUnit XML report"),
+    ("smart_rerun_junit_compat", "JUnit layout: surefire or per-attempt"),
     ("smart_rerun_markdown", "path of the Markdown report"),
     ("smart_rerun_ai", "classify failures with an AI endpoint (true/false)"),
     ("smart_rerun_ai_endpoint", "MCP or HTTP endpoint for AI classification"),
@@ -380,6 +381,14 @@ def _await_verdict():
     # The binary is gone or stuck: run the tests rather than hang CI.
 
 
+def _ini_or_none(config, name):
+    try:
+        value = config.getini(name)
+    except (ValueError, KeyError):
+        return None
+    return str(value) if value else None
+
+
 def _rerun_plugins(config):
     """In-process rerun plugins that are loaded, and whether they are switched on for the whole run."""
     found = {}
@@ -440,11 +449,12 @@ def pytest_configure(config):
                 config.option.tx = []
             if hasattr(config.option, "numprocesses"):
                 config.option.numprocesses = 0
-        if os.environ.get(ROUND_ENV, "1") != "1":
-            # Rerun rounds must not overwrite what the first round wrote; the binary owns the merged
-            # JUnit report.
-            if getattr(config.option, "xmlpath", None):
-                config.option.xmlpath = None
+    # The user's --junitxml is taken over: no round writes it (a rerun round would overwrite the first
+    # round's file); the binary writes the merged, flaky-aware report there. junitxml's own
+    # pytest_configure, which reads this option, runs after this tryfirst hook.
+    junitxml = getattr(config.option, "xmlpath", None)
+    if junitxml:
+        config.option.xmlpath = None
     collector = Collector(config, events, selection)
     _STATE["collector"] = collector
     config.pluginmanager.register(collector, "smart_rerun_collector_impl")
@@ -481,6 +491,8 @@ def pytest_configure(config):
             "plugins": plugins,
             "numprocesses": getattr(config.option, "numprocesses", None) or 0,
             "rerun_plugins": _rerun_plugins(config),
+            "junitxml": str(junitxml) if junitxml else None,
+            "junit_suite_name": _ini_or_none(config, "junit_suite_name"),
         },
     )
     if os.environ.get(MODE_ENV) == "config":

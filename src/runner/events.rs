@@ -44,6 +44,8 @@ pub struct SessionStart {
     pub rootdir: String,
     pub inifile: Option<String>,
     #[serde(default)]
+    pub invocation_dir: Option<String>,
+    #[serde(default)]
     pub ini: std::collections::BTreeMap<String, Option<String>>,
     #[serde(default)]
     pub plugins: Vec<String>,
@@ -53,6 +55,11 @@ pub struct SessionStart {
     /// run-wide switches.
     #[serde(default)]
     pub rerun_plugins: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The user's `--junitxml` path (relative to the invocation dir), taken over by smart-rerun.
+    #[serde(default)]
+    pub junitxml: Option<String>,
+    #[serde(default)]
+    pub junit_suite_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -491,6 +491,12 @@ impl Run<'_> {
                 Ok(settings) => self.settings = settings,
                 Err(e) => errors.extend(e.0),
             }
+            let invoked = session
+                .invocation_dir
+                .as_deref()
+                .map_or_else(|| self.config.cwd.clone(), PathBuf::from);
+            self.settings.pytest_junitxml = session.junitxml.as_deref().map(|p| invoked.join(p));
+            self.settings.junit_suite_name = session.junit_suite_name.clone();
         }
         if let Some(collected) = &events.collected {
             for (idx, markers) in &collected.markers {
