@@ -3,7 +3,7 @@
 
 use crate::config;
 use crate::devstats;
-use crate::report::{RunReport, junit, terminal};
+use crate::report::{RunReport, junit, markdown, terminal};
 use crate::runner::{self, ExitCode, RunConfig, signals::Interrupts};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -41,6 +41,35 @@ pub enum Command {
     /// Print the effective settings for this project and command, and where each value came from
     /// (default, pytest ini file and line, SMART_RERUN_* variable, or flag). Runs no test.
     Config(RunArgs),
+    /// Re-render saved JSON reports; several reports (matrix shards) merge into one.
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RenderFormat {
+    Json,
+    Junit,
+    Markdown,
+    Terminal,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// The output format.
+    #[arg(long, value_enum)]
+    pub format: RenderFormat,
+    /// Write here instead of stdout.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Markdown size budget in bytes [default: 65536, a PR comment's limit].
+    #[arg(long, value_name = "BYTES", default_value_t = markdown::COMMENT_BUDGET)]
+    pub budget: usize,
+    /// JUnit layout.
+    #[arg(long, value_enum, default_value_t = junit::JunitCompat::Surefire)]
+    pub junit_compat: junit::JunitCompat,
+    /// Saved smart-rerun JSON reports.
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -156,6 +185,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     match cli.command {
         Command::Run(args) => run(args).code(),
         Command::Config(args) => show_config(args).code(),
+        Command::Render(args) => render(args).code(),
     }
 }
 
@@ -209,6 +239,67 @@ fn pytest_command(
     let (python, _) =
         runner::command::find_python(args.python.as_deref(), std::env::var_os("VIRTUAL_ENV"), cwd)?;
     Ok(vec![python.into_os_string(), "-m".into(), "pytest".into()])
+}
+
+fn render(args: RenderArgs) -> ExitCode {
+    let mut reports = Vec::new();
+    for path in &args.reports {
+        match RunReport::load(path) {
+            Ok(r) => reports.push(r),
+            Err(e) => return fail(ExitCode::UsageError, &error_chain(&e)),
+        }
+    }
+    let Some(report) = RunReport::merge(reports) else {
+        return fail(ExitCode::UsageError, "no report given");
+    };
+    let env = |n: &str| std::env::var(n).ok();
+    let text = match args.format {
+        RenderFormat::Json => {
+            let mut buf = Vec::new();
+            if let Err(e) = report.write_json(&mut buf) {
+                return fail(ExitCode::InternalError, &e.to_string());
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        }
+        RenderFormat::Junit => {
+            let options = junit::JunitOptions {
+                compat: args.junit_compat,
+                ..Default::default()
+            };
+            match junit::to_junit(&report, &options).to_string() {
+                Ok(xml) => xml,
+                Err(e) => return fail(ExitCode::InternalError, &e.to_string()),
+            }
+        }
+        RenderFormat::Markdown => {
+            let mut links = crate::ci::markdown_links(&env, report.run.rootdir.as_deref());
+            links.report_hint = Some(
+                args.reports
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            markdown::render(&report, &links, args.budget)
+        }
+        RenderFormat::Terminal => terminal::render_summary(&report),
+    };
+    let written = match &args.output {
+        Some(path) => crate::report::write_atomic(path, |f| f.write_all(text.as_bytes())),
+        None => {
+            let mut out = anstream::stdout();
+            out.write_all(text.as_bytes()).and_then(|_| out.flush())
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::Ok,
+        // A closed pipe (`| head`) is a reader that has seen enough.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::Ok,
+        Err(e) => fail(
+            ExitCode::InternalError,
+            &format!("failed to write the output: {e}"),
+        ),
+    }
 }
 
 fn show_config(args: RunArgs) -> ExitCode {
@@ -304,6 +395,15 @@ fn finish(report: &RunReport, settings: &config::Settings, run_time: Duration) -
     for path in junit_paths {
         if let Err(e) = junit::save(report, &junit_options, path) {
             failed_write("JUnit XML report", path, e);
+        }
+    }
+    if let Some(path) = &settings.markdown {
+        let mut links =
+            crate::ci::markdown_links(&|n| std::env::var(n).ok(), report.run.rootdir.as_deref());
+        links.report_hint = settings.report.as_ref().map(|p| p.display().to_string());
+        let text = markdown::render(report, &links, markdown::COMMENT_BUDGET);
+        if let Err(e) = crate::report::write_atomic(path, |f| f.write_all(text.as_bytes())) {
+            failed_write("Markdown report", path, e);
         }
     }
     // Hidden, for the benchmark harness (bench/run.py): see src/devstats.rs.

@@ -4,6 +4,7 @@
 //! Data flows one way: [`config`] → [`policy`] → [`runner`] → [`report`] (renderers). The binary in
 //! `main.rs` only calls [`cli::main`].
 
+pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod devstats;

@@ -6,6 +6,7 @@
 //! is not a pure addition.
 
 pub mod junit;
+pub mod markdown;
 pub mod terminal;
 
 use crate::policy::RetryPolicy;
@@ -336,6 +337,43 @@ impl RunReport {
         self.summary = s;
     }
 
+    /// Merges the reports of several jobs (matrix shards) into one: every test of every report, counts
+    /// recomputed, the worst exit code, the earliest start and latest end.
+    pub fn merge(mut reports: Vec<RunReport>) -> Option<RunReport> {
+        if reports.len() <= 1 {
+            return reports.pop();
+        }
+        let mut iter = reports.into_iter();
+        let mut merged = iter.next()?;
+        for r in iter {
+            if r.run.started_at < merged.run.started_at {
+                merged.run.started_at = r.run.started_at.clone();
+            }
+            if r.run.finished_at > merged.run.finished_at {
+                merged.run.finished_at = r.run.finished_at.clone();
+            }
+            merged.run.duration_seconds = merged.run.duration_seconds.max(r.run.duration_seconds);
+            if severity(r.run.exit_code) > severity(merged.run.exit_code) {
+                merged.run.exit_code = r.run.exit_code;
+                merged.run.exit_reason = r.run.exit_reason.clone();
+            }
+            merged.run.interrupted |= r.run.interrupted;
+            merged.run.rounds.extend(r.run.rounds);
+            merged.tests.extend(r.tests);
+            merged.collection_errors.extend(r.collection_errors);
+            for w in r.warnings {
+                if !merged.warnings.contains(&w) {
+                    merged.warnings.push(w);
+                }
+            }
+        }
+        merged.summarize();
+        if merged.run.exit_code == 0 && merged.summary.failed + merged.summary.errors > 0 {
+            merged.run.exit_code = 1;
+        }
+        Some(merged)
+    }
+
     /// Writes the report as pretty JSON.
     pub fn write_json(&self, out: impl Write) -> io::Result<()> {
         let mut out = io::BufWriter::new(out);
@@ -370,6 +408,19 @@ impl RunReport {
             });
         }
         Ok(report)
+    }
+}
+
+/// How bad an exit code is, for merging: an internal or usage error outranks an interrupt, which
+/// outranks failures, which outrank "no tests", which outranks success.
+fn severity(code: i32) -> u8 {
+    match code {
+        0 => 0,
+        5 => 1,
+        1 => 2,
+        2 => 3,
+        4 => 4,
+        _ => 5,
     }
 }
 

@@ -1,0 +1,455 @@
+//! The Markdown report, used for job summaries and PR/MR comments. The main entry is [`render`].
+//!
+//! Layout: a headline with the counts; failed tests first, then flaky tests with the attempt they passed
+//! on and their first failure; collapsible details with trimmed tracebacks; rerun time; links to the
+//! file and line at the commit, and to the CI run, when the caller knows them ([`Links`]).
+//!
+//! It fits a size budget ([`COMMENT_BUDGET`], [`SUMMARY_BUDGET`]) by dropping the least important detail
+//! first — long tracebacks, then tracebacks, then flaky details, then rows — and says what it left out,
+//! pointing to the JSON report.
+//!
+//! Everything from the tested code (node ids, messages, tracebacks) is untrusted: [`inline`] and [`pre`]
+//! escape it so it cannot inject Markdown or HTML, break a table, close a block, or @mention anyone.
+
+use super::{Outcome, RunReport, TestResult};
+use std::fmt::Write as _;
+
+/// GitHub's limit for an issue or PR comment body.
+pub const COMMENT_BUDGET: usize = 65_536;
+/// GitHub's limit for one step's job summary.
+pub const SUMMARY_BUDGET: usize = 1024 * 1024;
+
+/// Links the renderer can add; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    /// Prefix for a file at the commit, e.g. `https://github.com/o/r/blob/<sha>/`; a test's
+    /// rootdir-relative path (with `path_prefix`) and `#L<line>` are appended.
+    pub blob_base: Option<String>,
+    /// The test rootdir relative to the repository root (`""` when they are the same).
+    pub path_prefix: String,
+    /// The CI run or job.
+    pub run_url: Option<String>,
+    /// Where the full JSON report can be found (artifact name or path), for "left out" notes.
+    pub report_hint: Option<String>,
+}
+
+/// How much detail a rendering carries; lower levels are tried when the budget is exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Detail {
+    Minimal,
+    NoFlakyRows,
+    NoTracebacks,
+    ShortTracebacks,
+    Full,
+}
+
+/// Renders the report within `budget` characters (bytes of UTF-8 output).
+pub fn render(report: &RunReport, links: &Links, budget: usize) -> String {
+    let mut max_rows = 200usize;
+    for detail in [
+        Detail::Full,
+        Detail::ShortTracebacks,
+        Detail::NoTracebacks,
+        Detail::NoFlakyRows,
+    ] {
+        loop {
+            let text = render_at(report, links, detail, max_rows);
+            if text.len() <= budget {
+                return text;
+            }
+            if detail != Detail::NoFlakyRows || max_rows <= 5 {
+                break;
+            }
+            max_rows /= 2;
+        }
+    }
+    let text = render_at(report, links, Detail::Minimal, 0);
+    if text.len() <= budget {
+        return text;
+    }
+    // A budget too small for even the headline: cut on a character boundary.
+    let mut end = budget.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize) -> String {
+    let s = &report.summary;
+    let mut out = String::new();
+    let mut left_out: Vec<String> = Vec::new();
+
+    let icon = if report.run.exit_code == 0 {
+        "✅"
+    } else {
+        "❌"
+    };
+    let mut counts = Vec::new();
+    let mut count = |n: usize, label: &str| {
+        if n > 0 {
+            counts.push(format!("{n} {label}"));
+        }
+    };
+    count(s.failed, "failed");
+    count(s.errors, if s.errors == 1 { "error" } else { "errors" });
+    count(s.collection_errors, "collection errors");
+    count(s.flaky, "flaky");
+    count(s.passed, "passed");
+    count(s.skipped, "skipped");
+    count(s.xfailed, "xfailed");
+    count(s.xpassed, "xpassed");
+    count(s.not_run, "not run");
+    if counts.is_empty() {
+        counts.push("no tests".into());
+    }
+    let _ = writeln!(out, "## {icon} smart-rerun: {}\n", counts.join(", "));
+    let mut facts = vec![
+        format!("{} tests", s.total),
+        format!("{} rounds", report.run.rounds.len()),
+    ];
+    if s.reruns > 0 {
+        facts.push(format!("{} reruns took {:.1} s", s.reruns, s.rerun_seconds));
+    }
+    facts.push(format!("total {:.1} s", report.run.duration_seconds));
+    if let Some(v) = &report.run.pytest_version {
+        facts.push(format!("pytest {}", inline(v)));
+    }
+    if let Some(url) = links.run_url.as_deref().and_then(safe_url) {
+        facts.push(format!("[CI run]({url})"));
+    }
+    let _ = writeln!(out, "{}\n", facts.join(" · "));
+    if report.run.exit_code != 0 && report.run.exit_code != 1 {
+        let _ = writeln!(
+            out,
+            "> **Exit {}**: {}\n",
+            report.run.exit_code,
+            inline(&report.run.exit_reason)
+        );
+    }
+
+    let failed: Vec<&TestResult> = report
+        .tests
+        .iter()
+        .filter(|t| t.outcome.is_failure())
+        .collect();
+    let flaky: Vec<&TestResult> = report
+        .tests
+        .iter()
+        .filter(|t| t.outcome == Outcome::Flaky)
+        .collect();
+
+    if detail == Detail::Minimal {
+        if !failed.is_empty() || !flaky.is_empty() {
+            left_out.push(format!(
+                "the list of {} failed and {} flaky tests",
+                failed.len(),
+                flaky.len()
+            ));
+        }
+    } else {
+        if !failed.is_empty() {
+            let _ = writeln!(out, "### Failed ({})\n", failed.len());
+            let _ = writeln!(out, "| Test | Attempts | Failure |\n| --- | --- | --- |");
+            for t in failed.iter().take(max_rows) {
+                let failure = t
+                    .last_failure()
+                    .and_then(|a| a.exception.as_ref())
+                    .map(|e| exception_line(e.short_type(), &e.message))
+                    .unwrap_or_else(|| inline(t.stopped_because.as_deref().unwrap_or("failed")));
+                let label = if t.outcome == Outcome::Error {
+                    " (error)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "| {}{label} | {} | {failure} |",
+                    test_cell(t, links),
+                    t.attempts.len().max(1)
+                );
+            }
+            if failed.len() > max_rows {
+                left_out.push(format!("{} more failed tests", failed.len() - max_rows));
+            }
+            out.push('\n');
+        }
+        for e in report.collection_errors.iter().take(max_rows.max(1)) {
+            let _ = writeln!(out, "- ❌ collection error in {}", inline(&e.nodeid));
+        }
+        if !report.collection_errors.is_empty() {
+            out.push('\n');
+        }
+        if !flaky.is_empty() {
+            if detail >= Detail::NoTracebacks {
+                let _ = writeln!(out, "### Flaky ({})\n", flaky.len());
+                let _ = writeln!(
+                    out,
+                    "| Test | Passed on | First failure |\n| --- | --- | --- |"
+                );
+                for t in flaky.iter().take(max_rows) {
+                    let first = t
+                        .first_failure()
+                        .and_then(|a| a.exception.as_ref())
+                        .map(|e| exception_line(e.short_type(), &e.message))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "| {} | attempt {} of {} | {first} |",
+                        test_cell(t, links),
+                        t.passed_on_attempt().unwrap_or(0),
+                        t.attempts.len()
+                    );
+                }
+                if flaky.len() > max_rows {
+                    left_out.push(format!("{} more flaky tests", flaky.len() - max_rows));
+                }
+                out.push('\n');
+            } else {
+                let _ = writeln!(out, "### Flaky ({})\n", flaky.len());
+                left_out.push(format!("the list of {} flaky tests", flaky.len()));
+            }
+        }
+        let with_traces: Vec<&TestResult> = failed
+            .iter()
+            .chain(flaky.iter())
+            .copied()
+            .take(max_rows)
+            .collect();
+        match detail {
+            Detail::Full | Detail::ShortTracebacks => {
+                let lines = if detail == Detail::Full { 60 } else { 12 };
+                for t in &with_traces {
+                    let Some(a) = (if t.outcome == Outcome::Flaky {
+                        t.first_failure()
+                    } else {
+                        t.last_failure()
+                    }) else {
+                        continue;
+                    };
+                    let Some(tb) = a.traceback.as_deref().filter(|tb| !tb.trim().is_empty()) else {
+                        continue;
+                    };
+                    // The summary sits inside an HTML block, where Markdown escapes would show literally.
+                    let head = a
+                        .exception
+                        .as_ref()
+                        .map(|e| {
+                            html_inline(&truncate(&first_line(e.short_type(), &e.message), 200))
+                        })
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "<details><summary>{} (attempt {}): {head}</summary>\n\n<pre>{}</pre>\n</details>\n",
+                        html_inline(&t.nodeid),
+                        a.number,
+                        pre(&trim_traceback(tb, lines))
+                    );
+                }
+                if detail == Detail::ShortTracebacks {
+                    left_out.push("the long parts of tracebacks".into());
+                }
+            }
+            _ => {
+                if !with_traces.is_empty() {
+                    left_out.push("tracebacks".into());
+                }
+            }
+        }
+    }
+    for w in &report.warnings {
+        let _ = writeln!(out, "> ⚠️ {}\n", inline(w));
+    }
+    if !left_out.is_empty() {
+        let whereto = links
+            .report_hint
+            .as_deref()
+            .map(|h| format!(" — see the JSON report ({})", inline(h)))
+            .unwrap_or_else(|| " — see the JSON report".into());
+        let _ = writeln!(
+            out,
+            "_Left out to fit the size limit: {}{whereto}._",
+            left_out.join(", ")
+        );
+    }
+    out
+}
+
+fn test_cell(t: &TestResult, links: &Links) -> String {
+    let name = inline(&t.nodeid);
+    match (&links.blob_base, &t.file) {
+        (Some(base), Some(file)) if !file.starts_with('/') && !file.contains("..") => {
+            let line = t
+                .first_failure()
+                .and_then(|a| a.test_location.as_ref())
+                .map(|l| l.line)
+                .or(t.line)
+                .map(|l| format!("#L{l}"))
+                .unwrap_or_default();
+            let path = format!("{}{}", links.path_prefix, file);
+            match safe_url(&format!("{base}{}{line}", url_path(&path))) {
+                Some(url) => format!("[{name}]({url})"),
+                None => name,
+            }
+        }
+        _ => name,
+    }
+}
+
+/// `Type: first line of the message`, escaped, at most 200 characters.
+fn exception_line(kind: &str, message: &str) -> String {
+    inline(&truncate(&first_line(kind, message), 200))
+}
+
+fn first_line(kind: &str, message: &str) -> String {
+    let first = message
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if first.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {first}")
+    }
+}
+
+/// Escapes untrusted text for one line inside an HTML element (`<summary>`): HTML-escaped, one line,
+/// no @mentions.
+pub fn html_inline(text: &str) -> String {
+    pre(&text.replace(['\n', '\r', '\t'], " "))
+}
+
+/// The first `head` lines and the last `tail` lines of a traceback: the test and the error, not the
+/// framework frames in between.
+fn trim_traceback(tb: &str, max_lines: usize) -> String {
+    let lines: Vec<&str> = tb.lines().collect();
+    let tb = if lines.len() <= max_lines {
+        tb.to_owned()
+    } else {
+        let head = max_lines / 3;
+        let tail = max_lines - head;
+        format!(
+            "{}\n… {} lines left out …\n{}",
+            lines[..head].join("\n"),
+            lines.len() - head - tail,
+            lines[lines.len() - tail..].join("\n")
+        )
+    };
+    truncate(&tb, 8_000)
+}
+
+/// Escapes untrusted text for one line of Markdown (a table cell, a list item, a summary): no line
+/// breaks, no HTML, no Markdown syntax, no table pipes, no @mentions.
+pub fn inline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '|' => out.push_str("&#124;"),
+            // A zero-width space after @ keeps "@org/team" from becoming a mention.
+            '@' => out.push_str("@\u{200b}"),
+            // Cells never start a line, so only what acts mid-line needs escaping; `(` after `]` and
+            // `!` before `[` are disarmed by escaping the brackets, and `:` stops `:emoji:` codes.
+            '\\' | '`' | '*' | '_' | '[' | ']' | '~' | ':' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes untrusted text for the inside of a `<pre>` block: HTML-escaped (so `</pre>`, `</details>`
+/// and `<script>` are inert), and no @mentions.
+pub fn pre(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '@' => out.push_str("@\u{200b}"),
+            '\n' | '\t' => out.push(c),
+            '\r' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes what a Markdown link target cannot hold.
+fn url_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// A URL safe to put in a Markdown link: http(s), no characters that end the link.
+fn safe_url(url: &str) -> Option<String> {
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && !url.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, '(' | ')' | '<' | '>' | '"' | '\'' | '`')
+        });
+    ok.then(|| url.to_owned())
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_text_cannot_break_out() {
+        let hostile =
+            "a|b\n`x` <script>alert(1)</script> </details> @org/team **bold** [l](http://e)";
+        let out = inline(hostile);
+        assert!(
+            !out.contains('\n')
+                && !out.contains('|')
+                && !out.contains('<')
+                && !out.contains("@org")
+        );
+        assert!(
+            !out.contains("**") && !out.contains("](") && !out.contains('`') || out.contains("\\`")
+        );
+    }
+
+    #[test]
+    fn pre_text_cannot_close_its_block() {
+        let out = pre("</pre></details><img src=x onerror=alert(1)> @someone\n```");
+        assert!(!out.contains("</pre>") && !out.contains("</details>") && !out.contains("<img"));
+        assert!(out.contains("@\u{200b}someone"));
+    }
+
+    #[test]
+    fn only_plain_http_urls_are_linked() {
+        assert!(safe_url("javascript:alert(1)").is_none());
+        assert!(safe_url("https://x/y) [z](https://evil").is_none());
+        assert_eq!(url_path("tests/a b/ü.py"), "tests/a%20b/%C3%BC.py");
+    }
+}
