@@ -2,6 +2,8 @@
 //! also derives the links renderers put in Markdown (file at the commit, the CI run). Adapters read the
 //! rendered output and the report, nothing else.
 
+pub mod comment;
+
 use crate::report::markdown::Links;
 use std::path::Path;
 
