@@ -77,11 +77,16 @@ impl StickyComment {
             .sections
             .iter()
             .filter(|(k, _)| **k != key)
-            .map(|(k, b)| SECTION_OPEN.len() + k.len() + 5 + b.len() + 1 + SECTION_CLOSE.len() + 1)
+            .map(|(k, b)| section_overhead(k) + b.len())
             .sum();
-        let own_overhead = SECTION_OPEN.len() + key.len() + 5 + 1 + SECTION_CLOSE.len() + 1;
+        let own_overhead = section_overhead(&key);
         limit.saturating_sub(MARKER.len() + 1 + others + own_overhead)
     }
+}
+
+/// The bytes a section adds besides its body: `OPEN key" -->\n` body `\n CLOSE \n`.
+fn section_overhead(key: &str) -> usize {
+    SECTION_OPEN.len() + key.len() + "\" -->\n".len() + 1 + SECTION_CLOSE.len() + 1
 }
 
 /// A section key safe inside the marker comment: printable, no quotes, no `--`, at most 200 chars.
@@ -131,7 +136,7 @@ mod tests {
         c.set("a", "x".repeat(1000));
         let room = c.room_for("b", 65_536);
         c.set("b", "y".repeat(room));
-        assert!(c.render().len() <= 65_536, "{}", c.render().len());
+        assert_eq!(c.render().len(), 65_536, "the room is used exactly");
         assert!(room > 60_000);
     }
 }
