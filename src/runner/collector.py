@@ -319,9 +319,14 @@ class Collector:
     def pytest_sessionfinish(self, session, exitstatus):
         if self.is_worker:
             return
-        # Reports that never got a logfinish (an xdist worker crash) still count.
+        # Reports that never got a logfinish (an xdist worker crash) still count. A test whose phases
+        # stopped short without a failure (KeyboardInterrupt mid-call) did not pass: it never finished.
         for nodeid in list(self.pending):
-            self._finish(nodeid)
+            phases = self.pending[nodeid]
+            if any(r.failed for r in phases) or any(r.when == "teardown" for r in phases):
+                self._finish(nodeid)
+            else:
+                del self.pending[nodeid]
         self.events.emit(
             "session_finish",
             {
@@ -407,6 +412,24 @@ def _rerun_plugins(config):
 _STATE = {}
 
 
+def _ini_value(config, name):
+    """An ini key's value as written, or None when it is not set anywhere."""
+    try:
+        value = config.getini(name)
+    except (ValueError, KeyError):
+        return None
+    if value == "":
+        # pytest 7 returns "" for an unset key even when registered with default=None. There
+        # `config.inicfg` is a plain dict of the keys the ini file sets (pytest 9 turned it into a
+        # deprecated property, hence vars()); -o overrides are not in it.
+        inicfg = vars(config).get("inicfg")
+        if isinstance(inicfg, dict) and name not in inicfg:
+            overrides = getattr(config.option, "override_ini", None) or ()
+            if not any(str(o).split("=", 1)[0].strip() == name for o in overrides):
+                return None
+    return value if value is None or isinstance(value, str) else str(value)
+
+
 def pytest_addoption(parser):
     for name, help_text in INI_KEYS:
         parser.addini(name, help_text, default=None)
@@ -462,11 +485,7 @@ def pytest_configure(config):
         return
     ini = {}
     for name, _ in INI_KEYS:
-        try:
-            value = config.getini(name)
-        except (ValueError, KeyError):
-            value = None
-        ini[name] = value if value is None or isinstance(value, str) else str(value)
+        ini[name] = _ini_value(config, name)
     plugins = sorted(
         {
             name

@@ -252,7 +252,12 @@ impl Run<'_> {
         self.observer.round_starting(&first);
         let (events, status, round) = self.run_round(1, RoundKind::First, None, false)?;
         self.absorb_first(&events, status);
-        self.absorb(1, &events, status, None);
+        if self.early_exit.is_none() {
+            self.absorb(1, &events, status, None);
+        } else if events.interrupted || self.interrupts.received().is_some() {
+            // No tests to settle, and no crash to guess at: the early exit says what happened.
+            self.interrupted = true;
+        }
         self.finish_round(round);
         if let Some(errors) = &self.config_errors {
             self.early_exit = Some((ExitCode::UsageError, errors.to_string()));
@@ -860,6 +865,12 @@ impl Run<'_> {
         } else {
             None
         };
+        // Under an interrupt, the tests that started but never finished are the ones that were running.
+        let running: std::collections::HashSet<&str> = if self.interrupted {
+            events.started.iter().map(String::as_str).collect()
+        } else {
+            Default::default()
+        };
         for i in selected {
             let carry = !self.interrupted
                 && !self.collection_aborted
@@ -875,7 +886,9 @@ impl Run<'_> {
                 t.status = Status::Queued { ready_at: 0.0 };
             } else {
                 t.status = Status::Done;
-                let why = if self.interrupted {
+                let why = if self.interrupted && running.contains(t.nodeid.as_str()) {
+                    "the run was interrupted while it ran".to_owned()
+                } else if self.interrupted {
                     "the run was interrupted".to_owned()
                 } else if self.collection_aborted {
                     "pytest stopped after errors during collection".to_owned()
@@ -906,6 +919,9 @@ impl Run<'_> {
             Some(f) if ![0, 1, 2, 5].contains(&f.exitstatus) => Some((
                 if f.exitstatus == 3 {
                     ExitCode::InternalError
+                } else if f.exitstatus == 4 {
+                    // e.g. `pytest no_such_dir`: a usage error pytest found after starting its session.
+                    ExitCode::UsageError
                 } else {
                     ExitCode::TestsFailed
                 },

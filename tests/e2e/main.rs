@@ -2,4 +2,6 @@
 
 mod common;
 mod core;
+#[cfg(unix)]
+mod process;
 mod selection;
