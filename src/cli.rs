@@ -117,6 +117,25 @@ pub struct RunArgs {
     /// Write the Markdown report (for job summaries and PR/MR comments) here.
     #[arg(long, value_name = "PATH")]
     pub markdown: Option<PathBuf>,
+    /// Classify failures with an AI endpoint (validated; this build classifies with heuristics only).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub ai: Option<String>,
+    /// The MCP (or plain HTTP) endpoint for AI classification.
+    #[arg(long, value_name = "URL")]
+    pub ai_endpoint: Option<String>,
+    /// Bearer token for the AI endpoint. Prefer SMART_RERUN_AI_TOKEN: a command line is visible to
+    /// other processes. Never printed.
+    #[arg(long, value_name = "TOKEN")]
+    pub ai_token: Option<String>,
+    /// Write the AI classification trail here.
+    #[arg(long, value_name = "PATH")]
+    pub ai_report: Option<String>,
+    /// Persistent cache of AI classifications, by failure fingerprint.
+    #[arg(long, value_name = "PATH")]
+    pub ai_cache: Option<String>,
+    /// Trim tracebacks and scrub secrets before anything is sent [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub ai_redact: Option<String>,
     /// The interpreter for `python -m pytest` when no COMMAND is given [default: $VIRTUAL_ENV, ./.venv,
     /// then python3].
     #[arg(long, value_name = "PATH")]
@@ -154,6 +173,12 @@ impl RunArgs {
             ("smart_rerun_junit_xml", &junit_xml),
             ("smart_rerun_junit_compat", &self.junit_compat),
             ("smart_rerun_markdown", &markdown),
+            ("smart_rerun_ai", &self.ai),
+            ("smart_rerun_ai_endpoint", &self.ai_endpoint),
+            ("smart_rerun_ai_token", &self.ai_token),
+            ("smart_rerun_ai_report", &self.ai_report),
+            ("smart_rerun_ai_cache", &self.ai_cache),
+            ("smart_rerun_ai_redact", &self.ai_redact),
         ];
         for (key, value) in values.into_iter().chain(paths) {
             if let (Some(v), Some(k)) = (value, config::keys::key(key)) {
@@ -177,6 +202,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             };
         }
     };
+    // reqwest, rmcp and octocrab speak TLS through rustls; pick its ring provider once, for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.color {
         ColorWhen::Auto => {}
         ColorWhen::Always => anstream::ColorChoice::Always.write_global(),
@@ -199,14 +226,10 @@ fn run(args: RunArgs) -> ExitCode {
             );
         }
     };
-    let settings =
-        match config::Settings::from_layer(&args.layer(), &|n| std::env::var(n).ok(), &cwd) {
-            Ok(s) => s,
-            Err(errors) => return fail(ExitCode::UsageError, &errors.to_string()),
-        };
+    let (settings, invalid) = validate_layer(&args.layer(), &cwd);
     let command = match pytest_command(&args, &cwd) {
         Ok(c) => c,
-        Err(e) => return fail(ExitCode::UsageError, &e.to_string()),
+        Err(e) => return fail_invalid(invalid, ExitCode::UsageError, &e.to_string()),
     };
     let interrupts = match Interrupts::install() {
         Ok(i) => i,
@@ -223,9 +246,49 @@ fn run(args: RunArgs) -> ExitCode {
     let started = Instant::now();
     let (report, settings) = match runner::run(&config, &interrupts, &mut observer) {
         Ok(done) => done,
-        Err(e) => return fail(e.exit_code(), &error_chain(&e)),
+        Err(e) => return fail_invalid(invalid, e.exit_code(), &error_chain(&e)),
     };
-    finish(&report, &settings, started.elapsed())
+    let code = finish(&report, &settings, started.elapsed());
+    match invalid {
+        // pytest stopped before the settings verdict (a usage error of its own, a wrapper that lost the
+        // environment): the bad values were not reported with the others, so report them now.
+        Some(errors) if code != ExitCode::UsageError => {
+            fail(ExitCode::UsageError, &errors.to_string())
+        }
+        _ => code,
+    }
+}
+
+/// Validates the environment and command-line layer. On bad values, also returns the settings made of
+/// the good ones: the run goes on to collection, so that one message lists every bad value — ini keys
+/// and markers included — and the collector stops pytest before any test runs.
+fn validate_layer(
+    layer: &config::RawLayer,
+    cwd: &Path,
+) -> (config::Settings, Option<config::ConfigErrors>) {
+    let env = |n: &str| std::env::var(n).ok();
+    match config::Settings::from_layer(layer, &env, cwd) {
+        Ok(s) => (s, None),
+        Err(errors) => {
+            let mut valid = layer.clone();
+            for e in &errors.0 {
+                valid.values.remove(e.key.as_str());
+            }
+            let settings = config::Settings::from_layer(&valid, &env, cwd).unwrap_or_default();
+            (settings, Some(errors))
+        }
+    }
+}
+
+/// Reports bad settings, if any, before another error that stopped the run.
+fn fail_invalid(invalid: Option<config::ConfigErrors>, code: ExitCode, message: &str) -> ExitCode {
+    match invalid {
+        Some(errors) => {
+            let _ = fail(code, message);
+            fail(ExitCode::UsageError, &errors.to_string())
+        }
+        None => fail(code, message),
+    }
 }
 
 /// The command of every round: the user's, or `python -m pytest` with the interpreter users expect.
@@ -313,18 +376,16 @@ fn show_config(args: RunArgs) -> ExitCode {
         }
     };
     let layer = args.layer();
-    let base = match config::Settings::from_layer(&layer, &|n| std::env::var(n).ok(), &cwd) {
-        Ok(s) => s,
-        Err(errors) => return fail(ExitCode::UsageError, &errors.to_string()),
-    };
+    // Bad values here are validated again over the ini values, so all of them are listed together.
+    let (base, invalid) = validate_layer(&layer, &cwd);
     let command = match pytest_command(&args, &cwd) {
         Ok(c) => c,
-        Err(e) => return fail(ExitCode::UsageError, &e.to_string()),
+        Err(e) => return fail_invalid(invalid, ExitCode::UsageError, &e.to_string()),
     };
     let config = RunConfig::new(command, cwd, base, layer);
     let (session, settings) = match runner::probe_settings(&config) {
         Ok(found) => found,
-        Err(e) => return fail(e.exit_code(), &error_chain(&e)),
+        Err(e) => return fail_invalid(invalid, e.exit_code(), &error_chain(&e)),
     };
     let settings = match settings {
         Ok(s) => s,

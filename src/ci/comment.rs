@@ -38,10 +38,14 @@ impl StickyComment {
         let mut rest = body;
         while let Some(start) = rest.find(SECTION_OPEN) {
             let after = &rest[start + SECTION_OPEN.len()..];
-            let Some(key_end) = after.find("\" -->") else { break };
+            let Some(key_end) = after.find("\" -->") else {
+                break;
+            };
             let key = after[..key_end].to_owned();
             let content = &after[key_end + "\" -->".len()..];
-            let Some(end) = content.find(SECTION_CLOSE) else { break };
+            let Some(end) = content.find(SECTION_CLOSE) else {
+                break;
+            };
             sections.insert(key, content[..end].trim_matches('\n').to_owned());
             rest = &content[end + SECTION_CLOSE.len()..];
         }
@@ -93,7 +97,13 @@ fn section_overhead(key: &str) -> usize {
 pub fn section_key(raw: &str) -> String {
     let cleaned: String = raw
         .chars()
-        .map(|c| if c.is_control() || matches!(c, '"' | '<' | '>') { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || matches!(c, '"' | '<' | '>') {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
     let mut key = cleaned.replace("--", "- ");
     while key.contains("--") {
@@ -126,7 +136,10 @@ mod tests {
     #[test]
     fn keys_cannot_break_the_marker() {
         let key = section_key("x\" --> <script> -- y\n");
-        assert!(!key.contains('"') && !key.contains("--") && !key.contains('<') && !key.contains('\n'), "{key}");
+        assert!(
+            !key.contains('"') && !key.contains("--") && !key.contains('<') && !key.contains('\n'),
+            "{key}"
+        );
         assert_eq!(section_key("   "), "default");
     }
 
