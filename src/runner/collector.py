@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -57,6 +58,12 @@ MARKER_LINE = (
     "smart_rerun(max=None, delay=None, backoff=None, errors=None, flaky=None): "
     "smart-rerun's retry policy for this test"
 )
+# smart-rerun reads pytest-rerunfailures' marker itself. With that plugin disabled (`-p no:rerunfailures`,
+# as smart-rerun advises) or uninstalled, --strict-markers must still accept the marker.
+FLAKY_MARKER_LINE = (
+    "flaky(reruns=1, reruns_delay=0): rerun this test when it fails (read by smart-rerun; "
+    "pytest-rerunfailures' marker)"
+)
 
 # Text fields are capped so one test printing megabytes cannot blow up the binary's memory; the binary's
 # renderers apply their own, smaller, platform budgets.
@@ -76,6 +83,13 @@ def _cap(text):
     return text
 
 
+# json.dumps builds an encoder on every call that passes options; building it once saves a few µs per
+# event, and the two events every test produces are formatted directly with the same string escaping
+# (measured with bench/overhead.py: the encoding was most of the collector's per-test cost).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+_json_str = getattr(json.encoder, "encode_basestring", None) or (lambda s: json.dumps(s, ensure_ascii=False))
+
+
 class _Events:
     """Appends one JSON object per line to the events file."""
 
@@ -84,7 +98,9 @@ class _Events:
 
     def emit(self, event, payload):
         payload["event"] = event
-        line = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+        self.write(_ENCODE(payload) + "\n")
+
+    def write(self, line):
         # Lone surrogates (undecodable bytes in test output) cannot be encoded; replace them rather
         # than lose the whole event.
         data = line.encode("utf-8", "replace")
@@ -149,11 +165,17 @@ def _marker_kwargs(item, name):
     return found
 
 
+def _is_rerun(rep):
+    """A failure that pytest-rerunfailures retries in the same process reports the outcome "rerun"; it is
+    still a failed attempt (each in-process attempt has its own logstart/logfinish)."""
+    return getattr(rep, "outcome", None) == "rerun"
+
+
 def _outcome_of(phases):
     """One outcome for a test from its phase reports, as pytest's terminal summary counts them."""
     outcome = "passed"
     for rep in phases:
-        if rep.failed:
+        if rep.failed or _is_rerun(rep):
             if rep.when == "call":
                 return "failed"
             return "error"
@@ -236,7 +258,7 @@ class Collector:
 
     def pytest_runtest_logstart(self, nodeid, location):
         if not self.is_worker:
-            self.events.emit("start", {"nodeid": nodeid, "time": time.time()})
+            self.events.write('{"nodeid":%s,"time":%r,"event":"start"}\n' % (_json_str(nodeid), time.time()))
 
     def pytest_runtest_logreport(self, report):
         if self.is_worker:
@@ -252,18 +274,21 @@ class Collector:
         if not phases:
             return
         outcome = _outcome_of(phases)
-        payload = {
-            "nodeid": nodeid,
-            "outcome": outcome,
-            "duration": sum(getattr(r, "duration", 0.0) or 0.0 for r in phases),
-            "stop": time.time(),
-        }
+        duration = float(sum(getattr(r, "duration", 0.0) or 0.0 for r in phases))
         worker = getattr(phases[0], "node", None)
+        if outcome == "passed" and worker is None:
+            # The common case, formatted directly: nothing but these fields to report.
+            self.events.write(
+                '{"nodeid":%s,"outcome":"passed","duration":%r,"stop":%r,"event":"test"}\n'
+                % (_json_str(nodeid), duration, time.time())
+            )
+            return
+        payload = {"nodeid": nodeid, "outcome": outcome, "duration": duration, "stop": time.time()}
         if worker is not None and getattr(worker, "gateway", None) is not None:
             payload["worker"] = worker.gateway.id
         failures = []
         for rep in phases:
-            if rep.failed:
+            if rep.failed or _is_rerun(rep):
                 failures.append(self._failure(rep))
             elif rep.skipped and outcome in ("skipped", "xfailed"):
                 reason = _skip_reason(rep)
@@ -399,7 +424,14 @@ def _rerun_plugins(config):
     found = {}
     pm = config.pluginmanager
     if pm.hasplugin("rerunfailures"):
-        found["pytest-rerunfailures"] = {"reruns": getattr(config.option, "reruns", None) or 0}
+        # --reruns, --force-reruns, or the `reruns` ini key (pytest-rerunfailures 14+).
+        reruns = getattr(config.option, "reruns", None) or getattr(config.option, "force_reruns", None)
+        if not reruns:
+            try:
+                reruns = int(config.getini("reruns") or 0)
+            except Exception:
+                reruns = 0
+        found["pytest-rerunfailures"] = {"reruns": reruns or 0}
     if pm.hasplugin("flaky"):
         found["flaky"] = {"force_flaky": bool(getattr(config.option, "force_flaky", False))}
     for name in ("pytest_retry", "retry"):
@@ -415,9 +447,17 @@ _STATE = {}
 def _ini_value(config, name):
     """An ini key's value as written, or None when it is not set anywhere."""
     try:
-        value = config.getini(name)
+        with warnings.catch_warnings():
+            # pytest 9 deprecates non-string values for string keys ([tool.pytest.ini_options] lists).
+            warnings.simplefilter("ignore")
+            value = config.getini(name)
     except (ValueError, KeyError):
         return None
+    except Exception:
+        # pytest 9 checks native TOML values (pytest.toml, [tool.pytest]) against the registered type
+        # and raises a UsageError for `smart_rerun_max = 3` or `smart_rerun = true`. Take the value as
+        # written; the binary validates it and names the file and line.
+        value = _raw_ini(config, name)
     if value == "":
         # pytest 7 returns "" for an unset key even when registered with default=None. There
         # `config.inicfg` is a plain dict of the keys the ini file sets (pytest 9 turned it into a
@@ -427,7 +467,29 @@ def _ini_value(config, name):
             overrides = getattr(config.option, "override_ini", None) or ()
             if not any(str(o).split("=", 1)[0].strip() == name for o in overrides):
                 return None
-    return value if value is None or isinstance(value, str) else str(value)
+    return _as_text(value)
+
+
+def _raw_ini(config, name):
+    """The value the configuration file sets for ``name``, untyped (pytest 9: ``_inicfg`` holds
+    ConfigValue objects; pytest 7: ``inicfg`` holds strings)."""
+    attrs = vars(config)
+    cfg = attrs.get("_inicfg", attrs.get("inicfg"))
+    if not isinstance(cfg, dict) or name not in cfg:
+        return None
+    value = cfg[name]
+    return getattr(value, "value", value)
+
+
+def _as_text(value):
+    """TOML values as the text an ini file would hold: true/false, 3, and lists joined with commas."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_as_text(v) or "" for v in value)
+    return str(value)
 
 
 def pytest_addoption(parser):
@@ -449,6 +511,8 @@ def pytest_load_initial_conftests(early_config, parser, args):
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     config.addinivalue_line("markers", MARKER_LINE)
+    if not (config.pluginmanager.hasplugin("rerunfailures") or config.pluginmanager.hasplugin("flaky")):
+        config.addinivalue_line("markers", FLAKY_MARKER_LINE)
     events_path = os.environ.get(EVENTS_ENV)
     if not events_path:
         return
