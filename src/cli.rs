@@ -102,6 +102,10 @@ pub struct RunArgs {
     /// Flaky tests (failed, then passed) make the run exit 1.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub fail_on_flaky: Option<String>,
+    /// Stop retrying a test that failed the same way twice, a confirmed deterministic failure [default:
+    /// true]; `--early-stop false` spends every attempt.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub early_stop: Option<String>,
     /// Rerun every failing test (true, the default) or only tests marked @pytest.mark.smart_rerun (false).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub rerun: Option<String>,
@@ -136,6 +140,25 @@ pub struct RunArgs {
     /// Trim tracebacks and scrub secrets before anything is sent [default: true].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub ai_redact: Option<String>,
+    /// In GitHub Actions: annotate failed tests (errors) and flaky tests (warnings) [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub github_annotations: Option<String>,
+    /// In GitHub Actions: append the Markdown report to the job summary [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub github_summary: Option<String>,
+    /// In GitHub Actions: keep one sticky comment with the results on the pull request [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub github_comment: Option<String>,
+    /// This job's section of the sticky PR comment [default: the job id and the matrix values].
+    #[arg(long, value_name = "KEY")]
+    pub github_comment_key: Option<String>,
+    /// In GitHub Actions: stop pytest's output from issuing workflow commands [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub github_stop_commands: Option<String>,
+    /// Token for the PR comment [default: SMART_RERUN_GITHUB_TOKEN, then GITHUB_TOKEN]. Prefer the
+    /// variable: a command line is visible to other processes. Never printed.
+    #[arg(long, value_name = "TOKEN")]
+    pub github_token: Option<String>,
     /// The interpreter for `python -m pytest` when no COMMAND is given [default: $VIRTUAL_ENV, ./.venv,
     /// then python3].
     #[arg(long, value_name = "PATH")]
@@ -156,7 +179,7 @@ impl RunArgs {
         let report = self.report.as_ref().map(|p| p.display().to_string());
         let junit_xml = self.junit_xml.as_ref().map(|p| p.display().to_string());
         let markdown = self.markdown.as_ref().map(|p| p.display().to_string());
-        let values: [(&'static str, &Option<String>); 10] = [
+        let values: [(&'static str, &Option<String>); 11] = [
             ("smart_rerun", &self.rerun),
             ("smart_rerun_max", &self.max),
             ("smart_rerun_delay", &self.delay),
@@ -167,6 +190,7 @@ impl RunArgs {
             ("smart_rerun_max_failures", &self.max_failures),
             ("smart_rerun_max_reruns", &self.max_reruns),
             ("smart_rerun_fail_on_flaky", &self.fail_on_flaky),
+            ("smart_rerun_early_stop", &self.early_stop),
         ];
         let paths = [
             ("smart_rerun_report", &report),
@@ -180,7 +204,15 @@ impl RunArgs {
             ("smart_rerun_ai_cache", &self.ai_cache),
             ("smart_rerun_ai_redact", &self.ai_redact),
         ];
-        for (key, value) in values.into_iter().chain(paths) {
+        let github = [
+            ("smart_rerun_github_annotations", &self.github_annotations),
+            ("smart_rerun_github_summary", &self.github_summary),
+            ("smart_rerun_github_comment", &self.github_comment),
+            ("smart_rerun_github_comment_key", &self.github_comment_key),
+            ("smart_rerun_github_stop_commands", &self.github_stop_commands),
+            ("smart_rerun_github_token", &self.github_token),
+        ];
+        for (key, value) in values.into_iter().chain(paths).chain(github) {
             if let (Some(v), Some(k)) = (value, config::keys::key(key)) {
                 flags.set(k.ini, v.clone(), config::Source::Flag(k.flag));
             }
@@ -329,7 +361,7 @@ fn render(args: RenderArgs) -> ExitCode {
                 compat: args.junit_compat,
                 ..Default::default()
             };
-            match junit::to_junit(&report, &options).to_string() {
+            match junit::to_xml(&report, &options) {
                 Ok(xml) => xml,
                 Err(e) => return fail(ExitCode::InternalError, &e.to_string()),
             }

@@ -5,6 +5,7 @@
 //! `main.rs` only calls [`cli::main`].
 
 pub mod ci;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod devstats;

@@ -16,6 +16,8 @@ pub enum Kind {
     Url,
     /// A secret: never printed.
     Secret,
+    /// Free text (a label).
+    Text,
 }
 
 /// One setting.
@@ -57,6 +59,8 @@ keys! {
         "cap on the total number of reruns in the run";
     "smart_rerun_fail_on_flaky", "SMART_RERUN_FAIL_ON_FLAKY", "--fail-on-flaky", Kind::Bool,
         "flaky tests make the run exit 1";
+    "smart_rerun_early_stop", "SMART_RERUN_EARLY_STOP", "--early-stop", Kind::Bool,
+        "stop retrying a test that failed the same way twice (a confirmed deterministic failure)";
     "smart_rerun_report", "SMART_RERUN_REPORT", "--report", Kind::Path,
         "write the JSON report here";
     "smart_rerun_junit_xml", "SMART_RERUN_JUNIT_XML", "--junit-xml", Kind::Path,
@@ -77,6 +81,18 @@ keys! {
         "persistent cache of AI classifications by failure fingerprint";
     "smart_rerun_ai_redact", "SMART_RERUN_AI_REDACT", "--ai-redact", Kind::Bool,
         "trim tracebacks and scrub secrets before anything is sent";
+    "smart_rerun_github_annotations", "SMART_RERUN_GITHUB_ANNOTATIONS", "--github-annotations", Kind::Bool,
+        "in GitHub Actions, annotate failed (error) and flaky (warning) tests at their file and line";
+    "smart_rerun_github_summary", "SMART_RERUN_GITHUB_SUMMARY", "--github-summary", Kind::Bool,
+        "in GitHub Actions, append the Markdown report to the job summary";
+    "smart_rerun_github_comment", "SMART_RERUN_GITHUB_COMMENT", "--github-comment", Kind::Bool,
+        "in GitHub Actions, keep one sticky comment with the results on the pull request";
+    "smart_rerun_github_comment_key", "SMART_RERUN_GITHUB_COMMENT_KEY", "--github-comment-key", Kind::Text,
+        "this job's section in the sticky comment [default: the job id and matrix values]";
+    "smart_rerun_github_stop_commands", "SMART_RERUN_GITHUB_STOP_COMMANDS", "--github-stop-commands", Kind::Bool,
+        "in GitHub Actions, stop pytest's output from issuing workflow commands (flag or variable only)";
+    "smart_rerun_github_token", "SMART_RERUN_GITHUB_TOKEN", "--github-token", Kind::Secret,
+        "token for the PR comment [default: GITHUB_TOKEN]; prefer the variable to the flag";
 }
 
 /// Looks a key up by its ini name.
@@ -99,6 +115,7 @@ impl Kind {
             Kind::Path => "a file path".into(),
             Kind::Url => "an http:// or https:// URL".into(),
             Kind::Secret => "a token, or {{ env:NAME }}".into(),
+            Kind::Text => "any text".into(),
         }
     }
 }

@@ -185,6 +185,34 @@ pub struct AiSettings {
     pub redact: bool,
 }
 
+/// What smart-rerun does in GitHub Actions (ignored elsewhere).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GithubSettings {
+    pub annotations: bool,
+    pub summary: bool,
+    pub comment: bool,
+    /// This job's section of the sticky comment; `None`: the job id and matrix values.
+    pub comment_key: Option<String>,
+    /// Wrap pytest's output in `::stop-commands::`. Read before pytest starts, so from the environment
+    /// and flags only: an ini value comes too late to take effect.
+    pub stop_commands: bool,
+    /// `None`: fall back to `GITHUB_TOKEN`.
+    pub token: Option<Secret>,
+}
+
+impl Default for GithubSettings {
+    fn default() -> Self {
+        GithubSettings {
+            annotations: true,
+            summary: true,
+            comment: true,
+            comment_key: None,
+            stop_commands: true,
+            token: None,
+        }
+    }
+}
+
 /// The validated settings of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -192,6 +220,8 @@ pub struct Settings {
     pub policy: RetryPolicy,
     pub max_failures: Option<u32>,
     pub max_reruns: Option<u32>,
+    /// Stop retrying a failure confirmed deterministic (the same fingerprint twice).
+    pub early_stop: bool,
     pub report: Option<PathBuf>,
     pub junit_xml: Option<PathBuf>,
     pub junit_compat: crate::report::junit::JunitCompat,
@@ -202,6 +232,7 @@ pub struct Settings {
     /// pytest's `junit_suite_name`, for the JUnit report.
     pub junit_suite_name: Option<String>,
     pub ai: AiSettings,
+    pub github: GithubSettings,
     /// Where each key's value came from (keys left at their default are absent).
     pub sources: BTreeMap<&'static str, Source>,
 }
@@ -212,6 +243,7 @@ impl Default for Settings {
             policy: RetryPolicy::default(),
             max_failures: None,
             max_reruns: None,
+            early_stop: true,
             report: None,
             junit_xml: None,
             junit_compat: Default::default(),
@@ -222,6 +254,7 @@ impl Default for Settings {
                 redact: true,
                 ..AiSettings::default()
             },
+            github: GithubSettings::default(),
             sources: BTreeMap::new(),
         }
     }
@@ -279,6 +312,7 @@ impl Settings {
             "smart_rerun_max_failures" => self.max_failures = Some(parse_count(value, 0)?),
             "smart_rerun_max_reruns" => self.max_reruns = Some(parse_count(value, 0)?),
             "smart_rerun_fail_on_flaky" => p.fail_on_flaky = parse_bool(value)?,
+            "smart_rerun_early_stop" => self.early_stop = parse_bool(value)?,
             "smart_rerun_report" => self.report = Some(resolve_path(value, &raw.source, cwd)?),
             "smart_rerun_junit_xml" => {
                 self.junit_xml = Some(resolve_path(value, &raw.source, cwd)?)
@@ -300,6 +334,18 @@ impl Settings {
             }
             "smart_rerun_ai_cache" => self.ai.cache = Some(resolve_path(value, &raw.source, cwd)?),
             "smart_rerun_ai_redact" => self.ai.redact = parse_bool(value)?,
+            "smart_rerun_github_annotations" => self.github.annotations = parse_bool(value)?,
+            "smart_rerun_github_summary" => self.github.summary = parse_bool(value)?,
+            "smart_rerun_github_comment" => self.github.comment = parse_bool(value)?,
+            "smart_rerun_github_comment_key" => {
+                let key = value.trim();
+                if key.is_empty() {
+                    return Err("is empty: use a label such as 'tests (3.12)'".into());
+                }
+                self.github.comment_key = Some(key.to_owned())
+            }
+            "smart_rerun_github_stop_commands" => self.github.stop_commands = parse_bool(value)?,
+            "smart_rerun_github_token" => self.github.token = Some(Secret(value.to_owned())),
             other => return Err(format!("unknown setting {other}")),
         }
         Ok(())
@@ -338,6 +384,7 @@ impl Settings {
                 .max_reruns
                 .map_or("(no limit)".into(), |n| n.to_string()),
             "smart_rerun_fail_on_flaky" => p.fail_on_flaky.to_string(),
+            "smart_rerun_early_stop" => self.early_stop.to_string(),
             "smart_rerun_report" => path(&self.report),
             "smart_rerun_junit_xml" => path(&self.junit_xml),
             "smart_rerun_junit_compat" => match self.junit_compat {
@@ -359,6 +406,22 @@ impl Settings {
             "smart_rerun_ai_report" => path(&self.ai.report),
             "smart_rerun_ai_cache" => path(&self.ai.cache),
             "smart_rerun_ai_redact" => self.ai.redact.to_string(),
+            "smart_rerun_github_annotations" => self.github.annotations.to_string(),
+            "smart_rerun_github_summary" => self.github.summary.to_string(),
+            "smart_rerun_github_comment" => self.github.comment.to_string(),
+            "smart_rerun_github_comment_key" => self
+                .github
+                .comment_key
+                .clone()
+                .unwrap_or_else(|| "(job and matrix)".into()),
+            "smart_rerun_github_stop_commands" => self.github.stop_commands.to_string(),
+            "smart_rerun_github_token" => {
+                if self.github.token.is_some() {
+                    "*** (set)".into()
+                } else {
+                    "(GITHUB_TOKEN)".into()
+                }
+            }
             _ => String::new(),
         }
     }
@@ -557,6 +620,12 @@ mod tests {
             (
                 "smart_rerun_fail_on_flaky",
                 "sometimes",
+                ini(),
+                "is not true or false",
+            ),
+            (
+                "smart_rerun_early_stop",
+                "perhaps",
                 ini(),
                 "is not true or false",
             ),

@@ -7,6 +7,8 @@
 
 pub mod junit;
 pub mod markdown;
+#[cfg(test)]
+pub(crate) mod sample;
 pub mod terminal;
 
 use crate::policy::RetryPolicy;
@@ -139,6 +141,12 @@ pub struct Summary {
     pub reruns: usize,
     /// Wall time of the rerun rounds, in seconds.
     pub rerun_seconds: f64,
+    /// Attempts not spent on failures confirmed deterministic (the same failure twice), and the seconds
+    /// they would have taken (their durations and delays).
+    #[serde(default)]
+    pub attempts_saved: usize,
+    #[serde(default)]
+    pub seconds_saved: f64,
 }
 
 /// A test's final outcome, or one attempt's.
@@ -202,6 +210,9 @@ pub struct TestResult {
     /// For a test that failed at least once: why it was not attempted again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_because: Option<String>,
+    /// For a test that failed at least once: the verdict, observed outcomes first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<crate::classify::Classification>,
     /// Every attempt, for a test that failed at least once; empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
@@ -264,6 +275,13 @@ pub struct Attempt {
     /// The xdist worker that ran it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+    /// For a failed attempt: what stays the same when the failure repeats (type, normalised message,
+    /// crash frame), as 16 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// For a failed attempt: what the heuristics (or the AI) made of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<crate::classify::Classification>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,6 +328,8 @@ impl RunReport {
     /// Recomputes [`Summary`] from the tests and rounds.
     pub fn summarize(&mut self) {
         let mut s = Summary {
+            attempts_saved: self.summary.attempts_saved,
+            seconds_saved: self.summary.seconds_saved,
             total: self.tests.len(),
             ..Summary::default()
         };
@@ -359,6 +379,8 @@ impl RunReport {
             }
             merged.run.interrupted |= r.run.interrupted;
             merged.run.rounds.extend(r.run.rounds);
+            merged.summary.attempts_saved += r.summary.attempts_saved;
+            merged.summary.seconds_saved += r.summary.seconds_saved;
             merged.tests.extend(r.tests);
             merged.collection_errors.extend(r.collection_errors);
             for w in r.warnings {

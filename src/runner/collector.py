@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -41,6 +42,7 @@ INI_KEYS = (
     ("smart_rerun_max_failures", "do not rerun when more tests than this fail in the first round"),
     ("smart_rerun_max_reruns", "cap on the total number of reruns"),
     ("smart_rerun_fail_on_flaky", "flaky tests fail the run (true/false)"),
+    ("smart_rerun_early_stop", "stop retrying a failure seen twice the same way (true/false)"),
     ("smart_rerun_report", "path of the JSON report"),
     ("smart_rerun_junit_xml", "path of the flaky-aware JUnit XML report"),
     ("smart_rerun_junit_compat", "JUnit layout: surefire or per-attempt"),
@@ -51,11 +53,23 @@ INI_KEYS = (
     ("smart_rerun_ai_report", "path of the AI classification trail"),
     ("smart_rerun_ai_cache", "path of the AI classification cache"),
     ("smart_rerun_ai_redact", "scrub secrets and trim tracebacks before sending (true/false)"),
+    ("smart_rerun_github_annotations", "GitHub Actions: annotate failed and flaky tests (true/false)"),
+    ("smart_rerun_github_summary", "GitHub Actions: write the job summary (true/false)"),
+    ("smart_rerun_github_comment", "GitHub Actions: keep a sticky PR comment (true/false)"),
+    ("smart_rerun_github_comment_key", "GitHub Actions: this job's section of the PR comment"),
+    ("smart_rerun_github_stop_commands", "GitHub Actions: stop workflow commands in pytest's output (env/flag only)"),
+    ("smart_rerun_github_token", "GitHub Actions: token for the PR comment"),
 )
 
 MARKER_LINE = (
     "smart_rerun(max=None, delay=None, backoff=None, errors=None, flaky=None): "
     "smart-rerun's retry policy for this test"
+)
+# smart-rerun reads pytest-rerunfailures' marker itself. With that plugin disabled (`-p no:rerunfailures`,
+# as smart-rerun advises) or uninstalled, --strict-markers must still accept the marker.
+FLAKY_MARKER_LINE = (
+    "flaky(reruns=1, reruns_delay=0): rerun this test when it fails (read by smart-rerun; "
+    "pytest-rerunfailures' marker)"
 )
 
 # Text fields are capped so one test printing megabytes cannot blow up the binary's memory; the binary's
@@ -158,11 +172,17 @@ def _marker_kwargs(item, name):
     return found
 
 
+def _is_rerun(rep):
+    """A failure that pytest-rerunfailures retries in the same process reports the outcome "rerun"; it is
+    still a failed attempt (each in-process attempt has its own logstart/logfinish)."""
+    return getattr(rep, "outcome", None) == "rerun"
+
+
 def _outcome_of(phases):
     """One outcome for a test from its phase reports, as pytest's terminal summary counts them."""
     outcome = "passed"
     for rep in phases:
-        if rep.failed:
+        if rep.failed or _is_rerun(rep):
             if rep.when == "call":
                 return "failed"
             return "error"
@@ -275,7 +295,7 @@ class Collector:
             payload["worker"] = worker.gateway.id
         failures = []
         for rep in phases:
-            if rep.failed:
+            if rep.failed or _is_rerun(rep):
                 failures.append(self._failure(rep))
             elif rep.skipped and outcome in ("skipped", "xfailed"):
                 reason = _skip_reason(rep)
@@ -411,7 +431,14 @@ def _rerun_plugins(config):
     found = {}
     pm = config.pluginmanager
     if pm.hasplugin("rerunfailures"):
-        found["pytest-rerunfailures"] = {"reruns": getattr(config.option, "reruns", None) or 0}
+        # --reruns, --force-reruns, or the `reruns` ini key (pytest-rerunfailures 14+).
+        reruns = getattr(config.option, "reruns", None) or getattr(config.option, "force_reruns", None)
+        if not reruns:
+            try:
+                reruns = int(config.getini("reruns") or 0)
+            except Exception:
+                reruns = 0
+        found["pytest-rerunfailures"] = {"reruns": reruns or 0}
     if pm.hasplugin("flaky"):
         found["flaky"] = {"force_flaky": bool(getattr(config.option, "force_flaky", False))}
     for name in ("pytest_retry", "retry"):
@@ -427,9 +454,17 @@ _STATE = {}
 def _ini_value(config, name):
     """An ini key's value as written, or None when it is not set anywhere."""
     try:
-        value = config.getini(name)
+        with warnings.catch_warnings():
+            # pytest 9 deprecates non-string values for string keys ([tool.pytest.ini_options] lists).
+            warnings.simplefilter("ignore")
+            value = config.getini(name)
     except (ValueError, KeyError):
         return None
+    except Exception:
+        # pytest 9 checks native TOML values (pytest.toml, [tool.pytest]) against the registered type
+        # and raises a UsageError for `smart_rerun_max = 3` or `smart_rerun = true`. Take the value as
+        # written; the binary validates it and names the file and line.
+        value = _raw_ini(config, name)
     if value == "":
         # pytest 7 returns "" for an unset key even when registered with default=None. There
         # `config.inicfg` is a plain dict of the keys the ini file sets (pytest 9 turned it into a
@@ -439,7 +474,29 @@ def _ini_value(config, name):
             overrides = getattr(config.option, "override_ini", None) or ()
             if not any(str(o).split("=", 1)[0].strip() == name for o in overrides):
                 return None
-    return value if value is None or isinstance(value, str) else str(value)
+    return _as_text(value)
+
+
+def _raw_ini(config, name):
+    """The value the configuration file sets for ``name``, untyped (pytest 9: ``_inicfg`` holds
+    ConfigValue objects; pytest 7: ``inicfg`` holds strings)."""
+    attrs = vars(config)
+    cfg = attrs.get("_inicfg", attrs.get("inicfg"))
+    if not isinstance(cfg, dict) or name not in cfg:
+        return None
+    value = cfg[name]
+    return getattr(value, "value", value)
+
+
+def _as_text(value):
+    """TOML values as the text an ini file would hold: true/false, 3, and lists joined with commas."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_as_text(v) or "" for v in value)
+    return str(value)
 
 
 def pytest_addoption(parser):
@@ -461,6 +518,8 @@ def pytest_load_initial_conftests(early_config, parser, args):
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     config.addinivalue_line("markers", MARKER_LINE)
+    if not (config.pluginmanager.hasplugin("rerunfailures") or config.pluginmanager.hasplugin("flaky")):
+        config.addinivalue_line("markers", FLAKY_MARKER_LINE)
     events_path = os.environ.get(EVENTS_ENV)
     if not events_path:
         return

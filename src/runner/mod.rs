@@ -135,7 +135,43 @@ pub trait Observer {
     fn round_starting(&mut self, _plan: &RoundPlan<'_>) {}
     fn round_finished(&mut self, _round: &Round) {}
     fn waiting(&mut self, _wait: Duration, _plan: &RoundPlan<'_>) {}
+    /// How often [`Observer::waiting_tick`] is called during a wait (`None`: never), for a live countdown.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+    /// The wait goes on; the round starts in `left`.
+    fn waiting_tick(&mut self, _left: Duration) {}
+    /// The wait is over, elapsed or cut short by a signal: clear any live status.
+    fn waiting_done(&mut self) {}
     fn note(&mut self, _message: &str) {}
+}
+
+/// Waits `wait` before a round, ticking the observer at its interval; `false` when a signal cut the wait
+/// short.
+fn wait_before_round(
+    interrupts: &Interrupts,
+    observer: &mut dyn Observer,
+    wait: Duration,
+    plan: &RoundPlan<'_>,
+) -> bool {
+    let deadline = Instant::now() + wait;
+    observer.waiting(wait, plan);
+    let completed = loop {
+        let next = match observer.tick_interval() {
+            Some(every) => (Instant::now() + every).min(deadline),
+            None => deadline,
+        };
+        if !interrupts.sleep_until(next) {
+            break false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break true;
+        }
+        observer.waiting_tick(deadline - now);
+    };
+    observer.waiting_done();
+    completed
 }
 
 /// An observer that shows nothing.
@@ -196,6 +232,9 @@ struct Run<'a> {
     verdict_given: bool,
     /// Invalid settings found in the first round: the run stops with exit 4.
     config_errors: Option<ConfigErrors>,
+    /// What early stops on confirmed deterministic failures saved.
+    attempts_saved: usize,
+    seconds_saved: f64,
 }
 
 /// Runs the suite and its reruns. Errors are for runs that could not start; everything else, including a
@@ -234,6 +273,8 @@ pub fn run(
         reruns_started: 0,
         verdict_given: false,
         config_errors: None,
+        attempts_saved: 0,
+        seconds_saved: 0.0,
     };
     run.rounds_loop()?;
     let settings = run.settings.clone();
@@ -326,8 +367,7 @@ impl Run<'_> {
             let wait = plan.start_at - epoch_now();
             if wait > 0.0 {
                 let wait = Duration::from_secs_f64(wait);
-                self.observer.waiting(wait, &round_plan);
-                if !self.interrupts.sleep_until(Instant::now() + wait) {
+                if !wait_before_round(self.interrupts, self.observer, wait, &round_plan) {
                     self.interrupted = true;
                     break;
                 }
@@ -535,7 +575,10 @@ impl Run<'_> {
                         other => other,
                     };
                     self.warnings.push(format!(
-                        "{plugin} is active in this run: it reruns failed tests inside the same pytest process,                          and smart-rerun then reruns them again. Disable it for smart-rerun's runs with                          `-p no:{module}` in the command (or PYTEST_ADDOPTS=\"-p no:{module}\");                          smart-rerun reads @pytest.mark.flaky(reruns=N, reruns_delay=S) itself"
+                        "{plugin} is active in this run: it reruns failed tests inside the same pytest process, \
+                         and smart-rerun then reruns them again. Disable it for smart-rerun's runs with \
+                         `-p no:{module}` in the command (or PYTEST_ADDOPTS=\"-p no:{module}\"); \
+                         smart-rerun reads @pytest.mark.flaky(reruns=N, reruns_delay=S) itself"
                     ));
                 }
             }
@@ -834,6 +877,8 @@ impl Run<'_> {
                     captured: Vec::new(),
                     also_failed: Vec::new(),
                     worker: None,
+                    fingerprint: None,
+                    classification: None,
                 };
                 self.record(i as usize, attempt, epoch_now());
             }
@@ -962,6 +1007,7 @@ impl Run<'_> {
             .as_ref()
             .map(|e| e.mro.clone())
             .unwrap_or_default();
+        crate::classify::annotate(&mut attempt);
         t.attempts.push(attempt);
         if !outcome.is_failure() {
             t.status = Status::Done;
@@ -982,6 +1028,20 @@ impl Run<'_> {
             t.stopped_because = Some(format!(
                 "{class} is not in the errors allow-list ({})",
                 allowed.join(", ")
+            ));
+        } else if self.settings.early_stop && crate::classify::confirmed_deterministic(&t.attempts)
+        {
+            // The same failure twice, nothing transient about it: more attempts would fail the same way.
+            let left = policy.max_attempts - t.runs;
+            let per_attempt = t.last_duration;
+            let waits: f64 = (t.runs..policy.max_attempts)
+                .map(|k| policy.delay_for(&t.nodeid, k).as_secs_f64())
+                .sum();
+            self.attempts_saved += left as usize;
+            self.seconds_saved += per_attempt * left as f64 + waits;
+            t.stopped_because = Some(format!(
+                "failed the same way twice: a deterministic failure, so the {left} remaining attempt{} were not spent (smart_rerun_early_stop)",
+                if left == 1 { "" } else { "s" }
             ));
         } else {
             t.stopped_because = None;
@@ -1029,6 +1089,7 @@ impl Run<'_> {
                 } else {
                     None
                 },
+                classification: crate::classify::observe(outcome, &t.attempts),
                 attempts: t.attempts,
             });
         }
@@ -1065,6 +1126,8 @@ impl Run<'_> {
             warnings: Vec::new(),
         };
         report.summarize();
+        report.summary.attempts_saved = self.attempts_saved;
+        report.summary.seconds_saved = self.seconds_saved;
         let (mut exit, mut reason) = decide_exit(
             &report,
             self.early_exit,
@@ -1187,6 +1250,8 @@ fn attempt_from_event(event: &TestEvent, round: u32, rootdir: &Path) -> Attempt 
         captured: Vec::new(),
         also_failed: Vec::new(),
         worker: event.worker.clone(),
+        fingerprint: None,
+        classification: None,
     };
     if let Some(first) = event.failures.first() {
         fill_failure(&mut attempt, first, rootdir);
@@ -1448,5 +1513,103 @@ mod tests {
             relative_to("/elsewhere/x.py", Path::new("/r")),
             "/elsewhere/x.py"
         );
+    }
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Ticks {
+        every: Option<Duration>,
+        waits: usize,
+        ticks: Vec<Duration>,
+        done: usize,
+    }
+
+    impl Observer for Ticks {
+        fn waiting(&mut self, _wait: Duration, _plan: &RoundPlan<'_>) {
+            self.waits += 1;
+        }
+        fn tick_interval(&self) -> Option<Duration> {
+            self.every
+        }
+        fn waiting_tick(&mut self, left: Duration) {
+            self.ticks.push(left);
+        }
+        fn waiting_done(&mut self) {
+            self.done += 1;
+        }
+    }
+
+    fn plan() -> RoundPlan<'static> {
+        RoundPlan {
+            number: 2,
+            kind: RoundKind::Rerun,
+            tests: vec![("t.py::test_a", 2, 3)],
+            serial: true,
+        }
+    }
+
+    #[test]
+    fn a_wait_ticks_the_observer_with_the_time_left() {
+        let mut obs = Ticks {
+            every: Some(Duration::from_millis(40)),
+            ..Ticks::default()
+        };
+        let started = Instant::now();
+        assert!(wait_before_round(
+            &Interrupts::none(),
+            &mut obs,
+            Duration::from_millis(300),
+            &plan()
+        ));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!((obs.waits, obs.done), (1, 1));
+        assert!(obs.ticks.len() >= 3, "{:?}", obs.ticks);
+        assert!(obs.ticks.windows(2).all(|w| w[0] > w[1]), "{:?}", obs.ticks);
+        assert!(
+            obs.ticks
+                .iter()
+                .all(|&left| left <= Duration::from_millis(300))
+        );
+    }
+
+    #[test]
+    fn without_a_tick_interval_the_wait_is_one_sleep() {
+        let mut obs = Ticks::default();
+        assert!(wait_before_round(
+            &Interrupts::none(),
+            &mut obs,
+            Duration::from_millis(50),
+            &plan()
+        ));
+        assert!(obs.ticks.is_empty());
+        assert_eq!(obs.done, 1);
+    }
+
+    #[test]
+    fn a_signal_cuts_a_ticking_wait_short_and_clears_the_status() {
+        let interrupts = Interrupts::none();
+        let signaller = interrupts.clone();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            signaller.simulate(signals::SIGINT);
+        });
+        let mut obs = Ticks {
+            every: Some(Duration::from_millis(100)),
+            ..Ticks::default()
+        };
+        let started = Instant::now();
+        assert!(!wait_before_round(
+            &interrupts,
+            &mut obs,
+            Duration::from_secs(30),
+            &plan()
+        ));
+        thread.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(obs.done, 1);
     }
 }
