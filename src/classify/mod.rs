@@ -6,6 +6,7 @@
 //! fingerprint, for a failure nothing marks as transient, confirms a deterministic failure, and by
 //! default no further attempts are spent on it.
 
+pub mod advisor;
 pub mod fingerprint;
 pub mod heuristics;
 

@@ -183,6 +183,8 @@ pub struct AiSettings {
     pub report: Option<PathBuf>,
     pub cache: Option<PathBuf>,
     pub redact: bool,
+    /// The AI budget for the whole run; past it the heuristics decide alone.
+    pub timeout: Duration,
 }
 
 /// What smart-rerun does in GitHub Actions (ignored elsewhere).
@@ -252,6 +254,7 @@ impl Default for Settings {
             junit_suite_name: None,
             ai: AiSettings {
                 redact: true,
+                timeout: Duration::from_secs(60),
                 ..AiSettings::default()
             },
             github: GithubSettings::default(),

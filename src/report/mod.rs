@@ -32,6 +32,35 @@ pub struct RunReport {
     /// session that failed for a reason other than a test).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The CI job the run happened in, for what acts on the report later (`smart-rerun comment` in a
+    /// privileged workflow); absent outside CI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<CiInfo>,
+}
+
+/// The CI job a run happened in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CiInfo {
+    /// `github` or `gitlab`.
+    pub platform: String,
+    /// `owner/name` on GitHub; the project path on GitLab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// The pull request number (GitHub) or merge request IID (GitLab) the job ran for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<u64>,
+    /// The head commit of that pull request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_sha: Option<String>,
+    /// The commit the job ran on (on GitHub, a pull request's merge commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_sha: Option<String>,
+    /// The CI run's page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_url: Option<String>,
+    /// The job's section of the sticky comment (job id and matrix values, or as configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,7 +102,7 @@ pub struct RunInfo {
 }
 
 /// The global policy in force, as serialised into the report.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PolicyInfo {
     pub enabled: bool,
     pub max_attempts: u32,

@@ -14,6 +14,8 @@ pub mod command;
 pub mod events;
 pub mod signals;
 
+use crate::classify::advisor::{Advisor, AttemptSummary, FailureQuery};
+use crate::classify::{Action, Classification};
 use crate::config::{self, ConfigErrors, RawLayer, Settings, marker::MarkerPolicy};
 use crate::policy::{RetryPolicy, plan_next_round};
 use crate::report::{
@@ -197,6 +199,8 @@ struct TestState {
     runs: u32,
     last: Option<Outcome>,
     last_duration: f64,
+    /// When the latest attempt ended (seconds since the epoch), for delays an advisor sets.
+    last_stop: f64,
     reason: Option<String>,
     stopped_because: Option<String>,
     status: Status,
@@ -235,6 +239,24 @@ struct Run<'a> {
     /// What early stops on confirmed deterministic failures saved.
     attempts_saved: usize,
     seconds_saved: f64,
+    /// The AI classifier, when configured, and what it said per fingerprint.
+    advisor: Option<&'a mut dyn Advisor>,
+    advice: HashMap<String, Classification>,
+    /// Every classification the advisor gave, for the AI report.
+    pub(crate) advice_trail: Vec<AdviceRecord>,
+    /// When the advisor's budget for the whole run runs out.
+    advice_deadline: Option<Instant>,
+}
+
+/// One entry of the AI report: a test's failure, what the advisor said, and what was done.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdviceRecord {
+    pub nodeid: String,
+    pub attempt: u32,
+    pub fingerprint: String,
+    pub classification: Classification,
+    /// What the runner did with it: `stopped`, `delay set to Ns`, `retry as planned`, `final`.
+    pub applied: String,
 }
 
 /// Runs the suite and its reruns. Errors are for runs that could not start; everything else, including a
@@ -244,6 +266,16 @@ pub fn run(
     interrupts: &Interrupts,
     observer: &mut dyn Observer,
 ) -> Result<(RunReport, Settings), RunError> {
+    run_advised(config, interrupts, observer, None).map(|(report, settings, _)| (report, settings))
+}
+
+/// [`run`] with an AI [`Advisor`] consulted after each round; also returns the advisor's trail.
+pub fn run_advised<'a>(
+    config: &'a RunConfig,
+    interrupts: &'a Interrupts,
+    observer: &'a mut dyn Observer,
+    advisor: Option<&'a mut dyn Advisor>,
+) -> Result<(RunReport, Settings, Vec<AdviceRecord>), RunError> {
     if config.command.is_empty() {
         return Err(RunError::EmptyCommand);
     }
@@ -275,11 +307,16 @@ pub fn run(
         config_errors: None,
         attempts_saved: 0,
         seconds_saved: 0.0,
+        advisor,
+        advice: HashMap::new(),
+        advice_trail: Vec::new(),
+        advice_deadline: None,
     };
     run.rounds_loop()?;
     let settings = run.settings.clone();
+    let trail = std::mem::take(&mut run.advice_trail);
     let report = run.into_report(started_at, started.elapsed());
-    Ok((report, settings))
+    Ok((report, settings, trail))
 }
 
 impl Run<'_> {
@@ -295,6 +332,7 @@ impl Run<'_> {
         self.absorb_first(&events, status);
         if self.early_exit.is_none() {
             self.absorb(1, &events, status, None);
+            self.consult_advisor();
         } else if events.interrupted || self.interrupts.received().is_some() {
             // No tests to settle, and no crash to guess at: the early exit says what happened.
             self.interrupted = true;
@@ -375,6 +413,7 @@ impl Run<'_> {
             self.observer.round_starting(&round_plan);
             let (events, status, round) = self.run_round(number, kind, Some(&selected), serial)?;
             let progressed = self.absorb(number, &events, status, Some(&selected));
+            self.consult_advisor();
             self.finish_round(round);
             if !progressed && !self.interrupted {
                 // Nothing ran: running the same selection again would spin. Settle what is left.
@@ -602,6 +641,128 @@ impl Run<'_> {
         std::fs::rename(&tmp, path)
     }
 
+    /// Asks the advisor about this round's new failures — one query per distinct fingerprint not asked
+    /// before — and applies its answers: a category and reason on the attempt, and for a test still due
+    /// for a rerun, stop, or a new delay. The advisor's own deadline and the run's AI budget bound the
+    /// wait; whatever is not answered keeps the heuristics' classification.
+    fn consult_advisor(&mut self) {
+        if self.advisor.is_none() {
+            return;
+        }
+        let budget = self.settings.ai.timeout;
+        let deadline = *self
+            .advice_deadline
+            .get_or_insert_with(|| Instant::now() + budget);
+        let mut queries: Vec<FailureQuery> = Vec::new();
+        let mut asked = std::collections::HashSet::new();
+        let policy_info = PolicyInfo::from(&self.settings.policy);
+        for t in &self.tests {
+            let Some(last) = t.attempts.last().filter(|a| a.outcome.is_failure()) else {
+                continue;
+            };
+            let Some(fp) = last.fingerprint.clone() else {
+                continue;
+            };
+            if self.advice.contains_key(&fp) || !asked.insert(fp.clone()) {
+                continue;
+            }
+            let exc = last.exception.clone().unwrap_or_else(|| ExceptionInfo {
+                type_name: "smart_rerun.Unknown".into(),
+                mro: Vec::new(),
+                message: String::new(),
+            });
+            queries.push(FailureQuery {
+                nodeid: t.nodeid.clone(),
+                fingerprint: fp,
+                exception_type: exc.type_name,
+                exception_bases: exc.mro,
+                message: exc.message,
+                traceback: last.traceback.clone().unwrap_or_default(),
+                attempts: t
+                    .attempts
+                    .iter()
+                    .map(|a| AttemptSummary {
+                        number: a.number,
+                        outcome: a.outcome.as_str().to_owned(),
+                        exception_type: a.exception.as_ref().map(|e| e.type_name.clone()),
+                    })
+                    .collect(),
+                heuristic: last
+                    .classification
+                    .clone()
+                    .unwrap_or_else(|| crate::classify::heuristics::classify(last)),
+                policy: policy_info.clone(),
+            });
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if queries.is_empty() {
+            return;
+        }
+        if left.is_zero() {
+            let note = "the AI budget for this run is spent (smart_rerun_ai_timeout): the heuristics decide for the remaining failures".to_owned();
+            if !self.warnings.contains(&note) {
+                self.warnings.push(note);
+            }
+            return;
+        }
+        let Some(advisor) = self.advisor.as_mut() else {
+            return;
+        };
+        let (answers, notes) = advisor.advise(&queries, left);
+        for note in notes {
+            if !self.warnings.contains(&note) {
+                self.warnings.push(note);
+            }
+        }
+        for advice in answers {
+            self.advice
+                .insert(advice.fingerprint.clone(), advice.classification);
+        }
+        let max_delay = self.settings.policy.max_delay;
+        for t in &mut self.tests {
+            let Some(last) = t.attempts.last_mut().filter(|a| a.outcome.is_failure()) else {
+                continue;
+            };
+            let Some(fp) = last.fingerprint.clone() else {
+                continue;
+            };
+            if !asked.contains(&fp) {
+                continue;
+            }
+            let Some(c) = self.advice.get(&fp).cloned() else {
+                continue;
+            };
+            last.classification = Some(c.clone());
+            let applied = match (t.status, c.action) {
+                (Status::Queued { .. }, Action::StopRetry) => {
+                    t.status = Status::Done;
+                    t.stopped_because = Some(format!(
+                        "the AI classifier said {} ({}): stop_retry",
+                        c.category.as_str(),
+                        c.reason
+                    ));
+                    "stopped".to_owned()
+                }
+                (Status::Queued { .. }, Action::RetryWithDelay { seconds }) => {
+                    let seconds = max_delay.map_or(seconds, |cap| seconds.min(cap.as_secs_f64()));
+                    t.status = Status::Queued {
+                        ready_at: t.last_stop + seconds,
+                    };
+                    format!("delay set to {seconds}s")
+                }
+                (Status::Queued { .. }, Action::Retry) => "retry as planned".to_owned(),
+                (Status::Done, _) => "final: no attempts left".to_owned(),
+            };
+            self.advice_trail.push(AdviceRecord {
+                nodeid: t.nodeid.clone(),
+                attempt: last.number,
+                fingerprint: fp,
+                classification: c,
+                applied,
+            });
+        }
+    }
+
     /// The policy a test runs under: its marker's, else the global one.
     fn policy_for(&self, nodeid: &str) -> std::borrow::Cow<'_, RetryPolicy> {
         match self.markers.get(nodeid) {
@@ -776,6 +937,7 @@ impl Run<'_> {
                     runs: 0,
                     last: None,
                     last_duration: 0.0,
+                    last_stop: 0.0,
                     reason: None,
                     stopped_because: None,
                     status: Status::Queued { ready_at: 0.0 },
@@ -997,6 +1159,7 @@ impl Run<'_> {
         let outcome = attempt.outcome;
         t.last = Some(outcome);
         t.last_duration = attempt.duration_seconds;
+        t.last_stop = stop;
         if !outcome.is_failure() && t.attempts.is_empty() {
             // Passed (or skipped) without ever failing: no attempt history to keep.
             t.status = Status::Done;
@@ -1124,6 +1287,7 @@ impl Run<'_> {
             tests: results,
             collection_errors,
             warnings: Vec::new(),
+            ci: None,
         };
         report.summarize();
         report.summary.attempts_saved = self.attempts_saved;
