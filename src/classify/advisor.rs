@@ -128,7 +128,8 @@ mod tests {
         .unwrap();
         assert_eq!(ok.action, Action::RetryWithDelay { seconds: 2.0 });
         assert_eq!(ok.reason, "reset by peer");
-        let rows: [(&str, Option<f64>, Option<&str>, Option<f64>, &str); 5] = [
+        type Row<'a> = (&'a str, Option<f64>, Option<&'a str>, Option<f64>, &'a str);
+        let rows: [Row; 5] = [
             ("cosmic-rays", Some(0.5), None, None, "not a category"),
             ("deterministic", Some(1.5), None, None, "outside 0..1"),
             (
