@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary, real pytest, real processes, on fixture projects.
 
 mod common;
+mod config;
 mod core;
 #[cfg(unix)]
 mod process;
