@@ -135,6 +135,52 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_key_in_one_options_row() {
+        let readme = include_str!("../../README.md");
+        for k in KEYS {
+            // A table row naming the flag (with or without its value), the variable and the ini key.
+            let row = readme.lines().find(|line| {
+                line.starts_with('|')
+                    && (line.contains(&format!("`{} ", k.flag))
+                        || line.contains(&format!("`{}`", k.flag)))
+                    && line.contains(&format!("`{}`", k.env))
+                    && line.contains(&format!("`{}`", k.ini))
+            });
+            assert!(
+                row.is_some(),
+                "README.md's Options table has no row with {}, {} and {}",
+                k.flag,
+                k.env,
+                k.ini
+            );
+            assert!(
+                readme.contains(&format!("\n{} = ", k.ini))
+                    || readme.contains(&format!("# {} ", k.ini)),
+                "README.md's pytest.ini example does not show {}",
+                k.ini
+            );
+        }
+    }
+
+    #[test]
+    fn the_cli_accepts_every_flag_as_that_key() {
+        use clap::Parser;
+        for k in KEYS {
+            let cli = crate::cli::Cli::try_parse_from(["smart-rerun", "run", k.flag, "1"])
+                .unwrap_or_else(|e| panic!("{}: {e}", k.flag));
+            let crate::cli::Command::Run(args) = cli.command else {
+                panic!("not a run")
+            };
+            let layer = args.layer();
+            let raw = layer
+                .get(k.ini)
+                .unwrap_or_else(|| panic!("{} sets nothing", k.flag));
+            assert_eq!(raw.source, crate::config::Source::Flag(k.flag), "{}", k.ini);
+            assert_eq!(raw.value, "1", "{}", k.ini);
+        }
+    }
+
+    #[test]
     fn the_collector_registers_every_ini_key() {
         let source = crate::runner::COLLECTOR_SOURCE;
         for k in KEYS {
