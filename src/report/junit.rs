@@ -70,11 +70,23 @@ pub fn save(
     options: &JunitOptions,
     path: &std::path::Path,
 ) -> std::io::Result<()> {
-    let junit = to_junit(report, options);
-    super::write_atomic(path, |file| {
-        let mut out = std::io::BufWriter::new(file);
-        junit.serialize(&mut out).map_err(std::io::Error::other)?;
-        std::io::Write::flush(&mut out)
+    let xml = to_xml(report, options).map_err(std::io::Error::other)?;
+    super::write_atomic(path, |file| std::io::Write::write_all(file, xml.as_bytes()))
+}
+
+/// The JUnit XML document for `report`.
+///
+/// quick-junit drops ANSI escapes and the control characters XML 1.0 forbids; U+FFFE and U+FFFF, which
+/// XML forbids too, are dropped here, so any text a test prints leaves the file well-formed.
+pub fn to_xml(
+    report: &RunReport,
+    options: &JunitOptions,
+) -> Result<String, quick_junit::SerializeError> {
+    let xml = to_junit(report, options).to_string()?;
+    Ok(if xml.contains(['\u{fffe}', '\u{ffff}']) {
+        xml.replace(['\u{fffe}', '\u{ffff}'], "")
+    } else {
+        xml
     })
 }
 
@@ -108,9 +120,12 @@ pub fn to_junit(report: &RunReport, options: &JunitOptions) -> Report {
         let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
         status
             .set_message("collection failure")
+            .set_type("CollectionError")
             .set_description(error.traceback.as_str());
         let mut case = TestCase::new(name, status);
         case.set_classname("");
+        // The schema requires `time` on every testcase.
+        case.set_time(Duration::ZERO);
         suite.add_test_case(case);
     }
     let mut junit = Report::new(options.suite_name.as_str());
@@ -123,12 +138,13 @@ fn testcase(test: &TestResult) -> TestCase {
     let status = match test.outcome {
         Outcome::Passed | Outcome::Xpassed => TestCaseStatus::success(),
         Outcome::Flaky => TestCaseStatus::Success {
-            flaky_runs: test
-                .attempts
-                .iter()
-                .filter(|a| a.outcome.is_failure())
-                .map(rerun)
-                .collect(),
+            flaky_runs: schema_order(
+                test.attempts
+                    .iter()
+                    .filter(|a| a.outcome.is_failure())
+                    .map(rerun)
+                    .collect(),
+            ),
         },
         Outcome::Failed | Outcome::Error => {
             let failures: Vec<&Attempt> = test
@@ -136,27 +152,39 @@ fn testcase(test: &TestResult) -> TestCase {
                 .iter()
                 .filter(|a| a.outcome.is_failure())
                 .collect();
-            let kind = if test.outcome == Outcome::Error {
-                NonSuccessKind::Error
-            } else {
-                NonSuccessKind::Failure
-            };
-            let mut status = TestCaseStatus::non_success(kind);
             match failures.split_first() {
+                // Surefire: `failure`/`error` describes the first run, `rerun*` each later one.
                 Some((first, later)) => {
+                    let kind = kind_of(first);
+                    let mut status = TestCaseStatus::non_success(kind);
                     status
                         .set_message(message(first))
+                        .set_type(type_of(first))
                         .set_description(first.traceback.as_deref().unwrap_or(""));
-                    if let Some(e) = &first.exception {
-                        status.set_type(e.type_name.as_str());
+                    let mut reruns: Vec<TestRerun> = later.iter().map(|a| rerun(a)).collect();
+                    if kind == NonSuccessKind::Error {
+                        // The schema puts every `rerunFailure` before `error`, which quick-junit
+                        // cannot write; after an `error`, a later failed run is a `rerunError`.
+                        for r in &mut reruns {
+                            r.kind = NonSuccessKind::Error;
+                        }
                     }
-                    status.add_reruns(later.iter().map(|a| rerun(a)));
+                    status.add_reruns(schema_order(reruns));
+                    status
                 }
                 None => {
-                    status.set_message(test.stopped_because.as_deref().unwrap_or("failed"));
+                    let kind = if test.outcome == Outcome::Error {
+                        NonSuccessKind::Error
+                    } else {
+                        NonSuccessKind::Failure
+                    };
+                    let mut status = TestCaseStatus::non_success(kind);
+                    status
+                        .set_message(test.stopped_because.as_deref().unwrap_or("failed"))
+                        .set_type(FALLBACK_TYPE);
+                    status
                 }
             }
-            status
         }
         Outcome::Skipped => skipped(test.reason.as_deref(), None),
         Outcome::Xfailed => skipped(
@@ -225,10 +253,8 @@ fn per_attempt(test: &TestResult) -> Vec<TestCase> {
                 let mut status = TestCaseStatus::non_success(kind_of(a));
                 status
                     .set_message(message(a))
+                    .set_type(type_of(a))
                     .set_description(a.traceback.as_deref().unwrap_or(""));
-                if let Some(e) = &a.exception {
-                    status.set_type(e.type_name.as_str());
-                }
                 status
             } else {
                 TestCaseStatus::success()
@@ -280,12 +306,9 @@ fn kind_of(a: &Attempt) -> NonSuccessKind {
 
 fn rerun(a: &Attempt) -> TestRerun {
     let mut r = TestRerun::new(kind_of(a));
-    r.set_message(message(a)).set_time(secs(a.duration_seconds));
-    if let Some(e) = &a.exception {
-        r.set_type(e.type_name.as_str());
-    } else {
-        r.set_type("smart-rerun.failure");
-    }
+    r.set_message(message(a))
+        .set_type(type_of(a))
+        .set_time(secs(a.duration_seconds));
     // Surefire requires a stackTrace on every flaky and rerun element.
     r.set_stack_trace(a.traceback.as_deref().unwrap_or(""));
     if let Some(out) = captured(a, "stdout") {
@@ -303,6 +326,23 @@ fn rerun(a: &Attempt) -> TestRerun {
         r.set_timestamp(start);
     }
     r
+}
+
+/// The `type` attribute, which the Surefire schema requires on every failure, error and rerun element.
+const FALLBACK_TYPE: &str = "smart-rerun.failure";
+
+fn type_of(a: &Attempt) -> String {
+    a.exception
+        .as_ref()
+        .map_or_else(|| FALLBACK_TYPE.to_owned(), |e| e.type_name.clone())
+}
+
+/// Orders flaky or rerun elements as the Surefire schema's sequence wants them: every `*Failure` before
+/// every `*Error` (`failure*, rerunFailure*, flakyFailure*, skipped?, error?, rerunError*, flakyError*`),
+/// each kind in the order the attempts ran.
+fn schema_order(mut runs: Vec<TestRerun>) -> Vec<TestRerun> {
+    runs.sort_by_key(|r| r.kind == NonSuccessKind::Error);
+    runs
 }
 
 /// `Type: first line of the message`, as pytest's junitxml puts in `message`.
@@ -369,5 +409,369 @@ mod tests {
                 "{nodeid}"
             );
         }
+    }
+
+    use crate::report::sample;
+    use crate::report::{Outcome, Phase};
+    use quick_junit::{FlakyOrRerun, NonSuccessKind, TestCaseStatus};
+
+    fn xml(report: &RunReport, compat: JunitCompat) -> String {
+        let options = JunitOptions {
+            compat,
+            ..JunitOptions::default()
+        };
+        to_xml(report, &options).unwrap()
+    }
+
+    /// Each testcase's `name` and the names of its child elements, in document order.
+    fn testcase_children(xml: &str) -> Vec<(String, Vec<String>)> {
+        let mut cases = Vec::new();
+        let mut current: Option<(String, Vec<String>)> = None;
+        let mut depth = 0usize;
+        let mut case_depth = 0usize;
+        let mut rest = xml;
+        while let Some(open) = rest.find('<') {
+            let close = open + rest[open..].find('>').expect("tags are closed");
+            let tag = &rest[open + 1..close];
+            rest = &rest[close + 1..];
+            if tag.starts_with('?') || tag.starts_with('!') {
+                continue;
+            }
+            if let Some(name) = tag.strip_prefix('/') {
+                depth -= 1;
+                if name == "testcase" {
+                    cases.extend(current.take());
+                }
+                continue;
+            }
+            let empty = tag.ends_with('/');
+            let name = tag
+                .split(|c: char| c.is_whitespace() || c == '/')
+                .next()
+                .unwrap();
+            if name == "testcase" {
+                let attr = tag.split(" name=\"").nth(1).unwrap();
+                current = Some((attr[..attr.find('"').unwrap()].to_owned(), Vec::new()));
+                case_depth = depth + 1;
+            } else if let Some((_, children)) = &mut current {
+                if depth == case_depth {
+                    children.push(name.to_owned());
+                }
+            }
+            if empty {
+                if name == "testcase" {
+                    cases.extend(current.take());
+                }
+            } else {
+                depth += 1;
+            }
+        }
+        cases
+    }
+
+    /// Asserts the Surefire schema's testcase sequence: failure*, rerunFailure*, flakyFailure*, skipped?,
+    /// error?, rerunError*, flakyError*, system-out?, system-err?; a leading `properties` (pytest's
+    /// record_property convention, which the schema lacks) is the one addition.
+    fn assert_surefire_order(xml: &str) {
+        const ORDER: [(&str, bool); 10] = [
+            ("properties", false),
+            ("failure", true),
+            ("rerunFailure", true),
+            ("flakyFailure", true),
+            ("skipped", false),
+            ("error", false),
+            ("rerunError", true),
+            ("flakyError", true),
+            ("system-out", false),
+            ("system-err", false),
+        ];
+        for (name, children) in testcase_children(xml) {
+            let ranks: Vec<usize> = children
+                .iter()
+                .map(|c| {
+                    ORDER
+                        .iter()
+                        .position(|(n, _)| n == c)
+                        .unwrap_or_else(|| panic!("{name}: unexpected <{c}>"))
+                })
+                .collect();
+            assert!(
+                ranks
+                    .windows(2)
+                    .all(|w| w[0] < w[1] || (w[0] == w[1] && ORDER[w[0]].1)),
+                "{name}: {children:?} is out of the schema's order"
+            );
+        }
+    }
+
+    /// Every character is one XML 1.0 allows.
+    fn assert_xml_chars(xml: &str) {
+        for c in xml.chars() {
+            assert!(
+                matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..),
+                "{:?} is not allowed in XML",
+                c
+            );
+        }
+    }
+
+    #[test]
+    fn surefire_layout_snapshot() {
+        let xml = xml(&sample::every_outcome(), JunitCompat::Surefire);
+        assert_surefire_order(&xml);
+        insta::assert_snapshot!("surefire", xml);
+    }
+
+    #[test]
+    fn per_attempt_layout_snapshot() {
+        let xml = xml(&sample::every_outcome(), JunitCompat::PerAttempt);
+        assert_surefire_order(&xml);
+        insta::assert_snapshot!("per_attempt", xml);
+    }
+
+    #[test]
+    fn quick_junit_reads_back_flaky_runs_reruns_and_locations() {
+        let report = sample::every_outcome();
+        let parsed = Report::deserialize_from_str(&xml(&report, JunitCompat::Surefire)).unwrap();
+        assert_eq!(parsed.test_suites.len(), 1);
+        let suite = &parsed.test_suites[0];
+        assert_eq!(suite.name.as_str(), "pytest");
+        // Every test, and the collection error as one more testcase.
+        assert_eq!(suite.test_cases.len(), report.tests.len() + 1);
+        assert_eq!(
+            (suite.tests, suite.failures, suite.errors, suite.skipped),
+            (8, 1, 2, 3)
+        );
+        let case = |name: &str| {
+            suite
+                .test_cases
+                .iter()
+                .find(|c| c.name.as_str() == name)
+                .unwrap_or_else(|| panic!("no testcase {name}"))
+        };
+
+        let flaky = case("test_fetch[v2]");
+        assert_eq!(
+            flaky.classname.as_ref().map(|c| c.as_str()),
+            Some("tests.test_api.TestUsers")
+        );
+        assert_eq!(
+            flaky.extra.get("file").map(|v| v.as_str()),
+            Some("tests/test_api.py")
+        );
+        assert_eq!(flaky.extra.get("line").map(|v| v.as_str()), Some("28"));
+        let TestCaseStatus::Success { flaky_runs } = &flaky.status else {
+            panic!("a flaky test passed: {:?}", flaky.status);
+        };
+        let kinds: Vec<NonSuccessKind> = flaky_runs.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, [NonSuccessKind::Failure, NonSuccessKind::Error]);
+        assert_eq!(
+            flaky_runs[0].ty.as_ref().map(|t| t.as_str()),
+            Some("builtins.ConnectionError")
+        );
+        assert_eq!(
+            flaky_runs[0].message.as_ref().map(|t| t.as_str()),
+            Some("ConnectionError: [Errno 111] Connection refused")
+        );
+        assert!(
+            flaky_runs[0]
+                .stack_trace
+                .as_ref()
+                .unwrap()
+                .as_str()
+                .contains("client.get")
+        );
+        assert!(
+            flaky_runs[0]
+                .system_out
+                .as_ref()
+                .unwrap()
+                .as_str()
+                .contains("attempt 1 output")
+        );
+        assert!(
+            flaky_runs
+                .iter()
+                .all(|r| r.timestamp.is_some() && r.time.is_some())
+        );
+        assert!(
+            flaky
+                .properties
+                .iter()
+                .any(|p| p.name.as_str() == "flaky" && p.value.as_str() == "true")
+        );
+        let note = flaky.system_out.as_ref().unwrap().as_str();
+        assert!(
+            note.contains("FLAKY") && note.contains("passed on attempt 3"),
+            "{note}"
+        );
+
+        let failed = case("test_total");
+        let TestCaseStatus::NonSuccess {
+            kind, reruns, ty, ..
+        } = &failed.status
+        else {
+            panic!("{:?}", failed.status);
+        };
+        assert_eq!(*kind, NonSuccessKind::Failure);
+        assert_eq!(
+            ty.as_ref().map(|t| t.as_str()),
+            Some("builtins.AssertionError")
+        );
+        assert_eq!(reruns.kind, FlakyOrRerun::Rerun);
+        assert_eq!(reruns.runs.len(), 2);
+        assert!(
+            reruns
+                .runs
+                .iter()
+                .all(|r| r.kind == NonSuccessKind::Failure)
+        );
+
+        let error = case("test_migrate");
+        let TestCaseStatus::NonSuccess { kind, reruns, .. } = &error.status else {
+            panic!("{:?}", error.status);
+        };
+        assert_eq!(*kind, NonSuccessKind::Error);
+        assert!(
+            reruns.runs.len() == 2 && reruns.runs.iter().all(|r| r.kind == NonSuccessKind::Error)
+        );
+
+        for name in ["test_registry", "test_known_bug", "test_late"] {
+            assert!(
+                matches!(case(name).status, TestCaseStatus::Skipped { .. }),
+                "{name}"
+            );
+        }
+        let collection = case("tests.test_broken");
+        let TestCaseStatus::NonSuccess { kind, ty, .. } = &collection.status else {
+            panic!("{:?}", collection.status);
+        };
+        assert_eq!(*kind, NonSuccessKind::Error);
+        assert_eq!(ty.as_ref().map(|t| t.as_str()), Some("CollectionError"));
+    }
+
+    #[test]
+    fn mixed_failures_and_errors_keep_the_schemas_order() {
+        let mut report = sample::empty();
+        let exc = |t: &str| crate::report::ExceptionInfo {
+            type_name: t.into(),
+            mro: vec![],
+            message: "boom".into(),
+        };
+        let att =
+            |n, phase| sample::failed_attempt(n, phase, exc("builtins.OSError"), "t.py", 3, "tb");
+        report.tests = vec![
+            // An error, then a failure: the later failure cannot be a rerunFailure after <error>.
+            sample::test(
+                "t.py::test_error_first",
+                Outcome::Failed,
+                1,
+                vec![
+                    att(1, Phase::Setup),
+                    att(2, Phase::Call),
+                    att(3, Phase::Call),
+                ],
+            ),
+            sample::test(
+                "t.py::test_failure_first",
+                Outcome::Error,
+                1,
+                vec![
+                    att(1, Phase::Call),
+                    att(2, Phase::Teardown),
+                    att(3, Phase::Call),
+                ],
+            ),
+            sample::test(
+                "t.py::test_flaky_mixed",
+                Outcome::Flaky,
+                1,
+                vec![
+                    att(1, Phase::Setup),
+                    att(2, Phase::Call),
+                    sample::passed_attempt(3),
+                ],
+            ),
+        ];
+        report.summarize();
+        let xml = xml(&report, JunitCompat::Surefire);
+        assert_surefire_order(&xml);
+        let children: Vec<(String, Vec<String>)> = testcase_children(&xml);
+        let of = |name: &str| children.iter().find(|(n, _)| n == name).unwrap().1.clone();
+        assert_eq!(
+            of("test_error_first"),
+            [
+                "properties",
+                "error",
+                "rerunError",
+                "rerunError",
+                "system-out"
+            ]
+        );
+        assert_eq!(
+            of("test_failure_first"),
+            [
+                "properties",
+                "failure",
+                "rerunFailure",
+                "rerunError",
+                "system-out"
+            ]
+        );
+        assert_eq!(
+            of("test_flaky_mixed"),
+            ["properties", "flakyFailure", "flakyError", "system-out"]
+        );
+        // Every failure, error and rerun element has the `type` the schema requires.
+        let parsed = Report::deserialize_from_str(&xml).unwrap();
+        for case in &parsed.test_suites[0].test_cases {
+            match &case.status {
+                TestCaseStatus::NonSuccess { ty, reruns, .. } => {
+                    assert!(ty.is_some() && reruns.runs.iter().all(|r| r.ty.is_some()));
+                }
+                TestCaseStatus::Success { flaky_runs } => {
+                    assert!(flaky_runs.iter().all(|r| r.ty.is_some()));
+                }
+                TestCaseStatus::Skipped { .. } => {}
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_text_leaves_the_xml_well_formed() {
+        let report = sample::hostile();
+        for compat in [JunitCompat::Surefire, JunitCompat::PerAttempt] {
+            let xml = xml(&report, compat);
+            assert_xml_chars(&xml);
+            assert!(!xml.contains("<script") && !xml.contains("<img"));
+            assert!(!xml.contains('\u{1b}'));
+            assert_surefire_order(&xml);
+            let parsed = Report::deserialize_from_str(&xml).unwrap();
+            let names: Vec<&str> = parsed.test_suites[0]
+                .test_cases
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            assert!(
+                names
+                    .iter()
+                    .any(|n| n.contains("</details> </pre> <script>")),
+                "{names:?}"
+            );
+        }
+        // The message attribute is one line of bounded length; the whole traceback is in the body.
+        let xml = xml(&report, JunitCompat::Surefire);
+        let parsed = Report::deserialize_from_str(&xml).unwrap();
+        let case = &parsed.test_suites[0].test_cases[0];
+        let TestCaseStatus::NonSuccess {
+            message,
+            description,
+            ..
+        } = &case.status
+        else {
+            panic!()
+        };
+        assert!(message.as_ref().unwrap().as_str().chars().count() <= 1001);
+        assert!(description.as_ref().unwrap().as_str().len() > 100_000);
     }
 }

@@ -93,7 +93,14 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
     };
     count(s.failed, "failed");
     count(s.errors, if s.errors == 1 { "error" } else { "errors" });
-    count(s.collection_errors, "collection errors");
+    count(
+        s.collection_errors,
+        if s.collection_errors == 1 {
+            "collection error"
+        } else {
+            "collection errors"
+        },
+    );
     count(s.flaky, "flaky");
     count(s.passed, "passed");
     count(s.skipped, "skipped");
@@ -279,9 +286,11 @@ fn test_cell(t: &TestResult, links: &Links) -> String {
     let name = inline(&t.nodeid);
     match (&links.blob_base, &t.file) {
         (Some(base), Some(file)) if !file.starts_with('/') && !file.contains("..") => {
+            // The failing line when it is in the linked file (a fixture's may be in a conftest).
             let line = t
                 .first_failure()
                 .and_then(|a| a.test_location.as_ref())
+                .filter(|l| &l.file == file)
                 .map(|l| l.line)
                 .or(t.line)
                 .map(|l| format!("#L{l}"))
@@ -451,5 +460,150 @@ mod tests {
         assert!(safe_url("javascript:alert(1)").is_none());
         assert!(safe_url("https://x/y) [z](https://evil").is_none());
         assert_eq!(url_path("tests/a b/ü.py"), "tests/a%20b/%C3%BC.py");
+    }
+
+    use crate::report::sample;
+
+    fn links() -> Links {
+        Links {
+            blob_base: Some("https://github.com/o/r/blob/abc123/".into()),
+            path_prefix: "python/".into(),
+            run_url: Some("https://github.com/o/r/actions/runs/42".into()),
+            report_hint: Some("smart-rerun-report.json".into()),
+        }
+    }
+
+    #[test]
+    fn markdown_snapshot() {
+        let text = render(&sample::every_outcome(), &links(), COMMENT_BUDGET);
+        insta::assert_snapshot!("every_outcome", text);
+    }
+
+    #[test]
+    fn markdown_without_links_snapshot() {
+        let text = render(&sample::every_outcome(), &Links::default(), COMMENT_BUDGET);
+        assert!(!text.contains("](http"), "{text}");
+        insta::assert_snapshot!("every_outcome_no_links", text);
+    }
+
+    /// Table rows of the section that starts with `heading`, split into cells on unescaped pipes.
+    fn table_rows<'a>(text: &'a str, heading: &str) -> Vec<Vec<&'a str>> {
+        let Some(at) = text.find(heading) else {
+            return Vec::new();
+        };
+        text[at..]
+            .lines()
+            .skip(1)
+            .skip_while(|l| !l.starts_with('|'))
+            // The header and the delimiter row.
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| l.split('|').collect())
+            .collect()
+    }
+
+    #[test]
+    fn hostile_text_stays_text() {
+        let text = render(&sample::hostile(), &links(), COMMENT_BUDGET);
+        for bad in ["<script", "<img", "@org", "\u{1b}", "\r", "\u{0}"] {
+            assert!(!text.contains(bad), "{bad:?} in {text}");
+        }
+        // Outside our HTML blocks (<details><summary> lines and <pre> blocks, whose text Markdown leaves
+        // alone), no unescaped link syntax.
+        let outside: String = text
+            .split("<pre>")
+            .map(|part| part.split_once("</pre>").map_or(part, |(_, after)| after))
+            .collect::<String>()
+            .lines()
+            .filter(|l| !l.starts_with("<details><summary>"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            !outside.replace("\\]", "").contains("](javascript"),
+            "{outside}"
+        );
+        // Only our own HTML: every <details>, <summary> and <pre> is one we opened.
+        assert_eq!(
+            text.matches("<details>").count(),
+            text.matches("</details>").count()
+        );
+        assert_eq!(
+            text.matches("<pre>").count(),
+            text.matches("</pre>").count()
+        );
+        assert!(
+            !outside.contains("```"),
+            "no fence a message could open or close"
+        );
+        // Every table row has exactly the header's three cells.
+        for heading in ["### Failed", "### Flaky"] {
+            let rows = table_rows(&text, heading);
+            assert!(!rows.is_empty(), "{heading}");
+            for row in rows {
+                assert_eq!(row.len(), 5, "{row:?}");
+            }
+        }
+        // The 100 KB message is cut in the table and the summary line.
+        assert!(text.lines().all(|l| l.len() < 20_000));
+        assert!(text.len() <= COMMENT_BUDGET);
+    }
+
+    #[test]
+    fn three_thousand_failures_fit_a_comment_and_a_summary() {
+        let report = sample::large(3_000, 40, 20_000);
+        for (budget, name) in [(COMMENT_BUDGET, "comment"), (SUMMARY_BUDGET, "summary")] {
+            let text = render(&report, &links(), budget);
+            assert!(text.len() <= budget, "{name}: {} bytes", text.len());
+            assert!(
+                text.contains("_Left out to fit the size limit: ")
+                    && text.contains("see the JSON report (smart-rerun-report.json)"),
+                "{name}: {}",
+                &text[text.len().saturating_sub(400)..]
+            );
+            assert!(
+                text.starts_with("## ❌ smart-rerun: 3000 failed, 40 flaky"),
+                "{name}: {}",
+                &text[..300]
+            );
+            // Failed tests come first and in order; what is dropped is dropped from the end.
+            let failed = table_rows(&text, "### Failed (3000)");
+            assert!(failed.len() >= 5, "{name}: {} failed rows", failed.len());
+            assert!(failed[0][1].contains(r"test\_failing\_00000"), "{name}");
+            assert!(failed[1][1].contains(r"test\_failing\_00001"), "{name}");
+            let flaky_at = text.find("### Flaky (40)").unwrap();
+            assert!(text.find("### Failed").unwrap() < flaky_at, "{name}");
+            let left = text.lines().last().unwrap();
+            assert!(
+                left.contains(&format!("{} more failed tests", 3000 - failed.len())),
+                "{left}"
+            );
+        }
+        // The comment drops tracebacks first and keeps both lists.
+        let comment = render(&report, &links(), COMMENT_BUDGET);
+        assert!(!comment.contains("<pre>"));
+        assert!(comment.contains("2800 more failed tests, tracebacks — see the JSON report"));
+        assert_eq!(table_rows(&comment, "### Flaky").len(), 40);
+        // Tighter, the flaky rows go before any failed row does.
+        let tight = render(&report, &links(), 20_000);
+        assert!(tight.len() <= 20_000);
+        assert!(table_rows(&tight, "### Flaky").is_empty(), "{tight}");
+        assert!(table_rows(&tight, "### Failed").len() >= 50, "{tight}");
+        assert!(tight.contains("the list of 40 flaky tests"), "{tight}");
+        // The summary has room for short tracebacks.
+        let summary = render(&report, &links(), SUMMARY_BUDGET);
+        assert!(summary.contains("<pre>") && summary.contains("lines left out"));
+        assert!(summary.contains("the long parts of tracebacks"));
+    }
+
+    #[test]
+    fn a_tiny_budget_still_gives_the_headline_and_never_overflows() {
+        let report = sample::large(50, 5, 2_000);
+        for budget in [100, 500, 2_000, 10_000] {
+            let text = render(&report, &Links::default(), budget);
+            assert!(text.len() <= budget, "{budget}: {}", text.len());
+            assert!(text.starts_with("## ❌ smart-rerun"), "{budget}: {text}");
+        }
+        let text = render(&report, &Links::default(), 2_000);
+        assert!(text.contains("Left out"), "{text}");
     }
 }

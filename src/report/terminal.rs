@@ -22,28 +22,98 @@ const CYAN: Style = AnsiColor::Cyan.on_default();
 /// How many failed or flaky tests the summary lists before saying how many more there are.
 const LIST_LIMIT: usize = 50;
 
+/// How often the live countdown is redrawn on a terminal.
+pub const TICK: Duration = Duration::from_millis(200);
+
 /// Prints progress between rounds to stdout, after pytest's own output.
+///
+/// On a terminal, the wait before a round is a live status line (the tests, attempt k of n, a countdown)
+/// redrawn in place and cleared before the round's pytest output; elsewhere it is one plain line. In
+/// GitHub Actions each later round's pytest output sits in a collapsible `::group::`.
 pub struct TerminalObserver<W: Write> {
     out: W,
+    /// Redraw a status line in place while waiting (stdout is a terminal).
+    live: bool,
+    /// Wrap later rounds in `::group::` / `::endgroup::` (GitHub Actions).
+    github_groups: bool,
+    /// Terminal width, for the live line; read again at each wait.
+    width: fn() -> usize,
+    /// The live status: the text after the countdown, and the width last drawn.
+    status: Option<(String, usize)>,
+    group_open: bool,
 }
 
 impl TerminalObserver<anstream::Stdout> {
+    /// Progress on stdout: live on a terminal (unless `TERM=dumb`), grouped in GitHub Actions.
     pub fn stdout() -> Self {
-        TerminalObserver {
-            out: anstream::stdout(),
-        }
+        use std::io::IsTerminal;
+        let live =
+            std::io::stdout().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+        let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+        TerminalObserver::new(anstream::stdout())
+            .live(live)
+            .github_groups(github)
     }
 }
 
 impl<W: Write> TerminalObserver<W> {
+    /// Plain lines, no live status, no groups.
     pub fn new(out: W) -> Self {
-        TerminalObserver { out }
+        TerminalObserver {
+            out,
+            live: false,
+            github_groups: false,
+            width: terminal_width,
+            status: None,
+            group_open: false,
+        }
+    }
+
+    pub fn live(mut self, on: bool) -> Self {
+        self.live = on;
+        self
+    }
+
+    pub fn github_groups(mut self, on: bool) -> Self {
+        self.github_groups = on;
+        self
+    }
+
+    /// Where the live line's width comes from (the terminal's, by default).
+    pub fn width_from(mut self, width: fn() -> usize) -> Self {
+        self.width = width;
+        self
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
     }
 
     fn line(&mut self, text: &str) {
         // A closed stdout (`| head`) must not stop the run; the report is still written.
         let _ = writeln!(self.out, "{text}");
         let _ = self.out.flush();
+    }
+
+    /// Redraws the live status: carriage return, the line cut to the terminal's width, and blanks over
+    /// whatever the previous line had beyond it. No cursor escapes, so it works with colour off.
+    fn draw(&mut self, left: Duration) {
+        let Some((rest, drawn)) = &self.status else {
+            return;
+        };
+        let max = (self.width)().saturating_sub(1).max(20);
+        let prefix = "smart-rerun ";
+        let text = fit(
+            &format!("{:.1}s {rest}", left.as_secs_f64()),
+            max - prefix.len(),
+        );
+        let shown = prefix.len() + display_width(&text);
+        let pad = " ".repeat(drawn.saturating_sub(shown));
+        let _ = write!(self.out, "\r{CYAN}smart-rerun{CYAN:#} {text}{pad}");
+        let _ = self.out.flush();
+        if let Some((_, drawn)) = &mut self.status {
+            *drawn = shown;
+        }
     }
 }
 
@@ -74,23 +144,130 @@ impl<W: Write> Observer for TerminalObserver<W> {
             let _ = write!(text, "\n  {DIM}... and {} more{DIM:#}", n - 10);
         }
         self.line(&text);
+        if self.github_groups {
+            // Our own text only: a test name could carry a workflow command.
+            let title = match plan.kind {
+                RoundKind::Continuation => format!("running {n} test{} not run yet", plural(n)),
+                _ => format!("rerunning {n} test{}", plural(n)),
+            };
+            self.line(&format!(
+                "::group::smart-rerun round {}: {title}",
+                plan.number
+            ));
+            self.group_open = true;
+        }
     }
 
     fn waiting(&mut self, wait: Duration, plan: &RoundPlan<'_>) {
         let n = plan.tests.len();
-        self.line(&format!(
-            "{CYAN}smart-rerun{CYAN:#} waiting {:.1}s before round {} ({n} test{})",
-            wait.as_secs_f64(),
-            plan.number,
-            plural(n)
-        ));
+        if !self.live {
+            self.line(&format!(
+                "{CYAN}smart-rerun{CYAN:#} waiting {:.1}s before round {} ({n} test{})",
+                wait.as_secs_f64(),
+                plan.number,
+                plural(n)
+            ));
+            return;
+        }
+        let mut rest = format!("until round {}:", plan.number);
+        for (i, (nodeid, attempt, max)) in plan.tests.iter().enumerate() {
+            if i == 3 {
+                let _ = write!(rest, " +{} more", n - 3);
+                break;
+            }
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                rest,
+                "{sep} {} (attempt {attempt} of {max})",
+                sanitize_line(nodeid)
+            );
+        }
+        self.status = Some((rest, 0));
+        self.draw(wait);
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        self.live.then_some(TICK)
+    }
+
+    fn waiting_tick(&mut self, left: Duration) {
+        self.draw(left);
+    }
+
+    fn waiting_done(&mut self) {
+        if let Some((_, drawn)) = self.status.take() {
+            let _ = write!(self.out, "\r{}\r", " ".repeat(drawn));
+            let _ = self.out.flush();
+        }
     }
 
     fn note(&mut self, message: &str) {
         self.line(&format!("{CYAN}smart-rerun{CYAN:#} {message}"));
     }
 
-    fn round_finished(&mut self, _round: &Round) {}
+    fn round_finished(&mut self, _round: &Round) {
+        if std::mem::take(&mut self.group_open) {
+            self.line("::endgroup::");
+        }
+    }
+}
+
+/// The terminal's width in columns: the tty's, else `COLUMNS`, else 80.
+fn terminal_width() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: TIOCGWINSZ fills a winsize; on failure it is left zeroed and ignored.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        if unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0
+            && ws.ws_col > 0
+        {
+            return usize::from(ws.ws_col);
+        }
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c: &usize| c > 0)
+        .unwrap_or(80)
+}
+
+/// Columns a string takes, counting East Asian wide characters and emoji as two, so the live line
+/// never wraps.
+fn display_width(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c as u32 {
+            0x1100..=0x115F
+            | 0x2E80..=0xA4CF
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFE30..=0xFE4F
+            | 0xFF00..=0xFF60
+            | 0xFFE0..=0xFFE6
+            | 0x1F300..=0x1F64F
+            | 0x1F900..=0x1F9FF
+            | 0x20000..=0x3FFFD => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// Cuts `text` to at most `max` columns, ending with `…` when cut.
+fn fit(text: &str, max: usize) -> String {
+    if display_width(text) <= max {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = display_width(c.encode_utf8(&mut [0; 4]));
+        if used + w + 1 > max {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push('…');
+    out
 }
 
 /// The end-of-run summary, with ANSI styles (strip them with `anstream` for plain output).
@@ -194,7 +371,15 @@ pub fn render_summary(report: &RunReport) -> String {
         if s.errors == 1 { "error" } else { "errors" },
         RED,
     );
-    push(s.collection_errors, "collection errors", RED);
+    push(
+        s.collection_errors,
+        if s.collection_errors == 1 {
+            "collection error"
+        } else {
+            "collection errors"
+        },
+        RED,
+    );
     push(s.passed, "passed", GREEN);
     push(s.flaky, "flaky", YELLOW);
     push(s.skipped, "skipped", YELLOW);
@@ -300,5 +485,211 @@ mod tests {
         let line = one_line("ValueError", &msg);
         assert!(line.chars().count() <= 201);
         assert!(line.ends_with('…'));
+    }
+
+    use crate::report::sample;
+
+    /// Removes the styles this module writes, so what is left over is text from elsewhere.
+    fn without_our_styles(text: &str) -> String {
+        let mut codes: Vec<String> = [BOLD, RED, YELLOW, GREEN, DIM, CYAN]
+            .iter()
+            .flat_map(|s| [s.render().to_string(), s.render_reset().to_string()])
+            .collect();
+        // Longest first: a bold colour starts with the code for bold.
+        codes.sort_by_key(|c| std::cmp::Reverse(c.len()));
+        let mut out = text.to_owned();
+        for code in codes {
+            out = out.replace(&code, "");
+        }
+        out
+    }
+
+    fn plan() -> RoundPlan<'static> {
+        RoundPlan {
+            number: 2,
+            kind: RoundKind::Rerun,
+            tests: vec![
+                ("tests/test_a.py::test_one", 2, 3),
+                (
+                    "tests/test_b.py::test_two[\u{1b}[2J\u{1b}]0;pwned\u{7}]",
+                    2,
+                    3,
+                ),
+                ("tests/test_c.py::test_three", 3, 3),
+                ("tests/test_d.py::test_four", 2, 2),
+            ],
+            serial: true,
+        }
+    }
+
+    fn fake(live: bool, github: bool) -> TerminalObserver<Vec<u8>> {
+        TerminalObserver::new(Vec::new())
+            .live(live)
+            .github_groups(github)
+            .width_from(|| 100)
+    }
+
+    fn countdown(obs: &mut dyn Observer) {
+        obs.waiting(Duration::from_millis(2500), &plan());
+        obs.waiting_tick(Duration::from_millis(2300));
+        obs.waiting_tick(Duration::from_millis(100));
+        obs.waiting_done();
+        obs.round_starting(&plan());
+    }
+
+    #[test]
+    fn on_a_terminal_the_wait_is_a_countdown_redrawn_in_place_then_cleared() {
+        let mut obs = fake(true, false);
+        assert_eq!(obs.tick_interval(), Some(TICK));
+        countdown(&mut obs);
+        let out = without_our_styles(&String::from_utf8(obs.into_inner()).unwrap());
+        assert!(!out.contains('\u{1b}'), "{out:?}");
+        // Everything before the round's header is drawn on one line, frame over frame.
+        let (live, header) = out.split_once("\rsmart-rerun round 2").unwrap();
+        assert!(!live.contains('\n'), "{live:?}");
+        assert!(header.starts_with(": rerunning failed tests"), "{header:?}");
+        let frames: Vec<&str> = live.split('\r').filter(|f| !f.is_empty()).collect();
+        insta::assert_debug_snapshot!("live_countdown_frames", frames);
+        assert_eq!(frames.len(), 4, "three draws and the clearing blank");
+        for f in &frames {
+            assert!(display_width(f) <= 99, "wider than the terminal: {f:?}");
+        }
+        assert!(frames[0].starts_with(
+            "smart-rerun 2.5s until round 2: tests/test_a.py::test_one (attempt 2 of 3)"
+        ));
+        assert!(
+            frames[1].starts_with("smart-rerun 2.3s ")
+                && frames[2].starts_with("smart-rerun 0.1s ")
+        );
+        let widest = frames[..3].iter().map(|f| display_width(f)).max().unwrap();
+        assert!(
+            frames[3].len() >= widest && frames[3].trim().is_empty(),
+            "the status is blanked out"
+        );
+    }
+
+    #[test]
+    fn a_shorter_frame_blanks_what_the_longer_one_left() {
+        let mut obs = fake(true, false).width_from(|| 200);
+        let long = RoundPlan {
+            number: 3,
+            kind: RoundKind::Rerun,
+            tests: vec![("tests/test_a.py::test_one", 2, 3)],
+            serial: true,
+        };
+        obs.waiting(Duration::from_secs(100), &long);
+        obs.waiting_tick(Duration::from_millis(9_900));
+        let out = without_our_styles(&String::from_utf8(obs.into_inner()).unwrap());
+        let frames: Vec<&str> = out.split('\r').filter(|f| !f.is_empty()).collect();
+        assert_eq!(frames[0].len(), frames[1].len(), "{frames:?}");
+        assert!(frames[1].ends_with(")  "), "{frames:?}");
+    }
+
+    #[test]
+    fn with_colour_off_the_live_status_writes_no_escape_at_all() {
+        // NO_COLOR makes anstream choose `Never`; the countdown needs no escape sequence.
+        let stream = anstream::AutoStream::new(Vec::new(), anstream::ColorChoice::Never);
+        let mut obs = TerminalObserver::new(stream).live(true).width_from(|| 40);
+        countdown(&mut obs);
+        let out = String::from_utf8(obs.into_inner().into_inner()).unwrap();
+        assert!(!out.contains('\u{1b}'), "{out:?}");
+        assert!(out.contains("\rsmart-rerun 2.3s until round 2"), "{out:?}");
+    }
+
+    #[test]
+    fn not_on_a_terminal_the_wait_is_one_plain_line() {
+        let mut obs = fake(false, false);
+        assert_eq!(obs.tick_interval(), None);
+        countdown(&mut obs);
+        let out = without_our_styles(&String::from_utf8(obs.into_inner()).unwrap());
+        assert!(!out.contains('\r'), "{out:?}");
+        assert!(
+            out.starts_with(
+                "smart-rerun waiting 2.5s before round 2 (4 tests)\nsmart-rerun round 2:"
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn in_github_actions_each_later_round_is_a_group_titled_without_test_names() {
+        let mut obs = fake(false, true);
+        let first = RoundPlan {
+            number: 1,
+            kind: RoundKind::First,
+            tests: Vec::new(),
+            serial: false,
+        };
+        let round = |number, kind| Round {
+            number,
+            kind,
+            started_at: String::new(),
+            duration_seconds: 0.0,
+            selected: 0,
+            exit_status: Some(0),
+            signal: None,
+            note: None,
+        };
+        obs.round_starting(&first);
+        obs.round_finished(&round(1, RoundKind::First));
+        obs.round_starting(&plan());
+        obs.round_finished(&round(2, RoundKind::Rerun));
+        let cont = RoundPlan {
+            number: 3,
+            kind: RoundKind::Continuation,
+            tests: vec![("tests/test_z.py::test_z", 1, 2)],
+            serial: true,
+        };
+        obs.round_starting(&cont);
+        obs.round_finished(&round(3, RoundKind::Continuation));
+        let out = without_our_styles(&String::from_utf8(obs.into_inner()).unwrap());
+        let lines: Vec<&str> = out.lines().collect();
+        let groups: Vec<&&str> = lines.iter().filter(|l| l.starts_with("::")).collect();
+        assert_eq!(
+            groups,
+            [
+                &"::group::smart-rerun round 2: rerunning 4 tests",
+                &"::endgroup::",
+                &"::group::smart-rerun round 3: running 1 test not run yet",
+                &"::endgroup::"
+            ],
+            "{out}"
+        );
+        // The test list comes first, outside the collapsed group.
+        let group_at = lines
+            .iter()
+            .position(|l| l.starts_with("::group::"))
+            .unwrap();
+        assert!(
+            lines[..group_at]
+                .iter()
+                .any(|l| l.contains("tests/test_a.py::test_one"))
+        );
+    }
+
+    #[test]
+    fn the_summary_lists_every_kind_of_result() {
+        let report = sample::every_outcome();
+        let text = render_summary(&report);
+        assert!(
+            text.contains(&RED.render().to_string()),
+            "coloured when asked"
+        );
+        insta::assert_snapshot!("summary", anstream::adapter::strip_str(&text).to_string());
+    }
+
+    #[test]
+    fn hostile_text_reaches_the_terminal_without_a_raw_escape() {
+        let report = sample::hostile();
+        let text = without_our_styles(&render_summary(&report));
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(!text.contains('\u{7}') && !text.contains('\r') && !text.contains('\0'));
+        assert!(text.contains("\\u{1b}[31mred"), "made visible: {text}");
+        // 100 KB messages are cut to one short line.
+        assert!(
+            text.lines().all(|l| l.chars().count() < 1200),
+            "{}",
+            text.len()
+        );
     }
 }

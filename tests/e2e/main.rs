@@ -5,4 +5,5 @@ mod config;
 mod core;
 #[cfg(unix)]
 mod process;
+mod reports;
 mod selection;
