@@ -76,6 +76,7 @@ const RULES: &[Rule] = &[
             "connection reset",
             "connection refused",
             "connection aborted",
+            "could not connect to server",
             "broken pipe",
             "name or service not known",
             "temporary failure in name resolution",

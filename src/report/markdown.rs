@@ -135,11 +135,13 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
         );
     }
 
-    let failed: Vec<&TestResult> = report
+    let mut failed: Vec<&TestResult> = report
         .tests
         .iter()
         .filter(|t| t.outcome.is_failure())
         .collect();
+    // Deterministic failures first (the ones to fix), then the rest; stable within each group.
+    failed.sort_by_key(|t| failure_rank(t));
     let flaky: Vec<&TestResult> = report
         .tests
         .iter()
@@ -157,7 +159,10 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
     } else {
         if !failed.is_empty() {
             let _ = writeln!(out, "### Failed ({})\n", failed.len());
-            let _ = writeln!(out, "| Test | Attempts | Failure |\n| --- | --- | --- |");
+            let _ = writeln!(
+                out,
+                "| Test | Attempts | Failure | Classification |\n| --- | --- | --- | --- |"
+            );
             for t in failed.iter().take(max_rows) {
                 let failure = t
                     .last_failure()
@@ -171,9 +176,10 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
                 };
                 let _ = writeln!(
                     out,
-                    "| {}{label} | {} | {failure} |",
+                    "| {}{label} | {} | {failure} | {} |",
                     test_cell(t, links),
-                    t.attempts.len().max(1)
+                    t.attempts.len().max(1),
+                    classification_cell(t)
                 );
             }
             if failed.len() > max_rows {
@@ -192,7 +198,7 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
                 let _ = writeln!(out, "### Flaky ({})\n", flaky.len());
                 let _ = writeln!(
                     out,
-                    "| Test | Passed on | First failure |\n| --- | --- | --- |"
+                    "| Test | Passed on | First failure | Why it looks flaky |\n| --- | --- | --- | --- |"
                 );
                 for t in flaky.iter().take(max_rows) {
                     let first = t
@@ -202,10 +208,11 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
                         .unwrap_or_default();
                     let _ = writeln!(
                         out,
-                        "| {} | attempt {} of {} | {first} |",
+                        "| {} | attempt {} of {} | {first} | {} |",
                         test_cell(t, links),
                         t.passed_on_attempt().unwrap_or(0),
-                        t.attempts.len()
+                        t.attempts.len(),
+                        classification_cell(t)
                     );
                 }
                 if flaky.len() > max_rows {
@@ -280,6 +287,36 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
         );
     }
     out
+}
+
+/// Deterministic failures rank first, then failures with other categories, then unclassified ones.
+fn failure_rank(t: &TestResult) -> u8 {
+    use crate::classify::Category;
+    match t.classification.as_ref().map(|c| c.category) {
+        Some(Category::Deterministic) => 0,
+        Some(Category::Unknown) | None => 2,
+        Some(_) => 1,
+    }
+}
+
+/// `category (source): reason`, escaped; empty when the test has no classification.
+fn classification_cell(t: &TestResult) -> String {
+    match &t.classification {
+        Some(c) => {
+            let source = match c.source {
+                crate::classify::ClassificationSource::Heuristic => "heuristic",
+                crate::classify::ClassificationSource::Observed => "observed",
+                crate::classify::ClassificationSource::Ai => "AI",
+                crate::classify::ClassificationSource::Cache => "AI, cached",
+            };
+            format!(
+                "**{}** ({source}): {}",
+                c.category.as_str(),
+                inline(&truncate(&c.reason, 160))
+            )
+        }
+        None => String::new(),
+    }
 }
 
 fn test_cell(t: &TestResult, links: &Links) -> String {
@@ -535,12 +572,12 @@ mod tests {
             !outside.contains("```"),
             "no fence a message could open or close"
         );
-        // Every table row has exactly the header's three cells.
+        // Every table row has exactly the header's four cells (five pipes, six pieces).
         for heading in ["### Failed", "### Flaky"] {
             let rows = table_rows(&text, heading);
             assert!(!rows.is_empty(), "{heading}");
             for row in rows {
-                assert_eq!(row.len(), 5, "{row:?}");
+                assert_eq!(row.len(), 6, "{row:?}");
             }
         }
         // The 100 KB message is cut in the table and the summary line.

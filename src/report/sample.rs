@@ -18,6 +18,17 @@ fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).expect("sample matches the model")
 }
 
+/// Fingerprints and classifies every failed attempt, and each test from its attempts, as the runner
+/// does.
+fn classify_all(r: &mut RunReport) {
+    for t in &mut r.tests {
+        for a in &mut t.attempts {
+            crate::classify::annotate(a);
+        }
+        t.classification = crate::classify::observe(t.outcome, &t.attempts);
+    }
+}
+
 /// A failed attempt of a test function in `file` at `line`.
 pub fn failed_attempt(
     number: u32,
@@ -216,6 +227,7 @@ pub fn every_outcome() -> RunReport {
         nodeid: "tests/test_broken.py".into(),
         traceback: "ImportError while importing test module 'tests/test_broken.py'.\nE   ModuleNotFoundError: No module named 'nope'".into(),
     }];
+    classify_all(&mut r);
     r.summarize();
     r
 }

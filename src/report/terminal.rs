@@ -327,9 +327,14 @@ pub fn render_summary(report: &RunReport) -> String {
             0 | 1 => String::new(),
             n => format!(" {DIM}({n} attempts){DIM:#}"),
         };
+        let class = t
+            .classification
+            .as_ref()
+            .map(|c| format!(" {DIM}[{}]{DIM:#}", c.category.as_str()))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{RED}{label}{RED:#} {}{exc}{attempts}",
+            "{RED}{label}{RED:#} {}{exc}{attempts}{class}",
             sanitize_line(&t.nodeid)
         );
     }
