@@ -25,6 +25,8 @@ pub enum Source {
         file: String,
         line: Option<u32>,
     },
+    /// pytest's `-o KEY=VALUE` in the pytest command (or its `addopts`): the ini layer, not the file.
+    Override,
     Env(&'static str),
     /// A command-line flag, e.g. `--max` (or the matching GitHub Action input).
     Flag(&'static str),
@@ -43,6 +45,7 @@ impl fmt::Display for Source {
                 line: Some(line),
             } => write!(f, "{file}:{line}"),
             Source::Ini { file, line: None } => write!(f, "{file}"),
+            Source::Override => f.write_str("pytest -o"),
             Source::Env(name) => write!(f, "environment variable {name}"),
             Source::Flag(flag) => write!(f, "command line {flag}"),
             Source::Marker { nodeid } => write!(f, "marker on {nodeid}"),
@@ -94,6 +97,15 @@ impl RawLayer {
             }
         }
         layer
+    }
+
+    /// Marks the keys pytest took from `-o KEY=VALUE` (not from the file, whose line would mislead).
+    pub fn mark_overrides(&mut self, names: &[String]) {
+        for name in names {
+            if let Some(raw) = self.values.get_mut(name.as_str()) {
+                raw.source = Source::Override;
+            }
+        }
     }
 
     /// The ini values pytest reported (`getini`), with the file and line where each is set.

@@ -477,6 +477,17 @@ def _ini_value(config, name):
     return _as_text(value)
 
 
+def _ini_overrides(config):
+    """The smart_rerun_* keys set with ``-o KEY=VALUE`` (in the command or in addopts)."""
+    names = set(name for name, _ in INI_KEYS)
+    found = []
+    for item in getattr(config.option, "override_ini", None) or ():
+        name = str(item).split("=", 1)[0].strip()
+        if name in names and name not in found:
+            found.append(name)
+    return found
+
+
 def _raw_ini(config, name):
     """The value the configuration file sets for ``name``, untyped (pytest 9: ``_inicfg`` holds
     ConfigValue objects; pytest 7: ``inicfg`` holds strings)."""
@@ -578,6 +589,7 @@ def pytest_configure(config):
             "invocation_dir": str(getattr(config, "invocation_params").dir),
             "args": [str(a) for a in config.invocation_params.args],
             "ini": ini,
+            "ini_overrides": _ini_overrides(config),
             "plugins": plugins,
             "numprocesses": getattr(config.option, "numprocesses", None) or 0,
             "rerun_plugins": _rerun_plugins(config),

@@ -47,6 +47,9 @@ pub struct SessionStart {
     pub invocation_dir: Option<String>,
     #[serde(default)]
     pub ini: std::collections::BTreeMap<String, Option<String>>,
+    /// The ini keys set with pytest's `-o KEY=VALUE` rather than in the ini file.
+    #[serde(default)]
+    pub ini_overrides: Vec<String>,
     #[serde(default)]
     pub plugins: Vec<String>,
     #[serde(default)]

@@ -570,6 +570,7 @@ impl Run<'_> {
         if let Some(session) = &events.session {
             let inifile = session.inifile.as_deref().map(Path::new);
             let mut layer = RawLayer::from_ini(&session.ini, inifile);
+            layer.mark_overrides(&session.ini_overrides);
             layer.update(&self.config.layer);
             match Settings::from_layer(&layer, &|n| std::env::var(n).ok(), &self.config.cwd) {
                 Ok(settings) => self.settings = settings,
@@ -1562,6 +1563,7 @@ pub fn probe_settings(
     };
     let inifile = session.inifile.as_deref().map(Path::new);
     let mut layer = RawLayer::from_ini(&session.ini, inifile);
+    layer.mark_overrides(&session.ini_overrides);
     layer.update(&config.layer);
     let settings = Settings::from_layer(&layer, &|n| std::env::var(n).ok(), &config.cwd);
     Ok((session, settings))

@@ -332,6 +332,28 @@ fn dash_c_other_ini_wins_over_the_discovered_file() {
     );
 }
 
+#[test]
+fn pytest_dash_o_overrides_the_file_and_is_named_as_its_source() {
+    let p = Project::new();
+    p.file("test_p.py", &precedence_suite(1));
+    p.file("pytest.ini", "[pytest]\nsmart_rerun_max = 2\n");
+    let out = run_env(&p, &[], &[], &["-o", "smart_rerun_max=3"]);
+    out.assert_code(1);
+    assert_eq!(out.attempts(PLAIN), 3, "{}", out.dump());
+
+    let out = config(&p, &[], &[], &["-o", "smart_rerun_max=3"]);
+    out.assert_code(0);
+    assert_eq!(
+        config_line(&out, "smart_rerun_max"),
+        ("3".into(), "pytest -o".into())
+    );
+    // A bad -o value is blamed on -o, not on the file's line that says 2.
+    let out = config(&p, &[], &[], &["-o", "smart_rerun_max=0"]);
+    out.assert_code(4);
+    assert_has(&out.stderr, "smart_rerun_max = '0' (pytest -o)", &out);
+    assert!(!out.stderr.contains("pytest.ini:2"), "{}", out.dump());
+}
+
 // ---------------------------------------------------------------------------------------------------
 // 2. Strict projects.
 
