@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and the `main` that dispatches subcommands. Exit codes are
 //! decided here, in one place, and follow pytest's (see [`ExitCode`]).
 
+use crate::ci::github;
 use crate::config;
 use crate::devstats;
 use crate::report::{RunReport, junit, markdown, terminal};
@@ -43,6 +44,26 @@ pub enum Command {
     Config(RunArgs),
     /// Re-render saved JSON reports; several reports (matrix shards) merge into one.
     Render(RenderArgs),
+    /// Write saved JSON reports into the pull request's sticky comment, one section per job (the
+    /// privileged `workflow_run` job of the fork-safe recipe, or a final job after matrix shards). The
+    /// token comes from SMART_RERUN_GITHUB_TOKEN or GITHUB_TOKEN.
+    Comment(CommentArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CommentArgs {
+    /// Saved smart-rerun JSON reports (`--report a.json b.json`, or the flag repeated).
+    #[arg(long = "report", value_name = "REPORT.json", required = true, num_args = 1..)]
+    pub reports: Vec<PathBuf>,
+    /// The pull request [default: the event's, else the one the reports name].
+    #[arg(long, value_name = "N")]
+    pub pr: Option<u64>,
+    /// The repository [default: GITHUB_REPOSITORY].
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// One section with this key for all the reports, merged, instead of one section per job.
+    #[arg(long, value_name = "KEY")]
+    pub comment_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -209,7 +230,10 @@ impl RunArgs {
             ("smart_rerun_github_summary", &self.github_summary),
             ("smart_rerun_github_comment", &self.github_comment),
             ("smart_rerun_github_comment_key", &self.github_comment_key),
-            ("smart_rerun_github_stop_commands", &self.github_stop_commands),
+            (
+                "smart_rerun_github_stop_commands",
+                &self.github_stop_commands,
+            ),
             ("smart_rerun_github_token", &self.github_token),
         ];
         for (key, value) in values.into_iter().chain(paths).chain(github) {
@@ -245,6 +269,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Run(args) => run(args).code(),
         Command::Config(args) => show_config(args).code(),
         Command::Render(args) => render(args).code(),
+        Command::Comment(args) => comment(args).code(),
     }
 }
 
@@ -258,7 +283,11 @@ fn run(args: RunArgs) -> ExitCode {
             );
         }
     };
-    let (settings, invalid) = validate_layer(&args.layer(), &cwd);
+    // The layer is read once: the GitHub token then leaves the environment, so pytest and the tested
+    // code never inherit it.
+    let layer = args.layer();
+    forget_github_token();
+    let (settings, invalid) = validate_layer(&layer, &cwd);
     let command = match pytest_command(&args, &cwd) {
         Ok(c) => c,
         Err(e) => return fail_invalid(invalid, ExitCode::UsageError, &e.to_string()),
@@ -272,15 +301,73 @@ fn run(args: RunArgs) -> ExitCode {
             );
         }
     };
-    let mut config = RunConfig::new(command, cwd, settings.clone(), args.layer());
+    let mut config = RunConfig::new(command, cwd, settings.clone(), layer);
     config.keep_temp = args.keep_temp;
-    let mut observer = terminal::TerminalObserver::stdout();
-    let started = Instant::now();
-    let (report, settings) = match runner::run(&config, &interrupts, &mut observer) {
-        Ok(done) => done,
-        Err(e) => return fail_invalid(invalid, e.exit_code(), &error_chain(&e)),
+    let env = |n: &str| std::env::var(n).ok();
+    let github = (crate::ci::Platform::detect(&env) == crate::ci::Platform::GitHub)
+        .then(|| github::GithubEnv::read(&env));
+    // In GitHub Actions, pytest's output (and test names smart-rerun prints) must not issue workflow
+    // commands: see ci::github::commands.
+    let guard = match github {
+        Some(_) => github::commands::CommandGuard::new(std::io::stdout()),
+        None => github::commands::CommandGuard::disabled(std::io::stdout()),
     };
+    let mut observer = github::commands::GuardedObserver::new(
+        terminal::TerminalObserver::stdout(),
+        guard,
+        settings.github.stop_commands,
+    );
+    let started = Instant::now();
+    let outcome = runner::run(&config, &interrupts, &mut observer);
+    let (_, mut guard) = observer.into_parts();
+    let (mut report, settings) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            guard.resume();
+            return fail_invalid(invalid, e.exit_code(), &error_chain(&e));
+        }
+    };
+    if let Some(gh) = &github {
+        report.ci = Some(github::ci_info(gh, &settings.github));
+    }
+    // The summary lists test names and messages: commands stay stopped over it, even when pytest's
+    // output was let through.
+    guard.stop();
     let code = finish(&report, &settings, started.elapsed());
+    guard.resume();
+    if let Some(gh) = &github {
+        if let Some(config::Source::Ini { file, line }) =
+            settings.sources.get("smart_rerun_github_stop_commands")
+        {
+            println!(
+                "smart-rerun: smart_rerun_github_stop_commands in {file}{} is read after pytest's output has \
+                 started, so it has no effect; set SMART_RERUN_GITHUB_STOP_COMMANDS or --github-stop-commands",
+                line.map(|l| format!(":{l}")).unwrap_or_default()
+            );
+        }
+        let written = github::Written {
+            report: settings.report.clone(),
+            junit: settings
+                .junit_xml
+                .clone()
+                .or_else(|| settings.pytest_junitxml.clone()),
+        };
+        let mut gh_settings = settings.github.clone();
+        if report.run.interrupted && gh_settings.comment {
+            // Cancelled: the runner kills the step seconds after its signal, too soon for API retries.
+            println!("smart-rerun: no PR comment: the run was interrupted");
+            gh_settings.comment = false;
+        }
+        github::publish(
+            &report,
+            &gh_settings,
+            gh,
+            &env,
+            &written,
+            code.code(),
+            &mut std::io::stdout(),
+        );
+    }
     match invalid {
         // pytest stopped before the settings verdict (a usage error of its own, a wrapper that lost the
         // environment): the bad values were not reported with the others, so report them now.
@@ -288,6 +375,18 @@ fn run(args: RunArgs) -> ExitCode {
             fail(ExitCode::UsageError, &errors.to_string())
         }
         _ => code,
+    }
+}
+
+/// Removes `SMART_RERUN_GITHUB_TOKEN` from this process's environment once it has been read, so the
+/// pytest processes (the code under test) do not inherit it.
+fn forget_github_token() {
+    if let Some(k) = config::keys::key("smart_rerun_github_token") {
+        if std::env::var_os(k.env).is_some() {
+            // SAFETY: called from `run` before any thread is started (signal handlers, runtimes); nothing
+            // else reads or writes the environment concurrently.
+            unsafe { std::env::remove_var(k.env) };
+        }
     }
 }
 
@@ -395,6 +494,58 @@ fn render(args: RenderArgs) -> ExitCode {
             &format!("failed to write the output: {e}"),
         ),
     }
+}
+
+fn comment(args: CommentArgs) -> ExitCode {
+    let mut reports = Vec::new();
+    for path in &args.reports {
+        match RunReport::load(path) {
+            Ok(r) => reports.push((
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                r,
+            )),
+            Err(e) => return fail(ExitCode::UsageError, &error_chain(&e)),
+        }
+    }
+    let env = |n: &str| std::env::var(n).ok();
+    let gh = github::GithubEnv::read(&env);
+    let request = github::CommentRequest {
+        pr: args.pr,
+        repo: args.repo.clone(),
+        key: args.comment_key.clone(),
+        token: env("SMART_RERUN_GITHUB_TOKEN"),
+    };
+    let mut out = std::io::stdout();
+    match github::comment_from_reports(reports, &request, &gh, &env) {
+        Ok(github::CommentStatus::Posted(p)) => {
+            let _ = writeln!(
+                out,
+                "smart-rerun: PR comment {}{}",
+                if p.created { "created" } else { "updated" },
+                p.url.map(|u| format!(": {u}")).unwrap_or_default()
+            );
+        }
+        Ok(github::CommentStatus::Skipped(why)) => {
+            let _ = writeln!(out, "smart-rerun: no PR comment: {why}");
+        }
+        Ok(github::CommentStatus::Failed(line)) => {
+            // A warning, not a failed job: the tests' verdict is the CI run's, not this job's.
+            if gh.step_summary.is_some() || env("GITHUB_ACTIONS").as_deref() == Some("true") {
+                let _ = writeln!(
+                    out,
+                    "::warning title=smart-rerun PR comment::{}",
+                    github::commands::escape_data(&line)
+                );
+            } else {
+                let _ = writeln!(anstream::stderr(), "smart-rerun: warning: {line}");
+            }
+        }
+        Ok(github::CommentStatus::Off) => {}
+        Err(e) => return fail(ExitCode::UsageError, &e.to_string()),
+    }
+    ExitCode::Ok
 }
 
 fn show_config(args: RunArgs) -> ExitCode {

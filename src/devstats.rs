@@ -141,6 +141,7 @@ mod tests {
             tests: Vec::new(),
             collection_errors: Vec::new(),
             warnings: Vec::new(),
+            ci: None,
         };
         let stats = DevStats::new(
             &report,

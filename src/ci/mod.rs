@@ -3,6 +3,7 @@
 //! rendered output and the report, nothing else.
 
 pub mod comment;
+pub mod github;
 
 use crate::report::markdown::Links;
 use std::path::Path;

@@ -3,6 +3,8 @@
 mod common;
 mod config;
 mod core;
+mod fake_github;
+mod github;
 #[cfg(unix)]
 mod process;
 mod reports;

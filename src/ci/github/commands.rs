@@ -1,0 +1,461 @@
+//! Workflow commands: escaping, and the guard that keeps the tested code from issuing any. The main type
+//! is [`GuardedObserver`].
+//!
+//! The runner reads workflow commands from every line a step prints, on stdout and stderr: `::cmd
+//! k=v::data` at the start of a line, and the legacy `##[cmd k=v;]data` *anywhere* in a line. pytest's
+//! output is inherited, so a test (on a fork PR, an attacker's) could print `::set-output`, `::add-mask`
+//! or `##[error]`, and so could a test name or message that smart-rerun prints itself.
+//!
+//! The guard is the runner's own mechanism: `::stop-commands::TOKEN` turns every command off until a line
+//! `::TOKEN::`. The token is random per stop, so output printed before it cannot guess it. Commands are
+//! stopped from before the first round until smart-rerun has printed its summary; they are resumed only
+//! around smart-rerun's own `::group::` lines between rounds and for the annotations at the end, whose
+//! untrusted text is escaped by [`escape_data`] and [`escape_property`].
+
+use crate::report::{Round, RoundKind};
+use crate::runner::{Observer, RoundPlan};
+use std::io::Write;
+use std::time::Duration;
+
+/// Escapes the data of a workflow command (after the second `::`), exactly as the runner unescapes it.
+pub fn escape_data(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '\r' => out.push_str("%0D"),
+            '\n' => out.push_str("%0A"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes a property value (`file=`, `title=`): the data rules plus `:` and `,`, which end a property.
+pub fn escape_property(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '\r' => out.push_str("%0D"),
+            '\n' => out.push_str("%0A"),
+            ':' => out.push_str("%3A"),
+            ',' => out.push_str("%2C"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `bytes` random bytes from the operating system, as lowercase hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    if getrandom::fill(&mut buf).is_err() {
+        // No OS randomness (never seen on the runners): the clock and pid still differ per run, and a token
+        // only has to be unknown to output printed before it.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            ^ u128::from(std::process::id()) << 64;
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Untrusted text for a line smart-rerun prints while commands run: a leading `::` and any `##[` are
+/// broken by an invisible word joiner, so the line cannot be read as a command.
+pub fn defuse(text: &str) -> String {
+    let mut out = text.replace("##[", "##\u{2060}[");
+    if out.trim_start().starts_with("::") {
+        out.insert(0, '\u{2060}');
+    }
+    out
+}
+
+/// Stops and resumes workflow commands on one output stream.
+pub struct CommandGuard<W: Write> {
+    out: W,
+    /// Outside GitHub Actions the guard does nothing.
+    enabled: bool,
+    /// The token of the stop in force.
+    token: Option<String>,
+    /// A pause before resuming, so lines pytest wrote to the other stream just before it exited are read
+    /// by the runner before the resume token (it reads stdout and stderr on separate threads).
+    settle: Duration,
+}
+
+impl<W: Write> CommandGuard<W> {
+    pub fn new(out: W) -> Self {
+        CommandGuard {
+            out,
+            enabled: true,
+            token: None,
+            settle: Duration::from_millis(30),
+        }
+    }
+
+    /// A guard that never prints (not in GitHub Actions).
+    pub fn disabled(out: W) -> Self {
+        CommandGuard {
+            enabled: false,
+            ..CommandGuard::new(out)
+        }
+    }
+
+    /// No pause before resuming (tests).
+    pub fn without_settle(mut self) -> Self {
+        self.settle = Duration::ZERO;
+        self
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Stops commands with a fresh token (no-op when already stopped).
+    pub fn stop(&mut self) {
+        if !self.enabled || self.token.is_some() {
+            return;
+        }
+        let token = format!("smart-rerun-{}", random_hex(16));
+        let _ = writeln!(self.out, "::stop-commands::{token}");
+        let _ = self.out.flush();
+        self.token = Some(token);
+    }
+
+    /// Resumes commands (no-op when not stopped).
+    pub fn resume(&mut self) {
+        if let Some(token) = self.token.take() {
+            if !self.settle.is_zero() {
+                std::thread::sleep(self.settle);
+            }
+            let _ = writeln!(self.out, "::{token}::");
+            let _ = self.out.flush();
+        }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// An observer that keeps workflow commands stopped while pytest runs and while the inner observer
+/// prints test names, and lets the inner observer's own `::group::` lines through.
+pub struct GuardedObserver<O: Observer, W: Write> {
+    inner: O,
+    guard: CommandGuard<W>,
+    /// Keep commands stopped during pytest's rounds (`false`: pytest's output may issue commands; test
+    /// names smart-rerun prints are still defused).
+    stop_pytest: bool,
+}
+
+impl<O: Observer, W: Write> GuardedObserver<O, W> {
+    /// Stops commands now, before the first round, unless `stop_pytest` is off.
+    pub fn new(inner: O, mut guard: CommandGuard<W>, stop_pytest: bool) -> Self {
+        if stop_pytest {
+            guard.stop();
+        }
+        GuardedObserver {
+            inner,
+            guard,
+            stop_pytest,
+        }
+    }
+
+    /// The inner observer and the guard, to keep commands stopped over the summary and resume them for
+    /// the annotations.
+    pub fn into_parts(self) -> (O, CommandGuard<W>) {
+        (self.inner, self.guard)
+    }
+}
+
+impl<O: Observer, W: Write> Observer for GuardedObserver<O, W> {
+    fn round_starting(&mut self, plan: &RoundPlan<'_>) {
+        if plan.kind == RoundKind::First || !self.guard.enabled {
+            // The inner observer prints nothing for round 1; commands stay stopped.
+            self.inner.round_starting(plan);
+            return;
+        }
+        // The inner observer lists the tests, then may open a `::group::`, which must be read as a
+        // command: resume, with every test name defused.
+        let names: Vec<String> = plan.tests.iter().map(|(n, _, _)| defuse(n)).collect();
+        let defused = RoundPlan {
+            number: plan.number,
+            kind: plan.kind,
+            tests: plan
+                .tests
+                .iter()
+                .zip(&names)
+                .map(|((_, attempt, max), name)| (name.as_str(), *attempt, *max))
+                .collect(),
+            serial: plan.serial,
+        };
+        self.guard.resume();
+        self.inner.round_starting(&defused);
+        if self.stop_pytest {
+            self.guard.stop();
+        }
+    }
+
+    fn round_finished(&mut self, round: &Round) {
+        if round.kind == RoundKind::First || !self.guard.enabled {
+            self.inner.round_finished(round);
+            return;
+        }
+        // The inner observer may close its `::group::`.
+        self.guard.resume();
+        self.inner.round_finished(round);
+        if self.stop_pytest {
+            self.guard.stop();
+        }
+    }
+
+    fn waiting(&mut self, wait: Duration, plan: &RoundPlan<'_>) {
+        self.inner.waiting(wait, plan);
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        self.inner.tick_interval()
+    }
+
+    fn waiting_tick(&mut self, left: Duration) {
+        self.inner.waiting_tick(left);
+    }
+
+    fn waiting_done(&mut self) {
+        self.inner.waiting_done();
+    }
+
+    fn note(&mut self, message: &str) {
+        self.inner.note(message);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Parses a line the way the runner's `ActionCommand.TryParseV2` and `TryParse` do, returning the
+    /// command name, properties and data.
+    /// A parsed command: name, properties, data.
+    pub(crate) type Parsed = (String, Vec<(String, String)>, String);
+
+    pub(crate) fn runner_parse(line: &str) -> Option<Parsed> {
+        let unescape_data = |s: &str| {
+            s.replace("%0D", "\r")
+                .replace("%0A", "\n")
+                .replace("%25", "%")
+        };
+        let unescape_prop = |s: &str| {
+            s.replace("%0D", "\r")
+                .replace("%0A", "\n")
+                .replace("%3A", ":")
+                .replace("%2C", ",")
+                .replace("%25", "%")
+        };
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("::") {
+            let end = rest.find("::")?;
+            let info = &rest[..end];
+            let (name, props) = info.split_once(' ').unwrap_or((info, ""));
+            let props = props
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_owned(), unescape_prop(v)))
+                .collect();
+            return Some((name.to_owned(), props, unescape_data(&rest[end + 2..])));
+        }
+        let at = line.find("##[")?;
+        let rest = &line[at + 3..];
+        let end = rest.find(']')?;
+        let info = &rest[..end];
+        let name = info.split(' ').next().unwrap_or("");
+        Some((name.to_owned(), Vec::new(), rest[end + 1..].to_owned()))
+    }
+
+    #[test]
+    fn escaping_round_trips_through_the_runners_unescaping() {
+        for text in [
+            "plain",
+            "100% done\nnext line\r\n",
+            "%0A literal, %25 literal: %3A",
+            "a::b,c:d",
+            "%%0A%",
+        ] {
+            let line = format!(
+                "::error file={},title={}::{}",
+                escape_property(text),
+                escape_property(text),
+                escape_data(text)
+            );
+            assert!(!line.contains('\n') && !line.contains('\r'));
+            let (name, props, data) = runner_parse(&line).expect("parses");
+            assert_eq!(name, "error");
+            assert_eq!(data, text);
+            assert_eq!(props.len(), 2, "{line}");
+            assert!(props.iter().all(|(_, v)| v == text), "{props:?}");
+        }
+    }
+
+    #[test]
+    fn defused_names_are_not_commands() {
+        for hostile in [
+            "::set-output name=exit-code::0",
+            "  ::add-mask::x",
+            "tests/t.py::test[##[set-output name=x;]y]",
+        ] {
+            let line = format!("  {}", defuse(hostile));
+            let parsed = runner_parse(&line);
+            assert!(
+                parsed
+                    .as_ref()
+                    .is_none_or(|(name, _, _)| name.starts_with('\u{2060}') || name.is_empty()),
+                "{line:?} -> {parsed:?}"
+            );
+            assert!(!line.contains("##["));
+        }
+        assert_eq!(defuse("tests/a.py::test_b"), "tests/a.py::test_b");
+    }
+
+    #[test]
+    fn tokens_are_random_and_guard_resumes_only_its_own_stop() {
+        assert_ne!(random_hex(16), random_hex(16));
+        assert_eq!(random_hex(16).len(), 32);
+        let mut g = CommandGuard::new(Vec::new()).without_settle();
+        g.resume();
+        g.stop();
+        g.stop();
+        assert!(g.is_stopped());
+        g.resume();
+        g.stop();
+        g.resume();
+        let text = String::from_utf8(g.into_inner()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        let t1 = lines[0].strip_prefix("::stop-commands::").unwrap();
+        assert_eq!(lines[1], format!("::{t1}::"));
+        let t2 = lines[2].strip_prefix("::stop-commands::").unwrap();
+        assert_ne!(t1, t2, "a fresh token for every stop");
+    }
+
+    /// Shares one buffer between the guard and a fake inner observer, as stdout is shared.
+    #[derive(Clone, Default)]
+    struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Prints what the terminal observer prints in Actions: the test list, then a group.
+    struct Printer(Shared);
+    impl Observer for Printer {
+        fn round_starting(&mut self, plan: &RoundPlan<'_>) {
+            if plan.kind != RoundKind::First {
+                for (name, _, _) in &plan.tests {
+                    let _ = writeln!(self.0, "  {name}");
+                }
+                let _ = writeln!(self.0, "::group::round {}", plan.number);
+            }
+        }
+        fn round_finished(&mut self, round: &Round) {
+            if round.kind != RoundKind::First {
+                let _ = writeln!(self.0, "::endgroup::");
+            }
+        }
+    }
+
+    fn round(number: u32, kind: RoundKind) -> Round {
+        serde_json::from_value(serde_json::json!({
+            "number": number, "kind": kind, "started_at": "", "duration_seconds": 0.0,
+            "selected": 1, "exit_status": 0,
+        }))
+        .unwrap()
+    }
+
+    /// Replays the lines through a model of the runner: which commands take effect.
+    fn effective(text: &str) -> Vec<String> {
+        let mut stopped: Option<String> = None;
+        let mut done = Vec::new();
+        for line in text.lines() {
+            let Some((name, _, data)) = runner_parse(line) else {
+                continue;
+            };
+            match &stopped {
+                Some(token) if name == *token => stopped = None,
+                Some(_) => {}
+                None if name == "stop-commands" => stopped = Some(data),
+                None => done.push(line.to_owned()),
+            }
+        }
+        done
+    }
+
+    #[test]
+    fn groups_get_through_and_pytest_output_and_test_names_do_not() {
+        let out = Shared::default();
+        let guard = CommandGuard::new(out.clone()).without_settle();
+        let mut o = GuardedObserver::new(Printer(out.clone()), guard, true);
+        let hostile = "::set-output name=exit-code::0";
+        let plan = |number, kind| RoundPlan {
+            number,
+            kind,
+            tests: vec![(hostile, 2, 3), ("t.py::x[##[add-mask]y]", 2, 3)],
+            serial: true,
+        };
+        o.round_starting(&plan(1, RoundKind::First));
+        let _ = writeln!(out.clone(), "{hostile} from pytest, round 1");
+        o.round_finished(&round(1, RoundKind::First));
+        o.round_starting(&plan(2, RoundKind::Rerun));
+        let _ = writeln!(out.clone(), "::error::from pytest, round 2");
+        let _ = writeln!(out.clone(), "text ##[warning]legacy from pytest");
+        o.round_finished(&round(2, RoundKind::Rerun));
+        let (_, mut guard) = o.into_parts();
+        let _ = writeln!(out.clone(), "FLAKY {hostile} (the summary)");
+        guard.resume();
+        let _ = writeln!(out.clone(), "::error title=ours::annotation");
+        let text = String::from_utf8(out.0.borrow().clone()).unwrap();
+        assert_eq!(
+            effective(&text),
+            [
+                "::group::round 2",
+                "::endgroup::",
+                "::error title=ours::annotation"
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn with_stop_commands_off_pytest_output_gets_through_but_names_stay_defused() {
+        let out = Shared::default();
+        let guard = CommandGuard::new(out.clone()).without_settle();
+        let mut o = GuardedObserver::new(Printer(out.clone()), guard, false);
+        o.round_starting(&RoundPlan {
+            number: 2,
+            kind: RoundKind::Rerun,
+            tests: vec![("::add-mask::x", 2, 2)],
+            serial: true,
+        });
+        let _ = writeln!(out.clone(), "::notice::from a pytest plugin");
+        o.round_finished(&round(2, RoundKind::Rerun));
+        let text = String::from_utf8(out.0.borrow().clone()).unwrap();
+        assert_eq!(
+            effective(&text),
+            [
+                "::group::round 2",
+                "::notice::from a pytest plugin",
+                "::endgroup::"
+            ],
+            "{text}"
+        );
+    }
+}
