@@ -67,7 +67,11 @@ fn temp_path_len(chars: &[char]) -> Option<usize> {
         "/private/var/folders/",
         "/private/tmp/",
     ];
-    let windows = lower.len() > 3 && lower[1..].starts_with(":\\") && lower.contains("\\temp\\");
+    // `get`, not `[1..]`: the text at hand may start with a multi-byte character (ids and messages in
+    // any language).
+    let windows = lower.len() > 3
+        && lower.get(1..).is_some_and(|s| s.starts_with(":\\"))
+        && lower.contains("\\temp\\");
     if !starts.iter().any(|s| lower.starts_with(s)) && !windows {
         return None;
     }
@@ -144,6 +148,12 @@ mod tests {
                 "job <uuid> lost",
             ),
             ("assert 1 == 2", "assert # == #"),
+            ("AssertionError: grüße", "AssertionError: grüße"),
+            ("日本語 テスト failed", "日本語 テスト failed"),
+            (
+                r"C:\Users\me\AppData\Local\Temp\x1\f.txt gone",
+                "<tmp> gone",
+            ),
         ];
         for (raw, expected) in rows {
             assert_eq!(normalize(raw), expected, "{raw}");

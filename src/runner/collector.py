@@ -253,7 +253,15 @@ class Collector:
             if found or flaky:
                 markers[str(idx)] = {"smart_rerun": found, "flaky": flaky}
         self.events.emit("collected", {"files": files, "items": rows, "markers": markers})
-        _await_verdict()
+        if not self.is_worker:
+            _await_verdict()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        # Under xdist the controller waits for the verdict on gw0's collection, before it schedules any
+        # test: a pytest.exit in a worker does not stop the run (the controller waits for it forever).
+        if getattr(getattr(node, "gateway", None), "id", None) == "gw0":
+            _await_verdict()
 
     def pytest_collectreport(self, report):
         if self.is_worker or not report.failed:
