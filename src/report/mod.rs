@@ -233,7 +233,7 @@ pub struct TestResult {
     pub line: Option<u32>,
     /// Duration of the final attempt, all phases.
     pub duration_seconds: f64,
-    /// Why the test was skipped or xfailed, or why it did not run.
+    /// Why the test was skipped, the xfail reason of an xfailed or xpassed test, or why it did not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// For a test that failed at least once: why it was not attempted again.
@@ -508,4 +508,215 @@ pub enum LoadError {
     },
     #[error("{path} has schema_version {found}; this smart-rerun reads version {SCHEMA_VERSION}")]
     Version { path: String, found: u32 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    // Built from JSON, so fields added to the model later (with `serde(default)`) need no change here;
+    // the snapshot shows them.
+    fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+        serde_json::from_value(value).expect("the JSON matches the model")
+    }
+
+    /// A small report with fixed values: one passed, one flaky and one skipped test, two rounds.
+    fn small_report() -> RunReport {
+        let mut report: RunReport = from_json(json!({
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "smart-rerun", "version": "0.0.0-test"},
+            "run": {
+                "command": ["python", "-m", "pytest"],
+                "cwd": "/work/project",
+                "python_version": "3.12.1",
+                "pytest_version": "8.3.4",
+                "python_executable": null,
+                "rootdir": "/work/project",
+                "started_at": "2026-01-02T03:04:00Z",
+                "finished_at": "2026-01-02T03:04:03.5Z",
+                "duration_seconds": 3.5,
+                "exit_code": 0,
+                "exit_reason": "all tests passed; 1 flaky",
+                "interrupted": false,
+                "policy": {
+                    "enabled": true,
+                    "max_attempts": 2,
+                    "delay_seconds": 0.0,
+                    "backoff": "none",
+                    "max_delay_seconds": null,
+                    "errors": [],
+                },
+                "rounds": [
+                    {
+                        "number": 1,
+                        "kind": "first",
+                        "started_at": "2026-01-02T03:04:00Z",
+                        "duration_seconds": 2.0,
+                        "selected": 3,
+                        "exit_status": 1,
+                    },
+                    {
+                        "number": 2,
+                        "kind": "rerun",
+                        "started_at": "2026-01-02T03:04:02Z",
+                        "duration_seconds": 1.25,
+                        "selected": 1,
+                        "exit_status": 0,
+                    },
+                ],
+            },
+            "summary": Summary::default(),
+            "tests": [
+                {
+                    "nodeid": "tests/test_a.py::test_ok",
+                    "outcome": "passed",
+                    "file": "tests/test_a.py",
+                    "line": 1,
+                    "duration_seconds": 0.125,
+                },
+                {
+                    "nodeid": "tests/test_a.py::test_flaky[a b]",
+                    "outcome": "flaky",
+                    "file": "tests/test_a.py",
+                    "line": 4,
+                    "duration_seconds": 0.5,
+                    "classification": {
+                        "category": "flaky-timing",
+                        "confidence": 0.95,
+                        "action": {"kind": "retry"},
+                        "reason": "passed on attempt 2 after failing (a timeout)",
+                        "source": "observed",
+                    },
+                    "attempts": [
+                        {
+                            "number": 1,
+                            "round": 1,
+                            "outcome": "failed",
+                            "phase": "call",
+                            "duration_seconds": 0.25,
+                            "finished_at": "2026-01-02T03:04:01.5Z",
+                            "exception": {
+                                "type": "builtins.TimeoutError",
+                                "mro": [
+                                    "builtins.TimeoutError",
+                                    "builtins.OSError",
+                                    "builtins.Exception",
+                                    "builtins.BaseException",
+                                ],
+                                "message": "timed out",
+                            },
+                            "crash": {"file": "tests/test_a.py", "line": 6},
+                            "test_location": {"file": "tests/test_a.py", "line": 6},
+                            "traceback": "E   TimeoutError: timed out",
+                            "captured": [{"name": "Captured stdout call", "text": "connecting\n"}],
+                            "fingerprint": "0123456789abcdef",
+                            "classification": {
+                                "category": "flaky-timing",
+                                "confidence": 0.7,
+                                "action": {"kind": "retry_with_delay", "seconds": 0.5},
+                                "reason": "a timeout",
+                                "source": "heuristic",
+                            },
+                        },
+                        {
+                            "number": 2,
+                            "round": 2,
+                            "outcome": "passed",
+                            "duration_seconds": 0.5,
+                            "finished_at": "2026-01-02T03:04:03Z",
+                        },
+                    ],
+                },
+                {
+                    "nodeid": "tests/test_a.py::test_skipped",
+                    "outcome": "skipped",
+                    "file": "tests/test_a.py",
+                    "line": 9,
+                    "duration_seconds": 0.0,
+                    "reason": "needs the network",
+                },
+            ],
+        }));
+        report.summarize();
+        report
+    }
+
+    fn rendered(report: &RunReport) -> String {
+        let mut out = Vec::new();
+        report.write_json(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn summarize_counts_outcomes_reruns_and_rerun_time() {
+        let s = small_report().summary;
+        let expected = Summary {
+            total: 3,
+            passed: 1,
+            flaky: 1,
+            skipped: 1,
+            reruns: 1,
+            rerun_seconds: 1.25,
+            ..Summary::default()
+        };
+        assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn json_rendering() {
+        insta::assert_snapshot!(rendered(&small_report()));
+    }
+
+    #[test]
+    fn a_saved_report_loads_back_unchanged() {
+        let report = small_report();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/report.json");
+        report.save(&path).unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            written,
+            rendered(&report),
+            "save writes what write_json renders"
+        );
+        let loaded = RunReport::load(&path).unwrap();
+        assert_eq!(
+            serde_json::to_value(&loaded).unwrap(),
+            serde_json::to_value(&report).unwrap()
+        );
+        assert_eq!(rendered(&loaded), written);
+    }
+
+    #[test]
+    fn load_refuses_another_schema_version_and_non_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut report = small_report();
+        report.schema_version = SCHEMA_VERSION + 1;
+        let path = dir.path().join("future.json");
+        report.save(&path).unwrap();
+        let err = RunReport::load(&path).unwrap_err();
+        assert!(matches!(err, LoadError::Version { found, .. } if found == SCHEMA_VERSION + 1));
+
+        let path = dir.path().join("junk.json");
+        std::fs::write(&path, "{\"schema_version\": 1}").unwrap();
+        assert!(matches!(
+            RunReport::load(&path).unwrap_err(),
+            LoadError::Parse { .. }
+        ));
+        assert!(matches!(
+            RunReport::load(&dir.path().join("missing.json")).unwrap_err(),
+            LoadError::Io { .. }
+        ));
+    }
+
+    #[test]
+    fn the_published_schema_is_for_this_schema_version() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../schema/report.schema.json")).unwrap();
+        assert_eq!(
+            schema["properties"]["schema_version"]["const"],
+            SCHEMA_VERSION
+        );
+    }
 }

@@ -8,4 +8,5 @@ mod github;
 #[cfg(unix)]
 mod process;
 mod reports;
+mod schema;
 mod selection;
