@@ -142,7 +142,7 @@ pub struct RunArgs {
     /// Write the Markdown report (for job summaries and PR/MR comments) here.
     #[arg(long, value_name = "PATH")]
     pub markdown: Option<PathBuf>,
-    /// Classify failures with an AI endpoint (validated; this build classifies with heuristics only).
+    /// Classify failures with an AI endpoint (MCP or plain HTTP) on top of the offline heuristics.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub ai: Option<String>,
     /// The MCP (or plain HTTP) endpoint for AI classification.
@@ -161,6 +161,16 @@ pub struct RunArgs {
     /// Trim tracebacks and scrub secrets before anything is sent [default: true].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub ai_redact: Option<String>,
+    /// How to reach the AI endpoint: mcp (a tool call over Streamable HTTP) or http (POST the failure
+    /// as JSON) [default: mcp].
+    #[arg(long, value_name = "mcp|http")]
+    pub ai_protocol: Option<String>,
+    /// The MCP tool that classifies a failure [default: classify_failure].
+    #[arg(long, value_name = "NAME")]
+    pub ai_tool: Option<String>,
+    /// The AI budget for the whole run, in seconds; each call also stops after 10 s [default: 60].
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub ai_timeout: Option<String>,
     /// In GitHub Actions: annotate failed tests (errors) and flaky tests (warnings) [default: true].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub github_annotations: Option<String>,
@@ -224,6 +234,9 @@ impl RunArgs {
             ("smart_rerun_ai_report", &self.ai_report),
             ("smart_rerun_ai_cache", &self.ai_cache),
             ("smart_rerun_ai_redact", &self.ai_redact),
+            ("smart_rerun_ai_protocol", &self.ai_protocol),
+            ("smart_rerun_ai_tool", &self.ai_tool),
+            ("smart_rerun_ai_timeout", &self.ai_timeout),
         ];
         let github = [
             ("smart_rerun_github_annotations", &self.github_annotations),
@@ -318,9 +331,12 @@ fn run(args: RunArgs) -> ExitCode {
         settings.github.stop_commands,
     );
     let started = Instant::now();
-    let outcome = runner::run(&config, &interrupts, &mut observer);
+    // Always there, and idle unless smart_rerun_ai is on: the ini values that may switch it on are only
+    // known once pytest has started, so the advisor reads the settings the runner hands it.
+    let mut advisor = crate::classify::ai::AiAdvisor::new();
+    let outcome = runner::run_advised(&config, &interrupts, &mut observer, Some(&mut advisor));
     let (_, mut guard) = observer.into_parts();
-    let (mut report, settings) = match outcome {
+    let (mut report, settings, trail) = match outcome {
         Ok(done) => done,
         Err(e) => {
             guard.resume();
@@ -335,6 +351,18 @@ fn run(args: RunArgs) -> ExitCode {
     guard.stop();
     let code = finish(&report, &settings, started.elapsed());
     guard.resume();
+    if let Some(path) = settings.ai.report.as_ref().filter(|_| settings.ai.enabled) {
+        // Optional like the AI itself: a trail that cannot be written is said, and the exit code stays.
+        if let Err(e) =
+            crate::classify::ai::write_report(path, &settings.ai, &advisor, &trail, &report.run)
+        {
+            let _ = writeln!(
+                anstream::stderr(),
+                "smart-rerun: failed to write the AI report {}: {e}",
+                path.display()
+            );
+        }
+    }
     if let Some(gh) = &github {
         if let Some(config::Source::Ini { file, line }) =
             settings.sources.get("smart_rerun_github_stop_commands")

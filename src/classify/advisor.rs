@@ -45,8 +45,11 @@ pub struct Advice {
 pub trait Advisor {
     /// Answers what it can for `queries` (distinct fingerprints) within `deadline`. Notes (endpoint
     /// down, 401, garbage, ...) are returned as one-line strings for the run's warnings.
+    /// `settings` are the run's settings in force, read at each call: the pytest ini values are only known
+    /// once the first round has started.
     fn advise(
         &mut self,
+        settings: &crate::config::AiSettings,
         queries: &[FailureQuery],
         deadline: Duration,
     ) -> (Vec<Advice>, Vec<String>);

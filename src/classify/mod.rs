@@ -7,6 +7,7 @@
 //! default no further attempts are spent on it.
 
 pub mod advisor;
+pub mod ai;
 pub mod fingerprint;
 pub mod heuristics;
 

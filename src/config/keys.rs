@@ -16,6 +16,8 @@ pub enum Kind {
     Url,
     /// A secret: never printed.
     Secret,
+    /// `mcp` or `http`.
+    AiProtocol,
     /// Free text (a label).
     Text,
 }
@@ -81,6 +83,12 @@ keys! {
         "persistent cache of AI classifications by failure fingerprint";
     "smart_rerun_ai_redact", "SMART_RERUN_AI_REDACT", "--ai-redact", Kind::Bool,
         "trim tracebacks and scrub secrets before anything is sent";
+    "smart_rerun_ai_protocol", "SMART_RERUN_AI_PROTOCOL", "--ai-protocol", Kind::AiProtocol,
+        "how to reach the AI endpoint: mcp (a Streamable HTTP tool call) or http (POST the failure as JSON)";
+    "smart_rerun_ai_tool", "SMART_RERUN_AI_TOOL", "--ai-tool", Kind::Text,
+        "the MCP tool that classifies a failure [default: classify_failure]";
+    "smart_rerun_ai_timeout", "SMART_RERUN_AI_TIMEOUT", "--ai-timeout", Kind::Seconds,
+        "the AI budget for the whole run, in seconds; each call also stops after 10 s [default: 60]";
     "smart_rerun_github_annotations", "SMART_RERUN_GITHUB_ANNOTATIONS", "--github-annotations", Kind::Bool,
         "in GitHub Actions, annotate failed (error) and flaky (warning) tests at their file and line";
     "smart_rerun_github_summary", "SMART_RERUN_GITHUB_SUMMARY", "--github-summary", Kind::Bool,
@@ -115,6 +123,7 @@ impl Kind {
             Kind::Path => "a file path".into(),
             Kind::Url => "an http:// or https:// URL".into(),
             Kind::Secret => "a token, or {{ env:NAME }}".into(),
+            Kind::AiProtocol => "mcp or http".into(),
             Kind::Text => "any text".into(),
         }
     }

@@ -186,7 +186,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Settings of the AI classifier (used by the classification issue; validated here).
+/// Settings of the AI classifier (see `classify::ai`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AiSettings {
     pub enabled: bool,
@@ -197,6 +197,28 @@ pub struct AiSettings {
     pub redact: bool,
     /// The AI budget for the whole run; past it the heuristics decide alone.
     pub timeout: Duration,
+    pub protocol: AiProtocol,
+    /// The MCP tool to call.
+    pub tool: String,
+}
+
+/// How the AI endpoint is reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AiProtocol {
+    /// An MCP tool call over Streamable HTTP.
+    #[default]
+    Mcp,
+    /// POST the failure as JSON, read the answer as JSON.
+    Http,
+}
+
+impl AiProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AiProtocol::Mcp => "mcp",
+            AiProtocol::Http => "http",
+        }
+    }
 }
 
 /// What smart-rerun does in GitHub Actions (ignored elsewhere).
@@ -267,6 +289,7 @@ impl Default for Settings {
             ai: AiSettings {
                 redact: true,
                 timeout: Duration::from_secs(60),
+                tool: "classify_failure".into(),
                 ..AiSettings::default()
             },
             github: GithubSettings::default(),
@@ -349,6 +372,21 @@ impl Settings {
             }
             "smart_rerun_ai_cache" => self.ai.cache = Some(resolve_path(value, &raw.source, cwd)?),
             "smart_rerun_ai_redact" => self.ai.redact = parse_bool(value)?,
+            "smart_rerun_ai_protocol" => {
+                self.ai.protocol = match value.trim().to_ascii_lowercase().as_str() {
+                    "mcp" => AiProtocol::Mcp,
+                    "http" => AiProtocol::Http,
+                    _ => return Err(format!("use {}", Kind::AiProtocol.allowed())),
+                }
+            }
+            "smart_rerun_ai_tool" => {
+                let tool = value.trim();
+                if tool.is_empty() {
+                    return Err("is empty: name the MCP tool, e.g. classify_failure".into());
+                }
+                self.ai.tool = tool.to_owned()
+            }
+            "smart_rerun_ai_timeout" => self.ai.timeout = parse_seconds(value)?,
             "smart_rerun_github_annotations" => self.github.annotations = parse_bool(value)?,
             "smart_rerun_github_summary" => self.github.summary = parse_bool(value)?,
             "smart_rerun_github_comment" => self.github.comment = parse_bool(value)?,
@@ -421,6 +459,9 @@ impl Settings {
             "smart_rerun_ai_report" => path(&self.ai.report),
             "smart_rerun_ai_cache" => path(&self.ai.cache),
             "smart_rerun_ai_redact" => self.ai.redact.to_string(),
+            "smart_rerun_ai_protocol" => self.ai.protocol.as_str().into(),
+            "smart_rerun_ai_tool" => self.ai.tool.clone(),
+            "smart_rerun_ai_timeout" => secs(self.ai.timeout),
             "smart_rerun_github_annotations" => self.github.annotations.to_string(),
             "smart_rerun_github_summary" => self.github.summary.to_string(),
             "smart_rerun_github_comment" => self.github.comment.to_string(),
@@ -689,6 +730,14 @@ mod tests {
                 ini(),
                 "smart_rerun_ai_token (/p/pytest.ini:4): environment variable NOPE_TOKEN is not set",
             ),
+            (
+                "smart_rerun_ai_protocol",
+                "grpc",
+                Source::Flag("--ai-protocol"),
+                "smart_rerun_ai_protocol = 'grpc' (command line --ai-protocol): use mcp or http",
+            ),
+            ("smart_rerun_ai_tool", " ", ini(), "is empty"),
+            ("smart_rerun_ai_timeout", "-1", ini(), "0 or more"),
         ];
         for (key, value, source, expected) in rows {
             let err = validate(&layer(&[(key, value, source.clone())])).unwrap_err();

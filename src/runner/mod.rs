@@ -15,7 +15,7 @@ pub mod events;
 pub mod signals;
 
 use crate::classify::advisor::{Advisor, AttemptSummary, FailureQuery};
-use crate::classify::{Action, Classification};
+use crate::classify::{Action, Classification, ClassificationSource};
 use crate::config::{self, ConfigErrors, RawLayer, Settings, marker::MarkerPolicy};
 use crate::policy::{RetryPolicy, plan_next_round};
 use crate::report::{
@@ -623,11 +623,6 @@ impl Run<'_> {
                 }
             }
         }
-        if self.settings.ai.enabled {
-            self.warnings.push(
-                "smart_rerun_ai is on, but this build of smart-rerun has no AI classification yet: the setting is validated and otherwise ignored".into(),
-            );
-        }
         let body = if errors.is_empty() {
             serde_json::json!({ "abort": false })
         } else {
@@ -647,7 +642,7 @@ impl Run<'_> {
     /// for a rerun, stop, or a new delay. The advisor's own deadline and the run's AI budget bound the
     /// wait; whatever is not answered keeps the heuristics' classification.
     fn consult_advisor(&mut self) {
-        if self.advisor.is_none() {
+        if self.advisor.is_none() || !self.settings.ai.enabled {
             return;
         }
         let budget = self.settings.ai.timeout;
@@ -696,28 +691,20 @@ impl Run<'_> {
             });
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if queries.is_empty() {
-            return;
-        }
-        if left.is_zero() {
-            let note = "the AI budget for this run is spent (smart_rerun_ai_timeout): the heuristics decide for the remaining failures".to_owned();
-            if !self.warnings.contains(&note) {
-                self.warnings.push(note);
+        if !queries.is_empty() {
+            // With the budget spent the advisor still answers from its cache, and says so once.
+            if let Some(advisor) = self.advisor.as_mut() {
+                let (answers, notes) = advisor.advise(&self.settings.ai, &queries, left);
+                for note in notes {
+                    if !self.warnings.contains(&note) {
+                        self.warnings.push(note);
+                    }
+                }
+                for advice in answers {
+                    self.advice
+                        .insert(advice.fingerprint.clone(), advice.classification);
+                }
             }
-            return;
-        }
-        let Some(advisor) = self.advisor.as_mut() else {
-            return;
-        };
-        let (answers, notes) = advisor.advise(&queries, left);
-        for note in notes {
-            if !self.warnings.contains(&note) {
-                self.warnings.push(note);
-            }
-        }
-        for advice in answers {
-            self.advice
-                .insert(advice.fingerprint.clone(), advice.classification);
         }
         let max_delay = self.settings.policy.max_delay;
         for t in &mut self.tests {
@@ -727,7 +714,15 @@ impl Run<'_> {
             let Some(fp) = last.fingerprint.clone() else {
                 continue;
             };
-            if !asked.contains(&fp) {
+            // This round's new fingerprints, and new failures with a fingerprint answered earlier; an
+            // attempt that already carries the advice is not advised twice.
+            let advised = last.classification.as_ref().is_some_and(|c| {
+                matches!(
+                    c.source,
+                    ClassificationSource::Ai | ClassificationSource::Cache
+                )
+            });
+            if advised {
                 continue;
             }
             let Some(c) = self.advice.get(&fp).cloned() else {
