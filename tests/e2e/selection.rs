@@ -281,7 +281,16 @@ def half(x):
 "#,
     );
     p.file("test_plain.py", "def test_plain(attempt):\n    pass\n");
-    let out = p.run(&[], &["--doctest-modules"]);
+    // Text-file doctests too: one that fails once, one that passes.
+    p.file(
+        "docs/guide.txt",
+        "Guide\n=====\n\n    >>> import sr_counter\n    >>> sr_counter.bump(\"doc.guide\") >= 2\n    True\n",
+    );
+    p.file(
+        "docs/other.txt",
+        "    >>> import sr_counter\n    >>> sr_counter.bump(\"doc.other\")\n    1\n",
+    );
+    let out = p.run(&[], &["--doctest-modules", "--doctest-glob=*.txt"]);
     out.assert_code(0);
     assert_eq!(out.outcome("mathlib.py::mathlib.double"), "flaky");
     assert_eq!(attempt_rounds(&out, "mathlib.py::mathlib.double"), [1, 2]);
@@ -290,12 +299,21 @@ def half(x):
     assert_eq!(p.count("doc.double"), 2);
     assert_eq!(p.count("doc.half"), 1, "the passing doctest ran again");
     assert_eq!(p.count("test_plain.py::test_plain"), 1);
-    assert_eq!(selected_per_round(&out), [3, 1]);
+    assert_eq!(out.outcome("docs/guide.txt::guide.txt"), "flaky");
+    assert_eq!(out.outcome("docs/other.txt::other.txt"), "passed");
+    assert_eq!(p.count("doc.guide"), 2);
+    assert_eq!(
+        p.count("doc.other"),
+        1,
+        "the passing text doctest ran again"
+    );
+    assert_eq!(selected_per_round(&out), [5, 2]);
+    // Round 2 collects mathlib.py (two doctests) and docs/guide.txt only.
     assert_pytest_round(
         &out,
         2,
-        "collected 2 items / 1 deselected / 1 selected",
-        "1 passed, 1 deselected",
+        "collected 3 items / 1 deselected / 2 selected",
+        "2 passed, 1 deselected",
     );
 }
 
