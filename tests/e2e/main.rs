@@ -1,5 +1,6 @@
 //! End-to-end tests: the real binary, real pytest, real processes, on fixture projects.
 
+mod action;
 mod ai;
 mod common;
 mod config;

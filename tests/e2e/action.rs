@@ -1,0 +1,658 @@
+//! The GitHub Action: `action.yml` against the settings table and the README, its scripts through
+//! shellcheck, the installer against a local release (asset choice, sha256 check, tool cache, the
+//! build-from-source fallback), and the run script's command line.
+
+use crate::common;
+use serde_yaml_ng::Value;
+use smart_rerun::config::{KEYS, Kind};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Inputs that are not settings of src/config/keys.rs.
+const ACTION_ONLY: &[&str] = &[
+    "command",
+    "pytest-args",
+    "working-directory",
+    "python",
+    "version",
+    "upload-artifacts",
+    "artifact-name",
+];
+
+fn action() -> Value {
+    let text = std::fs::read_to_string(common::repo_root().join("action.yml")).unwrap();
+    serde_yaml_ng::from_str(&text).expect("action.yml is YAML")
+}
+
+fn inputs(action: &Value) -> Vec<(String, Value)> {
+    action["inputs"]
+        .as_mapping()
+        .expect("inputs")
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.clone()))
+        .collect()
+}
+
+/// The setting an input sets: the key whose flag is `--INPUT`, or `--github-INPUT`.
+fn key_of(input: &str) -> Option<&'static smart_rerun::config::Key> {
+    KEYS.iter()
+        .find(|k| k.flag == format!("--{input}") || k.flag == format!("--github-{input}"))
+}
+
+fn env_name(input: &str) -> String {
+    format!("SR_IN_{}", input.to_ascii_uppercase().replace('-', "_"))
+}
+
+fn steps(action: &Value) -> Vec<Value> {
+    action["runs"]["steps"].as_sequence().unwrap().clone()
+}
+
+fn dist(name: &str) -> String {
+    std::fs::read_to_string(common::repo_root().join("dist").join(name)).unwrap()
+}
+
+#[test]
+fn every_setting_is_an_input_and_every_input_is_a_documented_option() {
+    let action = action();
+    let inputs = inputs(&action);
+    let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
+    for k in KEYS {
+        let long = k.flag.trim_start_matches("--");
+        let short = k.flag.trim_start_matches("--github-");
+        assert!(
+            names.contains(&long) || names.contains(&short),
+            "{} ({}) has no action input '{short}' or '{long}'",
+            k.ini,
+            k.flag
+        );
+    }
+    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+    for (name, spec) in &inputs {
+        assert!(
+            key_of(name).is_some() || ACTION_ONLY.contains(&name.as_str()),
+            "input {name} is neither a setting nor an action-only input"
+        );
+        let description = spec["description"].as_str().unwrap_or("");
+        assert!(
+            !description.trim().is_empty(),
+            "input {name} has no description"
+        );
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "the README's inputs table has no row for `{name}`"
+        );
+    }
+    let outputs: Vec<String> = action["outputs"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            "passed",
+            "failed",
+            "flaky",
+            "exit-code",
+            "report-path",
+            "junit-path"
+        ]
+    );
+    for o in &outputs {
+        assert_eq!(
+            action["outputs"][o.as_str()]["value"].as_str(),
+            Some(format!("${{{{ steps.run.outputs.{o} }}}}").as_str())
+        );
+        assert!(readme.contains(&format!("| `{o}` |")), "README: output {o}");
+    }
+}
+
+#[test]
+fn inputs_reach_the_scripts_only_through_env() {
+    let action = action();
+    assert_eq!(action["runs"]["using"].as_str(), Some("composite"));
+    let run_sh = dist("run.sh");
+    let steps = steps(&action);
+    for step in &steps {
+        if let Some(script) = step["run"].as_str() {
+            assert!(
+                !script.contains("${{"),
+                "an expression inside a run script: {script}"
+            );
+            assert_eq!(step["shell"].as_str(), Some("bash"), "{script}");
+        }
+    }
+    let run = steps
+        .iter()
+        .find(|s| s["id"].as_str() == Some("run"))
+        .expect("the run step");
+    assert!(
+        run["run"]
+            .as_str()
+            .unwrap()
+            .trim_start()
+            .starts_with("exec "),
+        "the run step execs, so cancellation signals reach smart-rerun"
+    );
+    assert!(run_sh.contains("exec \"$bin\" \"${args[@]}\""));
+    let env = run["env"].as_mapping().unwrap();
+    for (name, _) in inputs(&action) {
+        let Some(key) = key_of(&name) else { continue };
+        let var = env_name(&name);
+        assert_eq!(
+            env.get(var.as_str()).and_then(|v| v.as_str()),
+            Some(format!("${{{{ inputs.{name} }}}}").as_str()),
+            "input {name} reaches the run step as {var}"
+        );
+        if key.kind == Kind::Secret {
+            // Tokens go to smart-rerun's environment, never on its command line.
+            assert!(
+                run_sh.contains(&format!("=\"${var}\"")) && run_sh.contains(key.env),
+                "{name} is exported as {}",
+                key.env
+            );
+            assert!(!run_sh.contains(&format!("{var} {}", key.flag)));
+        } else {
+            assert!(
+                run_sh.contains(&format!("\n{var} {}\n", key.flag)),
+                "dist/run.sh maps {var} to {}",
+                key.flag
+            );
+        }
+    }
+    for (var, input) in [
+        ("SR_COMMAND", "command"),
+        ("SR_PYTEST_ARGS", "pytest-args"),
+        ("SR_PYTHON", "python"),
+    ] {
+        assert_eq!(
+            env.get(var).and_then(|v| v.as_str()),
+            Some(format!("${{{{ inputs.{input} }}}}").as_str())
+        );
+    }
+    let upload = steps
+        .iter()
+        .find(|s| s["uses"].as_str() == Some("actions/upload-artifact@v4"))
+        .expect("reports are uploaded");
+    assert!(upload["if"].as_str().unwrap().contains("always()"));
+    assert_eq!(
+        upload["with"]["name"].as_str(),
+        Some("${{ steps.install.outputs.artifact }}")
+    );
+}
+
+#[test]
+fn the_install_only_action_passes_its_input_through_env() {
+    let text = std::fs::read_to_string(common::repo_root().join("install/action.yml")).unwrap();
+    let action: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let steps = steps(&action);
+    assert_eq!(steps.len(), 1);
+    let run = steps[0]["run"].as_str().unwrap();
+    assert!(!run.contains("${{"), "{run}");
+    assert_eq!(
+        steps[0]["env"]["SR_VERSION"].as_str(),
+        Some("${{ inputs.version }}")
+    );
+    assert_eq!(
+        action["outputs"]["bin"]["value"].as_str(),
+        Some("${{ steps.install.outputs.bin }}")
+    );
+}
+
+fn shellcheck() -> PathBuf {
+    which::which("shellcheck").unwrap_or_else(|_| {
+        panic!(
+            "shellcheck is not installed: run scripts/bootstrap-tools (Debian: apt-get install shellcheck); \
+             the action's scripts are checked with it"
+        )
+    })
+}
+
+#[test]
+fn dist_scripts_pass_shellcheck() {
+    let root = common::repo_root();
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(root.join("dist"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .collect();
+    scripts.push(root.join("scripts/bootstrap-tools"));
+    assert!(scripts.len() >= 3, "{scripts:?}");
+    let out = Command::new(shellcheck())
+        .arg("--shell=bash")
+        .args(&scripts)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for s in &scripts {
+        let text = std::fs::read_to_string(s).unwrap();
+        assert!(text.contains("set -euo pipefail"), "{}", s.display());
+    }
+}
+
+/// A fake action checkout at `.../_actions/o/smart-rerun/REF` with version 0.1.0, and a fake release
+/// (a `file://` base URL) holding a Linux x86_64 asset and its SHA256SUMS.
+struct Installer {
+    dir: tempfile::TempDir,
+    action: PathBuf,
+}
+
+impl Installer {
+    fn new(reference: &str) -> Installer {
+        let dir = tempfile::tempdir().unwrap();
+        let action = dir.path().join("_actions/o/smart-rerun").join(reference);
+        std::fs::create_dir_all(action.join("dist")).unwrap();
+        std::fs::copy(
+            common::repo_root().join("dist/install.sh"),
+            action.join("dist/install.sh"),
+        )
+        .unwrap();
+        std::fs::write(
+            action.join("Cargo.toml"),
+            "[package]\nname = \"smart-rerun\"\nversion = \"0.1.0\"\n",
+        )
+        .unwrap();
+        // The release: a tarball with a `smart-rerun` script, and its checksum.
+        let release = dir.path().join("release/v0.1.0");
+        let staging = dir.path().join("staging");
+        std::fs::create_dir_all(&release).unwrap();
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("smart-rerun"), "#!/bin/sh\necho released\n").unwrap();
+        let asset = "smart-rerun-v0.1.0-x86_64-unknown-linux-musl.tar.gz";
+        assert!(
+            Command::new("tar")
+                .args(["-czf"])
+                .arg(release.join(asset))
+                .arg("-C")
+                .arg(&staging)
+                .arg("smart-rerun")
+                .status()
+                .unwrap()
+                .success()
+        );
+        let sum = Command::new("sha256sum")
+            .arg(asset)
+            .current_dir(&release)
+            .output()
+            .unwrap();
+        std::fs::write(release.join("SHA256SUMS"), sum.stdout).unwrap();
+        Installer { dir, action }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Runs install.sh as the main action does; returns (exit code, stdout+stderr, outputs).
+    fn run(&self, os: &str, arch: &str) -> (i32, String, String) {
+        self.run_as(&self.action, os, arch)
+    }
+
+    /// Runs install.sh with GITHUB_ACTION_PATH = `action_path`.
+    fn run_as(&self, action_path: &Path, os: &str, arch: &str) -> (i32, String, String) {
+        let outputs = self.path("outputs");
+        let _ = std::fs::remove_file(&outputs);
+        // A `cargo` that records how it was called and installs a stub.
+        let fake_cargo = self.path("cargo");
+        std::fs::write(
+            &fake_cargo,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {}\nwhile [ \"$1\" != --root ]; do shift; done\nmkdir -p \"$2/bin\"\nfor f in smart-rerun smart-rerun.exe; do printf '#!/bin/sh\\necho built\\n' > \"$2/bin/$f\"; chmod +x \"$2/bin/$f\"; done\n",
+                self.path("cargo.log").display()
+            ),
+        )
+        .unwrap();
+        make_executable(&fake_cargo);
+        let out = Command::new("bash")
+            .arg(self.action.join("dist/install.sh"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("GITHUB_ACTION_PATH", action_path)
+            .env("GITHUB_OUTPUT", &outputs)
+            .env("GITHUB_PATH", self.path("path"))
+            .env("GITHUB_JOB", "test")
+            .env("GITHUB_RUN_ATTEMPT", "2")
+            .env(
+                "SMART_RERUN_GITHUB_MATRIX",
+                "{\n  \"python\": \"3.12\",\n  \"os\": \"ubuntu-latest\"\n}",
+            )
+            .env("RUNNER_OS", os)
+            .env("RUNNER_ARCH", arch)
+            .env("RUNNER_TEMP", self.path("temp"))
+            .env("RUNNER_TOOL_CACHE", self.path("toolcache"))
+            .env(
+                "SR_RELEASE_BASE",
+                format!("file://{}", self.path("release").display()),
+            )
+            .env("SR_CARGO", &fake_cargo)
+            .output()
+            .unwrap();
+        std::fs::create_dir_all(self.path("temp")).unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            std::fs::read_to_string(&outputs).unwrap_or_default(),
+        )
+    }
+}
+
+fn make_executable(p: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+fn output<'a>(outputs: &'a str, name: &str) -> &'a str {
+    outputs
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no output {name} in {outputs}"))
+}
+
+#[cfg(unix)]
+#[test]
+fn the_installer_verifies_the_release_asset_caches_it_and_builds_when_there_is_none() {
+    let i = Installer::new("v0.1.0");
+    std::fs::create_dir_all(i.path("temp")).unwrap();
+    let (code, log, outputs) = i.run("Linux", "X64");
+    assert_eq!(code, 0, "{log}");
+    let bin = output(&outputs, "bin");
+    assert_eq!(
+        Path::new(bin),
+        i.path("toolcache/smart-rerun/0.1.0/X64/smart-rerun")
+    );
+    assert!(i.path("toolcache/smart-rerun/0.1.0/X64.complete").exists());
+    assert_eq!(
+        output(&outputs, "artifact"),
+        "smart-rerun-test-3.12-ubuntu-latest-2"
+    );
+    let ran = Command::new(bin).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "released\n");
+
+    // Cached: no download the second time (the release is gone).
+    std::fs::remove_dir_all(i.path("release")).unwrap();
+    let (code, log, outputs) = i.run("Linux", "X64");
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("cached"), "{log}");
+    assert_eq!(
+        Path::new(output(&outputs, "bin")),
+        i.path("toolcache/smart-rerun/0.1.0/X64/smart-rerun")
+    );
+    assert!(!i.path("cargo.log").exists(), "nothing was built");
+
+    // The install-only action, one directory down, finds the same checkout and the cache.
+    std::fs::create_dir_all(i.action.join("install")).unwrap();
+    let (code, log, outputs) = i.run_as(&i.action.join("install"), "Linux", "X64");
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("smart-rerun 0.1.0: cached"), "{log}");
+    assert!(output(&outputs, "bin").ends_with("/smart-rerun/0.1.0/X64/smart-rerun"));
+
+    // A major tag whose checkout is 0.1.0 uses the 0.1.0 release.
+    let i = Installer::new("v0");
+    std::fs::create_dir_all(i.path("temp")).unwrap();
+    let (code, log, _) = i.run("Linux", "X64");
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("smart-rerun 0.1.0: installed"), "{log}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_tampered_asset_is_refused_and_not_replaced_by_a_build() {
+    let i = Installer::new("v0.1.0");
+    std::fs::create_dir_all(i.path("temp")).unwrap();
+    let sums = i.path("release/v0.1.0/SHA256SUMS");
+    let text = std::fs::read_to_string(&sums).unwrap();
+    std::fs::write(&sums, format!("{}{}", "0".repeat(64), &text[64..])).unwrap();
+    let (code, log, outputs) = i.run("Linux", "X64");
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains("::error title=smart-rerun install::checksum mismatch for smart-rerun-v0.1.0-x86_64-unknown-linux-musl.tar.gz"),
+        "{log}"
+    );
+    assert!(!outputs.contains("bin="), "{outputs}");
+    assert!(!i.path("toolcache/smart-rerun/0.1.0/X64.complete").exists());
+    assert!(!i.path("cargo.log").exists());
+
+    // A checksum pinned in the action's checkout wins over the release's list.
+    let i = Installer::new("v0.1.0");
+    std::fs::create_dir_all(i.path("temp")).unwrap();
+    std::fs::write(
+        i.action.join("dist/checksums.txt"),
+        format!(
+            "{}  smart-rerun-v0.1.0-x86_64-unknown-linux-musl.tar.gz\n",
+            "f".repeat(64)
+        ),
+    )
+    .unwrap();
+    let (code, log, _) = i.run("Linux", "X64");
+    assert_ne!(code, 0, "{log}");
+    assert!(log.contains("checksum mismatch"), "{log}");
+}
+
+#[cfg(unix)]
+#[test]
+fn without_a_matching_release_the_installer_builds_the_actions_checkout() {
+    for (reference, os, arch, why) in [
+        ("main", "Linux", "X64", "ref 'main' is not a release"),
+        (
+            "v0.1.0",
+            "FreeBSD",
+            "X64",
+            "no release asset for FreeBSD/X64",
+        ),
+        (
+            "v0.1.0",
+            "Windows",
+            "ARM64",
+            "no release asset for Windows/ARM64",
+        ),
+        (
+            "v0.1.0",
+            "macOS",
+            "ARM64",
+            "no asset smart-rerun-v0.1.0-aarch64-apple-darwin.tar.gz",
+        ),
+    ] {
+        let i = Installer::new(reference);
+        std::fs::create_dir_all(i.path("temp")).unwrap();
+        let (code, log, outputs) = i.run(os, arch);
+        assert_eq!(code, 0, "{reference} {os}/{arch}: {log}");
+        assert!(log.contains(why), "{reference} {os}/{arch}: {log}");
+        let calls = std::fs::read_to_string(i.path("cargo.log")).unwrap();
+        assert!(
+            calls.starts_with(&format!(
+                "install --locked --quiet --path {}",
+                i.action.display()
+            )),
+            "{calls}"
+        );
+        let exe = if os == "Windows" {
+            "smart-rerun.exe"
+        } else {
+            "smart-rerun"
+        };
+        assert!(
+            output(&outputs, "bin").ends_with(&format!("smart-rerun-build/bin/{exe}")),
+            "{outputs}"
+        );
+    }
+}
+
+/// What run.sh execs for these inputs: a stand-in binary prints its arguments, one per line, then which
+/// tokens it has in its environment.
+#[cfg(unix)]
+fn run_sh(vars: &[(&str, &str)]) -> (Vec<String>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("smart-rerun");
+    std::fs::write(
+        &bin,
+        "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n\
+         echo \"tokens:${SMART_RERUN_GITHUB_TOKEN:-}:${SMART_RERUN_AI_TOKEN:-}:${SR_IN_GITHUB_TOKEN:-}\" >&2\n",
+    )
+    .unwrap();
+    make_executable(&bin);
+    let mut cmd = Command::new("bash");
+    cmd.arg(common::repo_root().join("dist/run.sh"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("SR_BIN", &bin);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (
+        lines,
+        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    )
+}
+
+#[cfg(unix)]
+#[test]
+fn the_run_script_turns_inputs_into_flags_and_keeps_tokens_off_the_command_line() {
+    let (args, tokens) = run_sh(&[
+        ("SR_IN_MAX", "3"),
+        ("SR_IN_ERRORS", "TimeoutError,OSError"),
+        ("SR_IN_COMMENT_KEY", "py 3.12, ubuntu"),
+        ("SR_IN_STOP_COMMANDS", "false"),
+        ("SR_IN_GITHUB_TOKEN", "ghs_secret"),
+        ("SR_IN_AI_TOKEN", "ai_secret"),
+        ("SR_IN_DELAY", ""),
+        ("SR_COMMAND", "uv run  pytest"),
+        ("SR_PYTEST_ARGS", "-k\nslow and not network\n\n-x\r\n"),
+    ]);
+    assert_eq!(
+        args,
+        [
+            "run",
+            "--max=3",
+            "--errors=TimeoutError,OSError",
+            "--github-comment-key=py 3.12, ubuntu",
+            "--github-stop-commands=false",
+            "--",
+            "uv",
+            "run",
+            "pytest",
+            "-k",
+            "slow and not network",
+            "-x",
+        ]
+    );
+    assert!(!args.iter().any(|a| a.contains("secret")));
+    assert_eq!(
+        tokens, "tokens:ghs_secret:ai_secret:",
+        "tokens are exported as SMART_RERUN_* and the input variable is gone"
+    );
+    let (args, _) = run_sh(&[
+        ("SR_PYTEST_ARGS", "tests/"),
+        ("SR_PYTHON", "/py/bin/python"),
+    ]);
+    assert_eq!(
+        args,
+        [
+            "run",
+            "--python=/py/bin/python",
+            "--",
+            "/py/bin/python",
+            "-m",
+            "pytest",
+            "tests/"
+        ]
+    );
+    let (args, _) = run_sh(&[]);
+    assert_eq!(args, ["run"], "smart-rerun picks the interpreter");
+}
+
+fn workflow(name: &str) -> Value {
+    let path = common::repo_root().join(".github/workflows").join(name);
+    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).expect("workflow YAML")
+}
+
+fn all_steps(workflow: &Value) -> Vec<Value> {
+    workflow["jobs"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .flat_map(|job| job["steps"].as_sequence().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn the_workflows_test_the_action_from_the_repo_and_release_every_asset_the_installer_picks() {
+    for name in ["ci.yml", "release.yml"] {
+        for step in all_steps(&workflow(name)) {
+            if let Some(script) = step["run"].as_str() {
+                assert!(!script.contains("${{"), "{name}: {script}");
+            }
+        }
+    }
+    let ci = all_steps(&workflow("ci.yml"));
+    let own = ci
+        .iter()
+        .find(|s| s["uses"].as_str() == Some("./"))
+        .expect("ci.yml uses the action from the repository");
+    assert_eq!(
+        own["with"]["working-directory"].as_str(),
+        Some("examples/flaky-suite")
+    );
+    assert!(
+        ci.iter().any(|s| s["run"].as_str() == Some("scripts/test")),
+        "ci.yml runs scripts/test"
+    );
+
+    let release = workflow("release.yml");
+    let targets: Vec<&str> = release["jobs"]["build"]["strategy"]["matrix"]["include"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
+    let install = dist("install.sh");
+    let picked: Vec<&str> = install
+        .lines()
+        .filter_map(|l| {
+            l.split_once(") target=")
+                .map(|(_, t)| t.trim_end_matches(" ;;"))
+        })
+        .filter(|t| *t != "\"\"")
+        .collect();
+    let (mut a, mut b) = (targets.clone(), picked.clone());
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(
+        a, b,
+        "release.yml builds exactly the targets install.sh picks"
+    );
+    assert!(install.contains("smart-rerun-v$version-$target.tar.gz"));
+    let package = all_steps(&release)
+        .into_iter()
+        .find(|s| s["name"].as_str() == Some("Package"))
+        .unwrap();
+    assert!(
+        package["run"]
+            .as_str()
+            .unwrap()
+            .contains("smart-rerun-$TAG-$TARGET.tar.gz"),
+        "the asset name the installer downloads"
+    );
+}
