@@ -737,6 +737,17 @@ mod tests {
                 "smart_rerun_ai_protocol = 'grpc' (command line --ai-protocol): use mcp or http",
             ),
             ("smart_rerun_ai_tool", " ", ini(), "is empty"),
+            ("smart_rerun_github_annotations", "nah", ini(), "is not true or false"),
+            ("smart_rerun_github_summary", "nah", ini(), "is not true or false"),
+            ("smart_rerun_github_comment", "nah", ini(), "is not true or false"),
+            ("smart_rerun_github_stop_commands", "nah", ini(), "is not true or false"),
+            ("smart_rerun_github_comment_key", " ", ini(), "is empty"),
+            (
+                "smart_rerun_github_token",
+                "{{ env:NOPE_GH_TOKEN }}",
+                ini(),
+                "environment variable NOPE_GH_TOKEN is not set",
+            ),
             ("smart_rerun_ai_timeout", "-1", ini(), "0 or more"),
         ];
         for (key, value, source, expected) in rows {
