@@ -386,15 +386,23 @@ fn run(args: RunArgs) -> ExitCode {
             println!("smart-rerun: no PR comment: the run was interrupted");
             gh_settings.comment = false;
         }
-        github::publish(
-            &report,
-            &gh_settings,
-            gh,
-            &env,
-            &written,
-            code.code(),
-            &mut std::io::stdout(),
-        );
+        // Whatever happens here, the exit code stays the tests'.
+        let published = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            github::publish(
+                &report,
+                &gh_settings,
+                gh,
+                &env,
+                &written,
+                code.code(),
+                &mut std::io::stdout(),
+            )
+        }));
+        if published.is_err() {
+            println!(
+                "::warning title=smart-rerun::smart-rerun failed while reporting to GitHub (a bug; please report it). The tests' result is unchanged."
+            );
+        }
     }
     match invalid {
         // pytest stopped before the settings verdict (a usage error of its own, a wrapper that lost the

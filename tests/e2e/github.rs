@@ -962,3 +962,83 @@ fn comment_usage_errors_exit_4() {
     let out = run_step(comment_cmd(&[&ws.path().join("missing.json")], &[]), &step);
     assert_eq!(out.code, 4, "{}", out.dump());
 }
+
+#[test]
+fn a_token_pasted_with_a_newline_works_and_a_broken_one_is_a_warning_not_a_crash() {
+    let api = FakeGitHub::start();
+    let ws = tempfile::tempdir().unwrap();
+    let mut step = Step::new(ws.path(), &api.url);
+    step.set("SMART_RERUN_GITHUB_TOKEN", &format!("{TOKEN}\n"));
+    let a = saved_report(ws.path(), "a", "unit", Some(7), true);
+    let out = run_step(comment_cmd(&[&a], &[]), &step);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(out.text.contains("PR comment created"), "{}", out.dump());
+
+    let p = Project::new();
+    p.file("test_ok.py", "def test_ok():\n    pass\n");
+    let mut step = Step::new(p.path(), &api.url);
+    step.set("SMART_RERUN_GITHUB_TOKEN", "ghs_one\ttwo");
+    let out = run_step(run_cmd(&p, &[]), &step);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(
+        out.text
+            .contains("the GitHub token is empty or holds characters an HTTP header cannot"),
+        "{}",
+        out.dump()
+    );
+    assert!(!out.text.contains("ghs_one"));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_cancelled_run_still_annotates_and_sets_outputs_but_skips_the_comment() {
+    let api = FakeGitHub::start();
+    let p = Project::new();
+    let started = p.path().join("started");
+    p.file(
+        "test_slow.py",
+        &format!(
+            "import pathlib, time\n\ndef test_fail():\n    assert False\n\ndef test_slow():\n    pathlib.Path({:?}).write_text('x')\n    time.sleep(60)\n",
+            started.display()
+        ),
+    );
+    let step = Step::new(p.path(), &api.url);
+    let mut cmd = run_cmd(&p, &[]);
+    step.apply(&mut cmd);
+    let log = step.dir.path().join("log.txt");
+    let file = std::fs::File::create(&log).unwrap();
+    cmd.stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .stdin(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow test never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // What the runner does on cancellation: SIGINT to the step's process.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(2), "{text}");
+    let titles: Vec<String> = effective(&text)
+        .iter()
+        .filter_map(|c| prop(c, "title").map(str::to_owned))
+        .collect();
+    assert!(
+        titles.contains(&"Failed: test_slow.py::test_fail".to_owned()),
+        "{titles:?}\n{text}"
+    );
+    assert!(
+        text.contains("no PR comment: the run was interrupted"),
+        "{text}"
+    );
+    assert!(api.log().is_empty());
+    assert_eq!(step.output("exit-code"), "2");
+}

@@ -255,10 +255,18 @@ fn verdict(t: &TestResult, attempt: Option<&Attempt>) -> String {
         })
         .unwrap_or("");
     match t.outcome {
-        Outcome::Flaky => format!(
-            "Flaky: failed{phase}, then passed on attempt {} of {n}.",
-            t.passed_on_attempt().unwrap_or(n as u32)
-        ),
+        Outcome::Flaky => {
+            let failed = t.attempts.iter().filter(|a| a.outcome.is_failure()).count();
+            let times = if failed == 1 {
+                "once".to_owned()
+            } else {
+                format!("{failed} times")
+            };
+            format!(
+                "Flaky: failed{phase} {times}, then passed on attempt {}.",
+                t.passed_on_attempt().unwrap_or(n as u32)
+            )
+        }
         _ => {
             let what = if t.outcome == Outcome::Error {
                 "Error"

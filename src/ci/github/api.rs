@@ -255,6 +255,15 @@ impl<'a> Client<'a> {
             message: format!("bad GitHub API URL '{}': {e}", target.api_url),
         };
         let origin = origin_of(&target.api_url).ok_or_else(|| config(&"not http(s)"))?;
+        // A secret pasted with a trailing newline is common; anything else a header cannot hold would make
+        // the HTTP client panic, so it is refused here.
+        let token = token.trim();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Failure::Config {
+                message: "the GitHub token is empty or holds characters an HTTP header cannot"
+                    .into(),
+            });
+        }
         let octo = octocrab::Octocrab::builder()
             .base_uri(target.api_url.as_str())
             .map_err(|e| config(&e))?
