@@ -46,7 +46,9 @@ pub enum Command {
     Render(RenderArgs),
     /// Write saved JSON reports into the pull request's sticky comment, one section per job (the
     /// privileged `workflow_run` job of the fork-safe recipe, or a final job after matrix shards). The
-    /// token comes from SMART_RERUN_GITHUB_TOKEN or GITHUB_TOKEN.
+    /// token comes from SMART_RERUN_GITHUB_TOKEN or GITHUB_TOKEN. Under GitLab CI (GITLAB_CI=true): the
+    /// merge request's sticky note, with SMART_RERUN_GITLAB_TOKEN or GITLAB_TOKEN, --pr being the merge
+    /// request's IID and --repo the project's ID or path.
     Comment(CommentArgs),
 }
 
@@ -190,6 +192,17 @@ pub struct RunArgs {
     /// variable: a command line is visible to other processes. Never printed.
     #[arg(long, value_name = "TOKEN")]
     pub github_token: Option<String>,
+    /// In GitLab CI: keep one sticky note with the results on the merge request [default: true]. Needs
+    /// a token with the api scope in SMART_RERUN_GITLAB_TOKEN: CI_JOB_TOKEN cannot write notes.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub gitlab_note: Option<String>,
+    /// This job's section of the sticky merge request note [default: CI_JOB_NAME].
+    #[arg(long, value_name = "NAME")]
+    pub gitlab_note_key: Option<String>,
+    /// Token for the merge request note [default: SMART_RERUN_GITLAB_TOKEN, then GITLAB_TOKEN]. Prefer
+    /// the variable: a command line is visible to other processes. Never printed.
+    #[arg(long, value_name = "TOKEN")]
+    pub gitlab_token: Option<String>,
     /// The interpreter for `python -m pytest` when no COMMAND is given [default: $VIRTUAL_ENV, ./.venv,
     /// then python3].
     #[arg(long, value_name = "PATH")]
@@ -254,6 +267,16 @@ impl RunArgs {
                 flags.set(k.ini, v.clone(), config::Source::Flag(k.flag));
             }
         }
+        let gitlab = [
+            ("smart_rerun_gitlab_note", &self.gitlab_note),
+            ("smart_rerun_gitlab_note_key", &self.gitlab_note_key),
+            ("smart_rerun_gitlab_token", &self.gitlab_token),
+        ];
+        for (key, value) in gitlab {
+            if let (Some(v), Some(k)) = (value, config::keys::key(key)) {
+                flags.set(k.ini, v.clone(), config::Source::Flag(k.flag));
+            }
+        }
         layer.update(&flags);
         layer
     }
@@ -300,6 +323,7 @@ fn run(args: RunArgs) -> ExitCode {
     // code never inherit it.
     let layer = args.layer();
     forget_github_token();
+    crate::ci::gitlab::forget_token();
     let (settings, invalid) = validate_layer(&layer, &cwd);
     let command = match pytest_command(&args, &cwd) {
         Ok(c) => c,
@@ -345,6 +369,10 @@ fn run(args: RunArgs) -> ExitCode {
     };
     if let Some(gh) = &github {
         report.ci = Some(github::ci_info(gh, &settings.github));
+    }
+    let gitlab = crate::ci::Platform::detect(&env) == crate::ci::Platform::GitLab;
+    if gitlab {
+        report.ci = Some(crate::ci::gitlab::ci_info(&settings.gitlab, &env));
     }
     // The summary lists test names and messages: commands stay stopped over it, even when pytest's
     // output was let through.
@@ -403,6 +431,9 @@ fn run(args: RunArgs) -> ExitCode {
                 "::warning title=smart-rerun::smart-rerun failed while reporting to GitHub (a bug; please report it). The tests' result is unchanged."
             );
         }
+    }
+    if gitlab {
+        crate::ci::gitlab::publish_run(&report, &settings, &mut std::io::stdout());
     }
     match invalid {
         // pytest stopped before the settings verdict (a usage error of its own, a wrapper that lost the
@@ -546,6 +577,20 @@ fn comment(args: CommentArgs) -> ExitCode {
         }
     }
     let env = |n: &str| std::env::var(n).ok();
+    if crate::ci::Platform::detect(&env) == crate::ci::Platform::GitLab {
+        let request = crate::ci::gitlab::CommentRequest {
+            mr: args.pr,
+            project: args.repo.clone(),
+            key: args.comment_key.clone(),
+        };
+        return match crate::ci::gitlab::comment_from_reports(reports, &request, &env) {
+            Ok(outcome) => {
+                outcome.print(&mut std::io::stdout());
+                ExitCode::Ok
+            }
+            Err(e) => fail(ExitCode::UsageError, &e.to_string()),
+        };
+    }
     let gh = github::GithubEnv::read(&env);
     let request = github::CommentRequest {
         pr: args.pr,

@@ -4,6 +4,7 @@
 
 pub mod comment;
 pub mod github;
+pub mod gitlab;
 
 use crate::report::markdown::Links;
 use std::path::Path;

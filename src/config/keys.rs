@@ -68,7 +68,7 @@ keys! {
     "smart_rerun_junit_xml", "SMART_RERUN_JUNIT_XML", "--junit-xml", Kind::Path,
         "write the flaky-aware JUnit XML report here";
     "smart_rerun_junit_compat", "SMART_RERUN_JUNIT_COMPAT", "--junit-compat", Kind::JunitCompat,
-        "JUnit layout: surefire (flaky/rerun elements) or per-attempt (one testcase per attempt)";
+        "JUnit layout: surefire (flaky/rerun elements), per-attempt (one testcase per attempt) or gitlab (surefire plus a skipped companion per flaky test) [default under GitLab CI: gitlab]";
     "smart_rerun_markdown", "SMART_RERUN_MARKDOWN", "--markdown", Kind::Path,
         "write the Markdown report (job summary, PR/MR comment) here";
     "smart_rerun_ai", "SMART_RERUN_AI", "--ai", Kind::Bool,
@@ -101,6 +101,12 @@ keys! {
         "in GitHub Actions, stop pytest's output from issuing workflow commands (flag or variable only)";
     "smart_rerun_github_token", "SMART_RERUN_GITHUB_TOKEN", "--github-token", Kind::Secret,
         "token for the PR comment [default: GITHUB_TOKEN]; prefer the variable to the flag";
+    "smart_rerun_gitlab_note", "SMART_RERUN_GITLAB_NOTE", "--gitlab-note", Kind::Bool,
+        "in GitLab CI, keep one sticky note with the results on the merge request";
+    "smart_rerun_gitlab_note_key", "SMART_RERUN_GITLAB_NOTE_KEY", "--gitlab-note-key", Kind::Text,
+        "this job's section in the sticky note [default: CI_JOB_NAME]";
+    "smart_rerun_gitlab_token", "SMART_RERUN_GITLAB_TOKEN", "--gitlab-token", Kind::Secret,
+        "token for the MR note, with the api scope [default: GITLAB_TOKEN; CI_JOB_TOKEN cannot write notes]";
 }
 
 /// Looks a key up by its ini name.
@@ -116,7 +122,7 @@ impl Kind {
             Kind::Count(min) => format!("a whole number, {min} or more"),
             Kind::Seconds => "a number of seconds, 0 or more (e.g. 0.5)".into(),
             Kind::Backoff => "none, linear or exp".into(),
-            Kind::JunitCompat => "surefire or per-attempt".into(),
+            Kind::JunitCompat => "surefire, per-attempt or gitlab".into(),
             Kind::ErrorNames => {
                 "comma-separated exception class names, short (TimeoutError) or qualified (requests.exceptions.ConnectionError)".into()
             }

@@ -249,6 +249,26 @@ impl Default for GithubSettings {
     }
 }
 
+/// What smart-rerun does in GitLab CI (ignored elsewhere).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitlabSettings {
+    pub note: bool,
+    /// This job's section of the sticky note; `None`: the job's name.
+    pub note_key: Option<String>,
+    /// `None`: fall back to `GITLAB_TOKEN`.
+    pub token: Option<Secret>,
+}
+
+impl Default for GitlabSettings {
+    fn default() -> Self {
+        GitlabSettings {
+            note: true,
+            note_key: None,
+            token: None,
+        }
+    }
+}
+
 /// The validated settings of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -269,6 +289,7 @@ pub struct Settings {
     pub junit_suite_name: Option<String>,
     pub ai: AiSettings,
     pub github: GithubSettings,
+    pub gitlab: GitlabSettings,
     /// Where each key's value came from (keys left at their default are absent).
     pub sources: BTreeMap<&'static str, Source>,
 }
@@ -293,6 +314,7 @@ impl Default for Settings {
                 ..AiSettings::default()
             },
             github: GithubSettings::default(),
+            gitlab: GitlabSettings::default(),
             sources: BTreeMap::new(),
         }
     }
@@ -322,6 +344,15 @@ impl Settings {
                 continue;
             }
             s.sources.insert(k.ini, raw.source.clone());
+        }
+        // GitLab's test report ignores the flaky elements: unless the user chose a layout, write the one
+        // in which a flaky test is visible there.
+        if !s.sources.contains_key("smart_rerun_junit_compat")
+            && env("GITLAB_CI").as_deref() == Some("true")
+        {
+            s.junit_compat = crate::report::junit::JunitCompat::Gitlab;
+            s.sources
+                .insert("smart_rerun_junit_compat", Source::Env("GITLAB_CI"));
         }
         if s.ai.enabled && s.ai.endpoint.is_none() {
             // Allowed: the heuristics decide alone. Noted by the classifier, not an error.
@@ -399,6 +430,15 @@ impl Settings {
             }
             "smart_rerun_github_stop_commands" => self.github.stop_commands = parse_bool(value)?,
             "smart_rerun_github_token" => self.github.token = Some(Secret(value.to_owned())),
+            "smart_rerun_gitlab_note" => self.gitlab.note = parse_bool(value)?,
+            "smart_rerun_gitlab_note_key" => {
+                let key = value.trim();
+                if key.is_empty() {
+                    return Err("is empty: use a label such as 'pytest 1/3'".into());
+                }
+                self.gitlab.note_key = Some(key.to_owned())
+            }
+            "smart_rerun_gitlab_token" => self.gitlab.token = Some(Secret(value.to_owned())),
             other => return Err(format!("unknown setting {other}")),
         }
         Ok(())
@@ -443,6 +483,7 @@ impl Settings {
             "smart_rerun_junit_compat" => match self.junit_compat {
                 crate::report::junit::JunitCompat::Surefire => "surefire".into(),
                 crate::report::junit::JunitCompat::PerAttempt => "per-attempt".into(),
+                crate::report::junit::JunitCompat::Gitlab => "gitlab".into(),
             },
             "smart_rerun_markdown" => path(&self.markdown),
             "smart_rerun_ai" => self.ai.enabled.to_string(),
@@ -476,6 +517,19 @@ impl Settings {
                     "*** (set)".into()
                 } else {
                     "(GITHUB_TOKEN)".into()
+                }
+            }
+            "smart_rerun_gitlab_note" => self.gitlab.note.to_string(),
+            "smart_rerun_gitlab_note_key" => self
+                .gitlab
+                .note_key
+                .clone()
+                .unwrap_or_else(|| "(CI_JOB_NAME)".into()),
+            "smart_rerun_gitlab_token" => {
+                if self.gitlab.token.is_some() {
+                    "*** (set)".into()
+                } else {
+                    "(GITLAB_TOKEN)".into()
                 }
             }
             _ => String::new(),
@@ -691,13 +745,26 @@ mod tests {
                 "smart_rerun_junit_compat",
                 "xunit3",
                 ini(),
-                "use surefire or per-attempt",
+                "use surefire, per-attempt or gitlab",
             ),
             (
                 "smart_rerun_markdown",
                 "",
                 Source::Flag("--markdown"),
                 "is empty",
+            ),
+            (
+                "smart_rerun_gitlab_note",
+                "sometimes",
+                Source::Env("SMART_RERUN_GITLAB_NOTE"),
+                "smart_rerun_gitlab_note = 'sometimes' (environment variable SMART_RERUN_GITLAB_NOTE): is not true or false",
+            ),
+            ("smart_rerun_gitlab_note_key", " ", ini(), "is empty"),
+            (
+                "smart_rerun_gitlab_token",
+                "{{ env:NOPE_GITLAB_TOKEN }}",
+                ini(),
+                "smart_rerun_gitlab_token (/p/pytest.ini:4): environment variable NOPE_GITLAB_TOKEN is not set",
             ),
             ("smart_rerun_ai", "2", ini(), "is not true or false"),
             (
@@ -852,6 +919,28 @@ mod tests {
         assert_eq!(s.policy.delay, Duration::from_secs(1));
         assert_eq!(s.sources["smart_rerun_max"], Source::Flag("--max"));
         assert_eq!(s.sources["smart_rerun_delay"].to_string(), "pytest.ini:3");
+    }
+
+    #[test]
+    fn gitlab_ci_picks_the_gitlab_junit_layout_unless_one_was_chosen() {
+        let gitlab = |n: &str| (n == "GITLAB_CI").then(|| "true".to_owned());
+        let cwd = Path::new("/work");
+        let s = Settings::from_layer(&RawLayer::default(), &gitlab, cwd).unwrap();
+        assert_eq!(s.junit_compat, crate::report::junit::JunitCompat::Gitlab);
+        assert_eq!(
+            s.sources["smart_rerun_junit_compat"].to_string(),
+            "environment variable GITLAB_CI"
+        );
+        let chosen = layer(&[(
+            "smart_rerun_junit_compat",
+            "surefire",
+            Source::Flag("--junit-compat"),
+        )]);
+        let s = Settings::from_layer(&chosen, &gitlab, cwd).unwrap();
+        assert_eq!(s.junit_compat, crate::report::junit::JunitCompat::Surefire);
+        let s = validate(&RawLayer::default()).unwrap();
+        assert_eq!(s.junit_compat, crate::report::junit::JunitCompat::Surefire);
+        assert!(s.gitlab.note, "the merge request note is on by default");
     }
 
     #[test]

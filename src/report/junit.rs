@@ -11,6 +11,9 @@
 //!   flake: a `flaky` property and a line in `system-out` say it.
 //!
 //! [`JunitCompat::PerAttempt`] writes one testcase per attempt instead, for tools that count runs.
+//! [`JunitCompat::Gitlab`] (the default under GitLab CI) adds a skipped `name [flaky]` companion to each
+//! flaky test, because GitLab's test report ignores the flaky elements and shows no output for a passed
+//! test.
 
 use super::{Attempt, Outcome, Phase, RunReport, TestResult};
 use quick_junit::{
@@ -26,6 +29,9 @@ pub enum JunitCompat {
     Surefire,
     /// One testcase per attempt: earlier attempts are named `name (attempt k)`.
     PerAttempt,
+    /// Surefire, plus a skipped `name [flaky]` testcase per flaky test that GitLab's test report shows:
+    /// the flake is visible there without a failure turning the report red for a test that passed.
+    Gitlab,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +118,10 @@ pub fn to_junit(report: &RunReport, options: &JunitOptions) -> Report {
             }
             JunitCompat::PerAttempt => {
                 suite.add_test_cases(per_attempt(test));
+            }
+            JunitCompat::Gitlab => {
+                suite.add_test_case(testcase(test));
+                suite.add_test_cases(gitlab_flaky_companion(test));
             }
         }
     }
@@ -284,6 +294,53 @@ fn location(case: &mut TestCase, test: &TestResult) {
     if let Some(line) = test.line {
         case.extra.insert("line".into(), line.to_string().into());
     }
+}
+
+/// GitLab reads only `failure`/`error`/`skipped`, keeps one testcase per status and name, turns its
+/// report red on any failure, and shows no text for a passed testcase. A flaky test therefore stays
+/// passed under its own name (its history and the merge request comparison are unchanged) and gets a
+/// companion, `name [flaky]`, skipped, whose text — the one GitLab shows — lists the failed attempts and
+/// the first failure's traceback.
+fn gitlab_flaky_companion(test: &TestResult) -> Option<TestCase> {
+    if test.outcome != Outcome::Flaky {
+        return None;
+    }
+    let failures: Vec<&Attempt> = test
+        .attempts
+        .iter()
+        .filter(|a| a.outcome.is_failure())
+        .collect();
+    let first = *failures.first()?;
+    let (classname, name) = pytest_names(&test.nodeid);
+    let passed_on = test.passed_on_attempt().unwrap_or(0);
+    let summary = format!(
+        "flaky: failed {} of {} attempts, passed on attempt {passed_on}; first failure: {}",
+        failures.len(),
+        test.attempts.len(),
+        message(first)
+    );
+    let mut text = format!("smart-rerun: FLAKY - {summary}\n");
+    for a in &failures {
+        text.push_str(&format!("attempt {} failed: {}\n", a.number, message(a)));
+    }
+    if let Some(tb) = first.traceback.as_deref().filter(|t| !t.trim().is_empty()) {
+        text.push_str(&format!(
+            "\nTraceback of attempt {}:\n{}",
+            first.number,
+            truncate(tb, 64 * 1024)
+        ));
+    }
+    let mut status = TestCaseStatus::skipped();
+    status
+        .set_message(truncate(&summary, 1000))
+        .set_type("smart-rerun.flaky")
+        .set_description(text);
+    let mut case = TestCase::new(format!("{name} [flaky]"), status);
+    case.set_classname(classname);
+    case.set_time(secs(failures.iter().map(|a| a.duration_seconds).sum()));
+    location(&mut case, test);
+    case.add_property(Property::new("flaky", "true"));
+    Some(case)
 }
 
 fn skipped(message: Option<&str>, ty: Option<&str>) -> TestCaseStatus {

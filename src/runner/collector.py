@@ -45,7 +45,7 @@ INI_KEYS = (
     ("smart_rerun_early_stop", "stop retrying a failure seen twice the same way (true/false)"),
     ("smart_rerun_report", "path of the JSON report"),
     ("smart_rerun_junit_xml", "path of the flaky-aware JUnit XML report"),
-    ("smart_rerun_junit_compat", "JUnit layout: surefire or per-attempt"),
+    ("smart_rerun_junit_compat", "JUnit layout: surefire, per-attempt or gitlab"),
     ("smart_rerun_markdown", "path of the Markdown report"),
     ("smart_rerun_ai", "classify failures with an AI endpoint (true/false)"),
     ("smart_rerun_ai_endpoint", "MCP or HTTP endpoint for AI classification"),
@@ -62,6 +62,9 @@ INI_KEYS = (
     ("smart_rerun_github_comment_key", "GitHub Actions: this job's section of the PR comment"),
     ("smart_rerun_github_stop_commands", "GitHub Actions: stop workflow commands in pytest's output (env/flag only)"),
     ("smart_rerun_github_token", "GitHub Actions: token for the PR comment"),
+    ("smart_rerun_gitlab_note", "GitLab CI: keep a sticky merge request note (true/false)"),
+    ("smart_rerun_gitlab_note_key", "GitLab CI: this job's section of the merge request note"),
+    ("smart_rerun_gitlab_token", "GitLab CI: token for the merge request note (api scope)"),
 )
 
 MARKER_LINE = (

@@ -7,6 +7,7 @@ mod config;
 mod core;
 mod fake_github;
 mod github;
+mod gitlab;
 #[cfg(unix)]
 mod process;
 mod reports;

@@ -1,0 +1,440 @@
+//! The few GitLab REST API calls the merge request note needs, over reqwest. The main type is [`Api`].
+//!
+//! - The token goes in the `PRIVATE-TOKEN` header, marked sensitive, and nowhere else: not in a URL, an
+//!   error or a log line. reqwest's errors name the URL only.
+//! - 5xx and 429 answers are retried with backoff (429 honours `Retry-After`, capped); 401, 403 and 404
+//!   are final and come back as [`ApiError::Status`] with GitLab's own message, for a one-line warning.
+//! - Lists are paginated with `X-Next-Page` (GitLab leaves it empty on the last page, and omits
+//!   `X-Total-Pages` past 10,000 items), 100 per page, and bounded.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::time::{Duration, Instant};
+
+/// Most pages read from one list: 100 × 100 notes is far more than a merge request has.
+const MAX_PAGES: u32 = 100;
+
+/// A failed API call.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("GitLab answered {status} to {method} {path}{}", gitlab_says(.message))]
+    Status {
+        method: &'static str,
+        /// The path under the API root, without the query.
+        path: String,
+        status: u16,
+        /// GitLab's `message` or `error` field, one line.
+        message: String,
+    },
+    #[error("could not reach GitLab at {url}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GitLab's answer to {method} {path} is not what its API documents")]
+    Decode {
+        method: &'static str,
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("gave up after {0:?}: GitLab was too slow")]
+    Deadline(Duration),
+}
+
+fn gitlab_says(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(" ({message})")
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// How failed calls are retried. Only 5xx and 429 are: anything else will not change by asking again.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub retries: u32,
+    /// The first wait; each later one doubles, up to `max_delay`.
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            retries: 3,
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A note on a merge request, as the notes API returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Note {
+    pub id: u64,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub system: bool,
+    #[serde(default)]
+    pub author: Option<User>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub id: u64,
+}
+
+/// A merge request, as `GET /projects/:id/repository/commits/:sha/merge_requests` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MergeRequest {
+    pub iid: u64,
+    /// The target project, which holds the merge request (and its notes), also for fork MRs.
+    pub project_id: u64,
+    #[serde(default)]
+    pub state: String,
+}
+
+/// An authenticated client for one GitLab instance's API v4.
+pub struct Api {
+    client: reqwest::Client,
+    /// `CI_API_V4_URL`, without a trailing slash.
+    base: String,
+    token: reqwest::header::HeaderValue,
+    retry: Retry,
+    deadline: Instant,
+    budget: Duration,
+}
+
+impl Api {
+    /// `base` is `CI_API_V4_URL`; every call, retries included, ends within `budget`.
+    pub fn new(base: &str, token: &str, retry: Retry, budget: Duration) -> Result<Api, String> {
+        // rustls needs a process-wide crypto provider; cli::main installs ring, tests may not have.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut token = reqwest::header::HeaderValue::from_str(token.trim())
+            .map_err(|_| "the token has characters an HTTP header cannot carry".to_owned())?;
+        token.set_sensitive(true);
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("smart-rerun/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("cannot set up HTTPS: {e}"))?;
+        Ok(Api {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            retry,
+            deadline: Instant::now() + budget,
+            budget,
+        })
+    }
+
+    pub async fn current_user(&self) -> Result<User, ApiError> {
+        self.get_json("/user", "").await.map(|(v, _)| v)
+    }
+
+    /// Merge requests that contain `sha` (for branch pipelines, which have no `CI_MERGE_REQUEST_IID`).
+    pub async fn merge_requests_of_commit(
+        &self,
+        project: &str,
+        sha: &str,
+    ) -> Result<Vec<MergeRequest>, ApiError> {
+        let path = format!(
+            "/projects/{}/repository/commits/{}/merge_requests",
+            encode(project),
+            encode(sha)
+        );
+        self.get_json(&path, "").await.map(|(v, _)| v)
+    }
+
+    /// Every note of a merge request that `keep` accepts, oldest first, reading all pages.
+    pub async fn notes(
+        &self,
+        project: &str,
+        mr: u64,
+        keep: &dyn Fn(&Note) -> bool,
+    ) -> Result<Vec<Note>, ApiError> {
+        let path = format!("/projects/{}/merge_requests/{mr}/notes", encode(project));
+        let mut found = Vec::new();
+        let mut page = 1u32;
+        for _ in 0..MAX_PAGES {
+            let query = format!("sort=asc&order_by=created_at&per_page=100&page={page}");
+            let (notes, headers): (Vec<Note>, _) = self.get_json(&path, &query).await?;
+            found.extend(notes.into_iter().filter(|n| keep(n)));
+            match next_page(&headers, page) {
+                Some(next) => page = next,
+                None => break,
+            }
+        }
+        Ok(found)
+    }
+
+    pub async fn create_note(&self, project: &str, mr: u64, body: &str) -> Result<Note, ApiError> {
+        let path = format!("/projects/{}/merge_requests/{mr}/notes", encode(project));
+        let body = serde_json::json!({ "body": body });
+        let text = self.send("POST", &path, "", Some(&body)).await?.1;
+        decode("POST", &path, &text)
+    }
+
+    pub async fn update_note(
+        &self,
+        project: &str,
+        mr: u64,
+        note: u64,
+        body: &str,
+    ) -> Result<Note, ApiError> {
+        let path = format!(
+            "/projects/{}/merge_requests/{mr}/notes/{note}",
+            encode(project)
+        );
+        let body = serde_json::json!({ "body": body });
+        let text = self.send("PUT", &path, "", Some(&body)).await?.1;
+        decode("PUT", &path, &text)
+    }
+
+    pub async fn delete_note(&self, project: &str, mr: u64, note: u64) -> Result<(), ApiError> {
+        let path = format!(
+            "/projects/{}/merge_requests/{mr}/notes/{note}",
+            encode(project)
+        );
+        self.send("DELETE", &path, "", None).await.map(|_| ())
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &str,
+    ) -> Result<(T, reqwest::header::HeaderMap), ApiError> {
+        let (headers, text) = self.send("GET", path, query, None).await?;
+        Ok((decode("GET", path, &text)?, headers))
+    }
+
+    /// One call, retried on 5xx and 429. Returns the headers and body of a 2xx answer.
+    async fn send(
+        &self,
+        method: &'static str,
+        path: &str,
+        query: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(reqwest::header::HeaderMap, String), ApiError> {
+        let url = if query.is_empty() {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}{path}?{query}", self.base)
+        };
+        let mut attempt = 0u32;
+        loop {
+            let remaining = self
+                .deadline
+                .checked_duration_since(Instant::now())
+                .ok_or(ApiError::Deadline(self.budget))?;
+            let m = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
+            let mut request = self
+                .client
+                .request(m, &url)
+                .header("PRIVATE-TOKEN", self.token.clone())
+                .header(reqwest::header::ACCEPT, "application/json")
+                .timeout(remaining.min(Duration::from_secs(30)));
+            if let Some(b) = body {
+                request = request.json(b);
+            }
+            let response = request.send().await.map_err(|source| ApiError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let text = response
+                .text()
+                .await
+                .map_err(|source| ApiError::Transport {
+                    url: url.clone(),
+                    source,
+                })?;
+            if status.is_success() {
+                return Ok((headers, text));
+            }
+            let retryable = status.is_server_error() || status.as_u16() == 429;
+            if retryable && attempt < self.retry.retries {
+                let backoff = self
+                    .retry
+                    .first_delay
+                    .saturating_mul(1 << attempt.min(16))
+                    .min(self.retry.max_delay);
+                let wait = retry_after(&headers).map_or(backoff, |w| w.min(self.retry.max_delay));
+                if Instant::now() + wait >= self.deadline {
+                    return Err(status_error(method, path, status.as_u16(), &text));
+                }
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+                continue;
+            }
+            return Err(status_error(method, path, status.as_u16(), &text));
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    method: &'static str,
+    path: &str,
+    text: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_str(text).map_err(|source| ApiError::Decode {
+        method,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn status_error(method: &'static str, path: &str, status: u16, body: &str) -> ApiError {
+    ApiError::Status {
+        method,
+        path: path.to_owned(),
+        status,
+        message: error_message(body),
+    }
+}
+
+/// GitLab's error body, `{"message": "403 Forbidden"}` or `{"error": "insufficient_scope", ...}`, as one
+/// short line (a proxy's HTML error page is not worth echoing).
+fn error_message(body: &str) -> String {
+    let value: serde_json::Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(_) => return String::new(),
+    };
+    let text = match (&value["message"], &value["error"]) {
+        (serde_json::Value::String(m), _) => m.clone(),
+        (serde_json::Value::Null, serde_json::Value::String(e)) => e.clone(),
+        (m, _) if !m.is_null() => m.to_string(),
+        _ => String::new(),
+    };
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    line.trim().to_owned()
+}
+
+/// The page after `page`: `X-Next-Page`, else `X-Total-Pages` when it says there are more.
+fn next_page(headers: &reqwest::header::HeaderMap, page: u32) -> Option<u32> {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    };
+    match headers.get("x-next-page") {
+        // Present: empty on the last page.
+        Some(_) => number("x-next-page").filter(|&n| n > page),
+        None => number("x-total-pages")
+            .filter(|&total| page < total)
+            .map(|_| page + 1),
+    }
+}
+
+/// `Retry-After` in seconds (GitLab's rate limiter sends seconds, not dates).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Percent-encodes a path segment (a project id may be `group%2Fproject`'s unencoded form).
+pub fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn headers(rows: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in rows {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn pages_follow_x_next_page_and_stop_on_the_last() {
+        assert_eq!(next_page(&headers(&[("x-next-page", "3")]), 2), Some(3));
+        assert_eq!(
+            next_page(&headers(&[("x-next-page", ""), ("x-total-pages", "3")]), 3),
+            None
+        );
+        // Without X-Next-Page (some proxies drop it), X-Total-Pages still says whether there is more.
+        assert_eq!(next_page(&headers(&[("x-total-pages", "3")]), 1), Some(2));
+        assert_eq!(next_page(&headers(&[("x-total-pages", "3")]), 3), None);
+        // Past 10,000 items GitLab sends neither total: X-Next-Page alone decides.
+        assert_eq!(next_page(&headers(&[]), 1), None);
+        // A next page that does not move forward would loop forever.
+        assert_eq!(next_page(&headers(&[("x-next-page", "1")]), 1), None);
+    }
+
+    #[test]
+    fn gitlab_error_bodies_become_one_short_line() {
+        assert_eq!(
+            error_message(r#"{"message":"401 Unauthorized"}"#),
+            "401 Unauthorized"
+        );
+        assert_eq!(
+            error_message(r#"{"error":"insufficient_scope","error_description":"x"}"#),
+            "insufficient_scope"
+        );
+        assert_eq!(
+            error_message(r#"{"message":{"note":["is too long"]}}"#),
+            r#"{"note":["is too long"]}"#
+        );
+        assert_eq!(error_message("<html>502 Bad Gateway</html>"), "");
+        assert!(!error_message(r#"{"message":"a\nb"}"#).contains('\n'));
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode("42"), "42");
+        assert_eq!(encode("group/project"), "group%2Fproject");
+        assert_eq!(encode("a b?"), "a%20b%3F");
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let api = Api::new(
+            "https://gitlab.example.com/api/v4/",
+            "glpat-s3cr3t",
+            Retry::default(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(api.base, "https://gitlab.example.com/api/v4");
+        assert!(!format!("{:?}", api.token).contains("s3cr3t"));
+    }
+}
