@@ -357,7 +357,7 @@ fn run(args: RunArgs) -> ExitCode {
     let started = Instant::now();
     // Always there, and idle unless smart_rerun_ai is on: the ini values that may switch it on are only
     // known once pytest has started, so the advisor reads the settings the runner hands it.
-    let mut advisor = crate::classify::ai::AiAdvisor::new();
+    let mut advisor = crate::classify::ai::AiAdvisor::new().with_interrupts(interrupts.clone());
     let outcome = runner::run_advised(&config, &interrupts, &mut observer, Some(&mut advisor));
     let (_, mut guard) = observer.into_parts();
     let (mut report, settings, trail) = match outcome {

@@ -548,6 +548,7 @@ fn a_slow_server_is_given_up_on_and_the_run_is_not_held() {
         attempt_class(&out, "test_s.py::test_network", 1)["source"],
         "heuristic"
     );
+    // Both questions reached the sleeping server within the 2 s: they were asked concurrently.
     assert_eq!(
         server.calls().len(),
         2,
@@ -647,4 +648,51 @@ fn ini_keys_configure_the_ai() {
     );
     assert_eq!(server.calls().len(), 1);
     assert!(Path::new(&p.path().join("out/ai.json")).exists());
+}
+
+/// Ctrl-C while the classifier is thinking: the run stops at once, exit 2, with its partial report.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_during_an_ai_call_stops_the_run_at_once() {
+    let server = Server::mcp(&["--sleep", "120"], json!({}));
+    let p = Project::new();
+    p.file("test_s.py", SUITE);
+    let mut cmd = p.command(&["--ai", "--ai-endpoint", &server.url(), "--max", "3"]);
+    for k in smart_rerun::config::KEYS {
+        cmd.env_remove(k.env);
+    }
+    cmd.arg("--")
+        .arg(common::python())
+        .args(["-m", "pytest", "-p", "no:cacheprovider"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    while server.calls().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the questions never reached the server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: a plain kill(2) on our own child.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(8) {
+            let _ = child.kill();
+            panic!("smart-rerun still running 8 s after SIGINT during an AI call");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(2), "interrupted");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(p.report_path()).unwrap()).unwrap();
+    assert_eq!(report["run"]["interrupted"], true);
 }

@@ -16,6 +16,7 @@ pub mod redact;
 use crate::classify::ClassificationSource;
 use crate::classify::advisor::{Advice, Advisor, FailureQuery, validate_answer};
 use crate::config::{AiProtocol, AiSettings};
+use crate::runner::signals::Interrupts;
 use cache::Cache;
 use redact::Redactor;
 use serde::Serialize;
@@ -211,6 +212,8 @@ pub struct AiAdvisor {
     refused: HashSet<String>,
     no_endpoint_noted: bool,
     budget_noted: bool,
+    /// The run's signals: a Ctrl-C ends the calls in flight.
+    interrupts: Option<Interrupts>,
     pub stats: AiStats,
     /// Every note given, in order.
     pub notes: Vec<String>,
@@ -225,6 +228,12 @@ enum AnswerError {
 impl AiAdvisor {
     pub fn new() -> AiAdvisor {
         AiAdvisor::default()
+    }
+
+    /// Calls in flight end as soon as one of these signals arrives.
+    pub fn with_interrupts(mut self, interrupts: Interrupts) -> AiAdvisor {
+        self.interrupts = Some(interrupts);
+        self
     }
 
     fn cap_for(q: &FailureQuery) -> Duration {
@@ -362,8 +371,21 @@ impl Advisor for AiAdvisor {
                 serde_json::to_value(redactor.query(q, settings.redact)).unwrap_or(Value::Null)
             })
             .collect();
-        let results = match ask_all(settings, endpoint, token.as_deref(), payloads, deadline) {
-            Ok(results) => results,
+        let asked = ask_all(
+            settings,
+            endpoint,
+            token.as_deref(),
+            payloads,
+            deadline,
+            self.interrupts.as_ref(),
+        );
+        let results = match asked {
+            Ok(Some(results)) => results,
+            Ok(None) => {
+                // Interrupted: no note (the run says it was interrupted), and no more calls.
+                self.broken = Some("interrupted".into());
+                return (advice, notes);
+            }
             Err(e) => {
                 let note =
                     format!("AI classification could not start ({e}): the heuristics decided");
@@ -429,6 +451,43 @@ impl Advisor for AiAdvisor {
     }
 }
 
+/// Returns once a signal has been received (never without `interrupts`).
+async fn until_interrupted(interrupts: Option<&Interrupts>) {
+    let Some(interrupts) = interrupts else {
+        return std::future::pending().await;
+    };
+    while interrupts.received().is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// At most this many calls are in flight at once.
+const MAX_IN_FLIGHT: usize = 8;
+
+/// One call's bounds: a place among the calls in flight, then min(per call, the batch's end).
+struct Bounded {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    end: Instant,
+    per_call: Duration,
+    timeout: CallError,
+}
+
+impl Bounded {
+    async fn run(
+        self,
+        call: impl std::future::Future<Output = Result<Value, CallError>>,
+    ) -> Result<Value, CallError> {
+        let Ok(Ok(_permit)) = tokio::time::timeout_at(self.end, self.permits.acquire_owned()).await
+        else {
+            return Err(self.timeout);
+        };
+        let call_end = self.end.min(Instant::now() + self.per_call);
+        tokio::time::timeout_at(call_end, call)
+            .await
+            .unwrap_or(Err(self.timeout))
+    }
+}
+
 /// Asks every question concurrently; one result per payload, in order. Runs on its own current-thread
 /// runtime, shut down without waiting for anything still in flight.
 fn ask_all(
@@ -437,7 +496,8 @@ fn ask_all(
     token: Option<&str>,
     payloads: Vec<Value>,
     budget: Duration,
-) -> Result<Vec<Result<Value, CallError>>, String> {
+    interrupts: Option<&Interrupts>,
+) -> Result<Option<Vec<Result<Value, CallError>>>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -448,7 +508,7 @@ fn ask_all(
         .user_agent(concat!("smart-rerun/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("no HTTP client: {e}"))?;
-    let results = runtime.block_on(async {
+    let work = async {
         let end = Instant::now() + budget;
         let timeout = CallError::Timeout((per_call.as_secs_f64() * 10.0).round() / 10.0);
         let mut results: Vec<Result<Value, CallError>> = vec![Err(timeout.clone()); payloads.len()];
@@ -464,22 +524,21 @@ fn ask_all(
             }
             AiProtocol::Http => None,
         };
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
         for (i, payload) in payloads.into_iter().enumerate() {
-            let call_end = end.min(Instant::now() + per_call);
-            let timeout = timeout.clone();
+            let bounded = Bounded {
+                permits: permits.clone(),
+                end,
+                per_call,
+                timeout: timeout.clone(),
+            };
             match &session {
                 Some(session) => {
                     let peer = session.peer();
                     let tool = settings.tool.clone();
-                    calls.spawn(async move {
-                        let call = mcp::call(&peer, &tool, payload);
-                        (
-                            i,
-                            tokio::time::timeout_at(call_end, call)
-                                .await
-                                .unwrap_or(Err(timeout)),
-                        )
-                    });
+                    calls.spawn(
+                        async move { (i, bounded.run(mcp::call(&peer, &tool, payload)).await) },
+                    );
                 }
                 None => {
                     let client = client.clone();
@@ -487,12 +546,7 @@ fn ask_all(
                     let token = token.map(str::to_owned);
                     calls.spawn(async move {
                         let call = http::call(&client, &url, token.as_deref(), &payload);
-                        (
-                            i,
-                            tokio::time::timeout_at(call_end, call)
-                                .await
-                                .unwrap_or(Err(timeout)),
-                        )
+                        (i, bounded.run(call).await)
                     });
                 }
             }
@@ -506,6 +560,13 @@ fn ask_all(
             session.close().await;
         }
         results
+    };
+    // Ctrl-C or SIGTERM drops every call in flight at once: the run stops without waiting on the AI.
+    let results = runtime.block_on(async {
+        tokio::select! {
+            results = work => Some(results),
+            _ = until_interrupted(interrupts) => None,
+        }
     });
     runtime.shutdown_background();
     Ok(results)
