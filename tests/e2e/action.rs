@@ -127,6 +127,35 @@ fn inputs_reach_the_scripts_only_through_env() {
             assert_eq!(step["shell"].as_str(), Some("bash"), "{script}");
         }
     }
+    // The keys the runner's action_yaml.json allows on composite steps.
+    for step in &steps {
+        let allowed: &[&str] = if step["run"].is_string() {
+            &[
+                "name",
+                "id",
+                "if",
+                "run",
+                "env",
+                "continue-on-error",
+                "working-directory",
+                "shell",
+            ]
+        } else {
+            &[
+                "name",
+                "id",
+                "if",
+                "uses",
+                "continue-on-error",
+                "with",
+                "env",
+            ]
+        };
+        for k in step.as_mapping().unwrap().keys() {
+            let k = k.as_str().unwrap();
+            assert!(allowed.contains(&k), "a composite step cannot have '{k}'");
+        }
+    }
     let run = steps
         .iter()
         .find(|s| s["id"].as_str() == Some("run"))
@@ -180,6 +209,11 @@ fn inputs_reach_the_scripts_only_through_env() {
         .find(|s| s["uses"].as_str() == Some("actions/upload-artifact@v4"))
         .expect("reports are uploaded");
     assert!(upload["if"].as_str().unwrap().contains("always()"));
+    assert_eq!(
+        upload["continue-on-error"].as_bool(),
+        Some(true),
+        "an upload problem never fails the job"
+    );
     assert_eq!(
         upload["with"]["name"].as_str(),
         Some("${{ steps.install.outputs.artifact }}")
