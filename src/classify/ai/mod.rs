@@ -423,7 +423,16 @@ impl Advisor for AiAdvisor {
                         redactor.scrub(&q.nodeid),
                         redactor.scrub_tokens(&why)
                     );
-                    self.note(&mut notes, note);
+                    // A classifier that answers badly throughout must not flood the warnings: the
+                    // first few are shown, all are in the AI report.
+                    if self.stats.refused <= MAX_REFUSAL_WARNINGS {
+                        self.note(&mut notes, note);
+                    } else {
+                        self.notes.push(note);
+                        if self.stats.refused == MAX_REFUSAL_WARNINGS + 1 {
+                            notes.push("more AI answers were ignored; the AI report (smart_rerun_ai_report) lists them all".into());
+                        }
+                    }
                 }
                 Err(AnswerError::Garbage(why)) => {
                     self.stats.failed += 1;
@@ -460,6 +469,9 @@ async fn until_interrupted(interrupts: Option<&Interrupts>) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Refused answers beyond this many go to the AI report only.
+const MAX_REFUSAL_WARNINGS: u32 = 3;
 
 /// At most this many calls are in flight at once.
 const MAX_IN_FLIGHT: usize = 8;
@@ -772,6 +784,81 @@ mod tests {
             );
             assert_eq!(a.stats.calls, 1, "no second call to a broken endpoint");
         }
+    }
+
+    /// A plain HTTP endpoint on a thread that answers every request with `body`, and counts them.
+    fn fixed_http_endpoint(
+        body: &'static str,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/classify", listener.local_addr().unwrap());
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut request = vec![0; length];
+                let _ = reader.read_exact(&mut request);
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, count)
+    }
+
+    #[test]
+    fn refused_answers_are_warned_about_a_few_times_then_only_reported() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, count) = fixed_http_endpoint(r#"{"category": "cosmic-rays", "confidence": 0.5}"#);
+        let settings = AiSettings {
+            enabled: true,
+            endpoint: Some(url),
+            protocol: AiProtocol::Http,
+            ..AiSettings::default()
+        };
+        let queries: Vec<FailureQuery> = (0..5)
+            .map(|i| {
+                let mut q = sample_query();
+                q.nodeid = format!("t.py::test_{i}");
+                q.fingerprint = format!("{i:016x}");
+                q
+            })
+            .collect();
+        let mut a = AiAdvisor::new();
+        let (advice, notes) = a.advise(&settings, &queries, Duration::from_secs(10));
+        assert!(advice.is_empty());
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 5);
+        assert_eq!(notes.len(), MAX_REFUSAL_WARNINGS as usize + 1, "{notes:?}");
+        assert!(notes[0].contains("ignored: 'cosmic-rays' is not a category"));
+        assert!(
+            notes
+                .last()
+                .unwrap()
+                .starts_with("more AI answers were ignored")
+        );
+        assert_eq!(a.notes.len(), 5, "every refusal is in the AI report");
+        assert_eq!(a.stats.refused, 5);
+        // Refused fingerprints are not asked again; the endpoint is not written off.
+        let (_, notes) = a.advise(&settings, &queries, Duration::from_secs(10));
+        assert!(notes.is_empty());
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 5);
+        assert!(a.broken.is_none());
     }
 
     fn sample_query() -> FailureQuery {
