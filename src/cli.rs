@@ -87,9 +87,9 @@ pub struct RenderArgs {
     /// Markdown size budget in bytes [default: 65536, a PR comment's limit].
     #[arg(long, value_name = "BYTES", default_value_t = markdown::COMMENT_BUDGET)]
     pub budget: usize,
-    /// JUnit layout.
-    #[arg(long, value_enum, default_value_t = junit::JunitCompat::Surefire)]
-    pub junit_compat: junit::JunitCompat,
+    /// JUnit layout [default: surefire; gitlab under GitLab CI].
+    #[arg(long, value_enum)]
+    pub junit_compat: Option<junit::JunitCompat>,
     /// Saved smart-rerun JSON reports.
     #[arg(required = true, value_name = "REPORT.json")]
     pub reports: Vec<PathBuf>,
@@ -523,8 +523,14 @@ fn render(args: RenderArgs) -> ExitCode {
             String::from_utf8_lossy(&buf).into_owned()
         }
         RenderFormat::Junit => {
+            // As for `run`: GitLab's test report needs its layout to show flaky tests at all.
+            let gitlab = crate::ci::Platform::detect(&env) == crate::ci::Platform::GitLab;
             let options = junit::JunitOptions {
-                compat: args.junit_compat,
+                compat: args.junit_compat.unwrap_or(if gitlab {
+                    junit::JunitCompat::Gitlab
+                } else {
+                    junit::JunitCompat::Surefire
+                }),
                 ..Default::default()
             };
             match junit::to_xml(&report, &options) {

@@ -955,7 +955,12 @@ fn junit_under_gitlab_shows_a_flaky_test_as_passed_with_a_skipped_companion() {
     );
     assert!(xml.contains("AssertionError"), "{xml}");
 
-    // A layout chosen by the user wins; outside GitLab the default is Surefire's.
+    // A layout chosen by the user wins; outside GitLab the default is Surefire's. Each run starts the
+    // attempt counter again, so test_flaky is flaky every time.
+    let flaky_again = || {
+        let _ = std::fs::remove_dir_all(p.counters());
+    };
+    flaky_again();
     let out = run_job(
         &p,
         &server,
@@ -968,11 +973,40 @@ fn junit_under_gitlab_shows_a_flaky_test_as_passed_with_a_skipped_companion() {
         ],
         &[],
     );
-    out.assert_code(0);
-    assert!(!std::fs::read_to_string(&junit).unwrap().contains("[flaky]"));
-    p.run(&["--junit-xml", &junit_arg], &[]).assert_code(0);
-    assert!(!std::fs::read_to_string(&junit).unwrap().contains("[flaky]"));
+    assert_eq!(out.outcome("tests/test_pay.py::test_flaky"), "flaky");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("flakyFailure") && !xml.contains("[flaky]"),
+        "{xml}"
+    );
+    flaky_again();
+    let out = p.run(&["--junit-xml", &junit_arg], &[]);
+    assert_eq!(out.outcome("tests/test_pay.py::test_flaky"), "flaky");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("flakyFailure") && !xml.contains("[flaky]"),
+        "{xml}"
+    );
     assert!(server.requests().is_empty());
+
+    // `render` picks the same default from the same environment.
+    let render = |gitlab: bool, extra: &[&str]| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["render", "--format", "junit"])
+            .args(extra)
+            .arg(p.report_path())
+            .env_remove("GITLAB_CI")
+            .env_remove("GITHUB_ACTIONS");
+        if gitlab {
+            cmd.env("GITLAB_CI", "true");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(render(true, &[]).contains("test_flaky [flaky]"));
+    assert!(!render(false, &[]).contains("[flaky]"));
+    assert!(!render(true, &["--junit-compat", "surefire"]).contains("[flaky]"));
 }
 
 // ---------------------------------------------------------------------------------------------------
