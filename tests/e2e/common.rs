@@ -154,6 +154,7 @@ impl Project {
             .env_remove("PYTEST_PLUGINS")
             .env_remove("VIRTUAL_ENV")
             .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITLAB_CI")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::null());
         cmd
