@@ -449,3 +449,110 @@ fn report_links(
     links.report_hint = Some("the uploaded JSON report".into());
     links
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `failed` tests failing with a long traceback, and `flaky` flaky ones.
+    fn big_report(failed: usize, flaky: usize) -> RunReport {
+        let traceback = format!("{}\n", "x".repeat(200)).repeat(60);
+        let failure = |n: u32| {
+            json!({"number": n, "round": n, "outcome": "failed", "phase": "call", "duration_seconds": 0.1,
+                   "exception": {"type": "builtins.AssertionError", "mro": ["builtins.AssertionError"],
+                                 "message": "no"},
+                   "traceback": traceback})
+        };
+        let mut tests = Vec::new();
+        for i in 0..failed {
+            tests.push(
+                json!({"nodeid": format!("tests/test_a.py::test_f{i}"), "outcome": "failed",
+                              "file": "tests/test_a.py", "line": 1, "duration_seconds": 0.1,
+                              "attempts": [failure(1), failure(2)]}),
+            );
+        }
+        for i in 0..flaky {
+            tests.push(json!({"nodeid": format!("tests/test_a.py::test_k{i}"), "outcome": "flaky",
+                              "file": "tests/test_a.py", "line": 1, "duration_seconds": 0.1,
+                              "attempts": [failure(1), {"number": 2, "round": 2, "outcome": "passed",
+                                                        "duration_seconds": 0.1}]}));
+        }
+        let mut r: RunReport = serde_json::from_value(json!({
+            "schema_version": crate::report::SCHEMA_VERSION,
+            "tool": {"name": "smart-rerun", "version": "0"},
+            "run": {"command": ["pytest"], "cwd": "/ws", "python_version": null, "pytest_version": null,
+                    "python_executable": null, "rootdir": "/ws", "started_at": "", "finished_at": "",
+                    "duration_seconds": 1.0, "exit_code": 1, "exit_reason": "", "interrupted": false,
+                    "policy": {"enabled": true, "max_attempts": 2, "delay_seconds": 0.0, "backoff": "none",
+                               "max_delay_seconds": null, "errors": []},
+                    "rounds": []},
+            "summary": {"total": 0, "passed": 0, "failed": 0, "flaky": 0, "skipped": 0, "xfailed": 0,
+                        "xpassed": 0, "errors": 0, "not_run": 0, "collection_errors": 0, "reruns": 0,
+                        "rerun_seconds": 0.0},
+            "tests": tests,
+        }))
+        .unwrap();
+        r.summarize();
+        r
+    }
+
+    #[test]
+    fn the_summary_stays_within_a_mebibyte_and_says_what_was_not_annotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = dir.path().join("summary.md");
+        std::fs::write(&summary, "# an earlier step's summary\n".repeat(1000)).unwrap();
+        let gh = GithubEnv {
+            workspace: Some("/ws".into()),
+            step_summary: Some(summary.clone()),
+            output: Some(dir.path().join("output")),
+            ..Default::default()
+        };
+        let settings = GithubSettings {
+            comment: false,
+            ..Default::default()
+        };
+        let report = big_report(300, 12);
+        let mut out = Vec::new();
+        publish(
+            &report,
+            &settings,
+            &gh,
+            &|_| None,
+            &Written::default(),
+            1,
+            &mut out,
+        );
+        let size = std::fs::metadata(&summary).unwrap().len() as usize;
+        assert!(size <= markdown::SUMMARY_BUDGET, "{size}");
+        let text = std::fs::read_to_string(&summary).unwrap();
+        assert!(
+            text.contains("Left out to fit the size limit"),
+            "the report was cut to fit, not written whole"
+        );
+        assert!(
+            text.contains("290 failed and 2 flaky tests are not annotated"),
+            "{}",
+            &text[text.len().saturating_sub(500)..]
+        );
+        let printed = String::from_utf8(out).unwrap();
+        assert_eq!(
+            printed
+                .lines()
+                .filter(|l| l.starts_with("::error "))
+                .count(),
+            10
+        );
+        assert_eq!(
+            printed
+                .lines()
+                .filter(|l| l.starts_with("::warning "))
+                .count(),
+            10
+        );
+        let outputs =
+            files::parse_outputs(&std::fs::read_to_string(dir.path().join("output")).unwrap());
+        assert!(outputs.contains(&("failed".to_owned(), "300".to_owned())));
+        assert!(outputs.contains(&("exit-code".to_owned(), "1".to_owned())));
+    }
+}
