@@ -310,7 +310,7 @@ fn classification_cell(t: &TestResult) -> String {
                 crate::classify::ClassificationSource::Cache => "AI, cached",
             };
             format!(
-                "**{}** ({source}): {}",
+                "{} ({source}): {}",
                 c.category.as_str(),
                 inline(&truncate(&c.reason, 160))
             )

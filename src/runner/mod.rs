@@ -1503,6 +1503,15 @@ fn pytest_command(config: &RunConfig, temp: &Path, events_path: &Path) -> Comman
         append_plugin(std::env::var_os("PYTEST_PLUGINS")),
     );
     cmd.env("SMART_RERUN_EVENTS", events_path);
+    // smart-rerun's own secrets (the AI, GitHub and GitLab tokens) stay with smart-rerun: the code under
+    // test, which on a fork PR is anyone's, never sees them. (Our process keeps them: an ini value may
+    // still say `{{ env:SMART_RERUN_AI_TOKEN }}`.)
+    for key in crate::config::KEYS
+        .iter()
+        .filter(|k| k.kind == crate::config::Kind::Secret)
+    {
+        cmd.env_remove(key.env);
+    }
     cmd
 }
 
