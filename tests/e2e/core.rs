@@ -91,3 +91,36 @@ fn max_one_means_no_reruns() {
     assert_eq!(p.count("test_a.py::test_once"), 1);
     assert_eq!(out.report()["run"]["rounds"].as_array().unwrap().len(), 1);
 }
+
+/// The code under test (anyone's, on a fork PR) never sees smart-rerun's own tokens.
+#[test]
+fn pytest_does_not_inherit_smart_reruns_tokens() {
+    let p = Project::new();
+    p.file(
+        "test_env.py",
+        r#"
+import os
+
+def test_no_tokens():
+    leaked = [k for k in ("SMART_RERUN_AI_TOKEN", "SMART_RERUN_GITHUB_TOKEN", "SMART_RERUN_GITLAB_TOKEN") if k in os.environ]
+    assert not leaked, leaked
+
+def test_other_variables_still_pass_through():
+    assert os.environ["MY_APP_SETTING"] == "kept"
+"#,
+    );
+    let mut cmd = p.command(&[]);
+    cmd.arg("--")
+        .arg(crate::common::python())
+        .args(["-m", "pytest"])
+        .env("SMART_RERUN_AI_TOKEN", "ai-secret-123456")
+        .env("SMART_RERUN_GITHUB_TOKEN", "gh-secret-123456")
+        .env("SMART_RERUN_GITLAB_TOKEN", "gl-secret-123456")
+        .env("MY_APP_SETTING", "kept");
+    let out = p.output(cmd);
+    out.assert_code(0);
+    assert_eq!(out.outcome("test_env.py::test_no_tokens"), "passed");
+    for secret in ["ai-secret-123456", "gh-secret-123456", "gl-secret-123456"] {
+        assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
+    }
+}
