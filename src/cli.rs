@@ -441,6 +441,13 @@ fn run(args: RunArgs) -> ExitCode {
         Some(errors) if code != ExitCode::UsageError => {
             fail(ExitCode::UsageError, &errors.to_string())
         }
+        // A usage or internal error is also said on stderr, where scripts and CI logs look for errors;
+        // the summary on stdout has it too.
+        _ if matches!(code, ExitCode::UsageError | ExitCode::InternalError)
+            && !report.run.exit_reason.is_empty() =>
+        {
+            fail(code, &report.run.exit_reason)
+        }
         _ => code,
     }
 }

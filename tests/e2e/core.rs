@@ -20,7 +20,9 @@ def test_always_fails():
 fn failed_tests_rerun_until_they_pass_or_reach_max() {
     let p = Project::new();
     p.file("tests/test_flaky.py", FLAKY);
-    let out = p.run(&["--max", "3"], &[]);
+    // Without the early stop, so the attempt limit is what ends test_always_fails (see
+    // `a_failure_seen_twice_the_same_way_stops_early` for the default).
+    let out = p.run(&["--max", "3", "--early-stop", "false"], &[]);
     out.assert_code(1);
     assert_eq!(out.outcome("tests/test_flaky.py::test_passes"), "passed");
     assert_eq!(out.attempts("tests/test_flaky.py::test_passes"), 0);
@@ -123,4 +125,54 @@ def test_other_variables_still_pass_through():
     for secret in ["ai-secret-123456", "gh-secret-123456", "gl-secret-123456"] {
         assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
     }
+}
+
+/// Issue 7: a broken test with `--max 5` runs twice (the confirming attempt), a flaky one keeps its
+/// attempts, and the summary says what the early stop saved.
+#[test]
+fn a_failure_seen_twice_the_same_way_stops_early() {
+    let p = Project::new();
+    p.file(
+        "test_a.py",
+        r#"
+def test_broken():
+    raise ValueError("the parser rejects this input")
+
+def test_network(attempt):
+    # Fails the same way twice, then passes: a network reset deserves its attempts.
+    if attempt < 3:
+        raise ConnectionResetError(104, "Connection reset by peer")
+"#,
+    );
+    let out = p.run(&["--max", "5"], &[]);
+    out.assert_code(1);
+    assert_eq!(out.attempts("test_a.py::test_broken"), 2, "{}", out.dump());
+    let broken = out.test("test_a.py::test_broken");
+    assert_eq!(broken["classification"]["category"], "deterministic");
+    assert_eq!(broken["classification"]["source"], "observed");
+    assert!(
+        broken["stopped_because"]
+            .as_str()
+            .unwrap()
+            .contains("failed the same way twice")
+    );
+    let fp = &broken["attempts"][0]["fingerprint"];
+    assert!(fp.is_string() && *fp == broken["attempts"][1]["fingerprint"]);
+    assert_eq!(out.outcome("test_a.py::test_network"), "flaky");
+    assert_eq!(out.attempts("test_a.py::test_network"), 3);
+    assert_eq!(
+        out.test("test_a.py::test_network")["classification"]["category"],
+        "flaky-network"
+    );
+    assert_eq!(out.summary("attempts_saved"), 3);
+    assert!(out.stdout.contains("[deterministic]"), "{}", out.dump());
+
+    // `--early-stop false` spends every attempt.
+    let all = p.run(
+        &["--max", "5", "--early-stop", "false"],
+        &["test_a.py::test_broken"],
+    );
+    all.assert_code(1);
+    assert_eq!(all.attempts("test_a.py::test_broken"), 5);
+    assert_eq!(all.summary("attempts_saved"), 0);
 }

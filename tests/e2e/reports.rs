@@ -325,7 +325,7 @@ fn hostile_test_output_stays_text_in_markdown_junit_and_the_terminal() {
             "{href}"
         );
     }
-    // Two tables (failed, flaky), every row with the header's three cells.
+    // Two tables (failed, flaky), every row with the header's four cells (the last: the classification).
     let tables = html["tables"].as_array().unwrap();
     assert_eq!(tables.len(), 2, "{md}");
     for table in tables {
@@ -335,7 +335,7 @@ fn hostile_test_output_stays_text_in_markdown_junit_and_the_terminal() {
             .iter()
             .map(|n| n.as_u64().unwrap())
             .collect();
-        assert_eq!(rows, [3, 3], "{md}");
+        assert_eq!(rows, [4, 4], "{md}");
     }
     let text = html["text"].as_str().unwrap();
     assert!(!text.contains("@org"), "a live mention: {text}");
