@@ -75,8 +75,22 @@ impl DevStats {
 }
 
 /// This process's peak resident set size in KiB, its children excluded.
+///
+/// On Linux this is `VmHWM` from /proc/self/status, the peak of this program's own memory map.
+/// `getrusage(RUSAGE_SELF).ru_maxrss` is no good there: the kernel carries the peak of the image the process
+/// had before `execve` over into it, so a smart-rerun started by a 15 MiB Python (vfork/posix_spawn + exec)
+/// reported at least 15 MiB. Other Unix systems fall back to ru_maxrss.
 #[cfg(unix)]
 pub fn max_rss_kib() -> Option<u64> {
+    if cfg!(target_os = "linux") {
+        if let Some(kib) = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .as_deref()
+            .and_then(vm_hwm_kib)
+        {
+            return Some(kib);
+        }
+    }
     // SAFETY: getrusage only writes into the zeroed struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
@@ -89,6 +103,15 @@ pub fn max_rss_kib() -> Option<u64> {
     } else {
         Some(raw)
     }
+}
+
+/// The `VmHWM:   1234 kB` line of /proc/PID/status.
+#[cfg_attr(not(unix), allow(dead_code))]
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let mut words = line["VmHWM:".len()..].split_whitespace();
+    let value = words.next()?.parse().ok()?;
+    (words.next() == Some("kB")).then_some(value)
 }
 
 #[cfg(not(unix))]
@@ -121,6 +144,15 @@ mod tests {
             after >= before && after >= 64 * 1024,
             "{before} KiB -> {after} KiB"
         );
+    }
+
+    #[test]
+    fn vm_hwm_is_read_from_proc_status() {
+        let status =
+            "Name:\tsmart-rerun\nVmPeak:\t  20000 kB\nVmHWM:\t    7204 kB\nVmRSS:\t    7000 kB\n";
+        assert_eq!(vm_hwm_kib(status), Some(7204));
+        assert_eq!(vm_hwm_kib("VmRSS:\t 1 kB\n"), None);
+        assert_eq!(vm_hwm_kib("VmHWM:\t 12 MB\n"), None);
     }
 
     #[test]
