@@ -6,11 +6,11 @@
    measures another collector.py the same way (e.g. `git show REV:src/runner/collector.py > old.py`).
 1. Per-test overhead of the collector plugin: the same all-passing suite of N tests run by pytest alone and
    by pytest with the collector loaded exactly as smart-rerun loads it (PYTHONPATH + PYTEST_PLUGINS +
-   SMART_RERUN_EVENTS), interleaved, R times; CPU time (user + sys) of the process, which is far less
-   sensitive than wall time to other load on a busy machine.
+   SMART_RERUN_EVENTS), interleaved, R times; CPU time (user + sys) of the process, less sensitive than
+   wall time to other load, though on a shared machine still too noisy to resolve 1-2%.
 2. The fixed cost of one pytest process (what every extra round pays): a one-test suite, same measure.
-3. The collector's per-test hooks timed from inside the process (CPU time, process_time, around each call): the
-   most direct measure of its per-test cost, little disturbed by other load.
+3. The collector's per-test hooks timed from inside the process (CPU time, process_time, around each call;
+   the figures include the clock calls' own cost, about 1-2 µs per call).
 4. cProfile of one pytest run with the collector: the collector's own functions, by cumulative time.
 
 Standard library only; uses the collector source from src/runner/collector.py (the one the binary embeds).
@@ -140,11 +140,13 @@ def pytest_cmd(python, extra=()):
     return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:rerunfailures"] + list(extra)
 
 
-def env_for(work, with_collector, tag):
+def env_for(work, plugin_dir, tag):
+    """pytest's environment: alone (plugin_dir None) or with the collector in plugin_dir loaded as smart-rerun
+    loads it."""
     env = bench.clean_env()
     env[bench.STATE_ENV] = os.path.join(work, "state")
-    if with_collector:
-        env["PYTHONPATH"] = os.path.join(work, "plugin")
+    if plugin_dir:
+        env["PYTHONPATH"] = plugin_dir
         env["PYTEST_PLUGINS"] = MODULE
         events = os.path.join(work, "events-%s.jsonl" % tag)
         if os.path.exists(events):
@@ -154,18 +156,20 @@ def env_for(work, with_collector, tag):
     return env
 
 
-def compare(work, suite, python, reps, label):
-    cpu = {False: [], True: []}
-    wall = {False: [], True: []}
+def compare(work, suite, python, reps, variants):
+    """{label: (median CPU s, median wall s, min CPU s)} for each (label, plugin_dir), interleaved."""
+    cpu = {label: [] for label, _ in variants}
+    wall = {label: [] for label, _ in variants}
     for rep in range(reps):
-        for with_collector in ((False, True) if rep % 2 == 0 else (True, False)):
+        order = variants[rep % len(variants) :] + variants[: rep % len(variants)]
+        for label, plugin_dir in order:
             w, c, _rss, code = bench.measure(
-                pytest_cmd(python), suite, env_for(work, with_collector, label), os.path.join(work, "out.log")
+                pytest_cmd(python), suite, env_for(work, plugin_dir, "cmp"), os.path.join(work, "out.log")
             )
             if code != 0:
                 raise SystemExit("profile: pytest exited %d (see %s)" % (code, os.path.join(work, "out.log")))
-            cpu[with_collector].append(c)
-            wall[with_collector].append(w)
+            cpu[label].append(c)
+            wall[label].append(w)
     return {k: (statistics.median(cpu[k]), statistics.median(wall[k]), min(cpu[k])) for k in cpu}
 
 
@@ -174,14 +178,20 @@ def main(argv=None):
     parser.add_argument("--tests", type=int, default=2000)
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--python", default=sys.executable)
-    parser.add_argument("--baseline", help="another collector.py to compare in part 0")
+    parser.add_argument("--baseline", help="another collector.py to compare in parts 0 and 1")
     args = parser.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="smart-rerun-profile-")
     try:
-        os.makedirs(os.path.join(work, "plugin"))
+        plugin = os.path.join(work, "plugin")
+        os.makedirs(plugin)
         os.makedirs(os.path.join(work, "state"))
-        shutil.copy(COLLECTOR, os.path.join(work, "plugin", MODULE + ".py"))
+        shutil.copy(COLLECTOR, os.path.join(plugin, MODULE + ".py"))
+        variants = [("pytest alone", None), ("pytest + collector", plugin)]
+        if args.baseline:
+            os.makedirs(os.path.join(work, "baseline"))
+            shutil.copy(args.baseline, os.path.join(work, "baseline", MODULE + ".py"))
+            variants.append(("pytest + baseline collector", os.path.join(work, "baseline")))
         suite = os.path.join(work, "suite")
         one = os.path.join(work, "one")
         case = {"name": "profile", "tests": args.tests, "modules": 20, "flaky": 0, "broken": 0}
@@ -201,30 +211,30 @@ def main(argv=None):
             print("   %-40s %6.2f µs per test" % (label, 1e6 * best[label]))
         # Warm-up: bytecode for the suites and the collector.
         for s in (suite, one):
-            for flag in (False, True):
-                bench.measure(pytest_cmd(args.python), s, env_for(work, flag, "warm"), os.path.join(work, "out.log"))
+            for _label, plugin_dir in variants:
+                bench.measure(pytest_cmd(args.python), s, env_for(work, plugin_dir, "warm"), os.path.join(work, "out.log"))
 
-        res = compare(work, suite, args.python, args.reps, "suite")
-        (c0, w0, m0), (c1, w1, m1) = res[False], res[True]
-        print("1. %d passing tests, median of %d (CPU s / wall s / min CPU s):" % (args.tests, args.reps))
-        print("   pytest alone          %.3f / %.3f / %.3f" % (c0, w0, m0))
-        print("   pytest + collector    %.3f / %.3f / %.3f" % (c1, w1, m1))
-        print(
-            "   collector overhead    %+.1f%% CPU (median), %+.1f%% (min); %.1f µs per test (median)"
-            % (100 * (c1 / c0 - 1), 100 * (m1 / m0 - 1), 1e6 * (c1 - c0) / args.tests)
-        )
-        res = compare(work, one, args.python, args.reps, "one")
-        (c0, w0, _), (c1, w1, _) = res[False], res[True]
-        print("2. one pytest process running one test (the fixed cost of a round):")
-        print("   pytest alone          %.3f CPU s / %.3f wall s" % (c0, w0))
-        print("   pytest + collector    %.3f CPU s / %.3f wall s" % (c1, w1))
+        res = compare(work, suite, args.python, args.reps, variants)
+        c0, _w0, m0 = res["pytest alone"]
+        print("1. %d passing tests, median of %d (CPU s / wall s / min CPU s; overhead vs pytest alone):" % (args.tests, args.reps))
+        for label, _ in variants:
+            c, w, m = res[label]
+            print(
+                "   %-28s %.3f / %.3f / %.3f   %+5.1f%% CPU median, %+5.1f%% min, %+6.1f µs per test (min)"
+                % (label, c, w, m, 100 * (c / c0 - 1), 100 * (m / m0 - 1), 1e6 * (m - m0) / args.tests)
+            )
+        res = compare(work, one, args.python, args.reps, variants[:2])
+        print("2. one pytest process running one test (the fixed cost of a round; median CPU s / wall s):")
+        for label, _ in variants[:2]:
+            c, w, _m = res[label]
+            print("   %-28s %.3f / %.3f" % (label, c, w))
 
         # 3. Hook timing from inside the process.
         with open(os.path.join(work, "plugin", TIMING + ".py"), "w") as fh:
             fh.write(TIMING_SOURCE)
         best = {}
         for rep in range(args.reps):
-            env = env_for(work, True, "timing")
+            env = env_for(work, plugin, "timing")
             env["PYTEST_PLUGINS"] = MODULE + "," + TIMING
             env["SMART_RERUN_HOOK_TIMING"] = os.path.join(work, "timing.json")
             bench.measure(pytest_cmd(args.python), suite, env, os.path.join(work, "out.log"))
@@ -240,7 +250,7 @@ def main(argv=None):
         print("   total                                             %6.2f µs per test" % (1e6 * per_test))
 
         # 4. cProfile inside one process with the collector.
-        env = env_for(work, True, "cprofile")
+        env = env_for(work, plugin, "cprofile")
         prof = os.path.join(work, "pytest.prof")
         code = subprocess.run(
             [args.python, "-m", "cProfile", "-o", prof, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:rerunfailures"],
