@@ -497,42 +497,49 @@ impl Run<'_> {
             path: events_path.display().to_string(),
             source,
         };
+        // A thread waits for pytest, so its exit ends the loop below at once rather than at the next poll.
+        let (exited_tx, exited) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let status = child.wait();
+            let _ = exited_tx.send(());
+            status
+        });
         // Follow the events while pytest runs: the first round waits for a verdict on its settings.
         let mut events = RoundEvents::default();
         let mut tail = events::Tail::new(events_path.clone());
         let mut worker_tail = events::Tail::new(events::worker_path(&events_path));
         let mut pause = Duration::from_millis(1);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    self.interrupts.set_child(None);
-                    return Err(RunError::Spawn {
-                        program: program.to_string_lossy().into_owned(),
-                        source,
-                    });
-                }
-            }
+        loop {
             let mut fresh = tail.poll(&mut events).map_err(events_error)?;
             if events.collected.is_none() {
                 fresh |= worker_tail.poll(&mut events).map_err(events_error)?;
             }
-            if number == 1
-                && !self.verdict_given
-                && events.session.is_some()
-                && events.collected.is_some()
-            {
+            let verdict_pending = number == 1 && !self.verdict_given;
+            if verdict_pending && events.session.is_some() && events.collected.is_some() {
                 self.give_verdict(&events, &verdict_path)
                     .map_err(RunError::TempDir)?;
             }
-            pause = if fresh {
+            // Every test of the run waits on the verdict: poll each millisecond until it is given.
+            pause = if fresh || verdict_pending {
                 Duration::from_millis(1)
             } else {
                 (pause * 2).min(Duration::from_millis(20))
             };
-            std::thread::sleep(pause);
+            match exited.recv_timeout(pause) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let status = match waiter.join() {
+            Ok(Ok(status)) => status,
+            Ok(Err(source)) => {
+                self.interrupts.set_child(None);
+                return Err(RunError::Spawn {
+                    program: program.to_string_lossy().into_owned(),
+                    source,
+                });
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
         };
         self.interrupts.set_child(None);
         let duration = started.elapsed().as_secs_f64();
