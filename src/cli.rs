@@ -129,6 +129,10 @@ pub struct RunArgs {
     /// true]; `--early-stop false` spends every attempt.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub early_stop: Option<String>,
+    /// Start a rerun round's pytest as soon as a test fails, held before it reads any conftest until its
+    /// tests are chosen [default: true]; `--prestart false` starts each round's pytest when the round starts.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub prestart: Option<String>,
     /// Rerun every failing test (true, the default) or only tests marked @pytest.mark.smart_rerun (false).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub rerun: Option<String>,
@@ -223,7 +227,7 @@ impl RunArgs {
         let report = self.report.as_ref().map(|p| p.display().to_string());
         let junit_xml = self.junit_xml.as_ref().map(|p| p.display().to_string());
         let markdown = self.markdown.as_ref().map(|p| p.display().to_string());
-        let values: [(&'static str, &Option<String>); 11] = [
+        let values: [(&'static str, &Option<String>); 12] = [
             ("smart_rerun", &self.rerun),
             ("smart_rerun_max", &self.max),
             ("smart_rerun_delay", &self.delay),
@@ -235,6 +239,7 @@ impl RunArgs {
             ("smart_rerun_max_reruns", &self.max_reruns),
             ("smart_rerun_fail_on_flaky", &self.fail_on_flaky),
             ("smart_rerun_early_stop", &self.early_stop),
+            ("smart_rerun_prestart", &self.prestart),
         ];
         let paths = [
             ("smart_rerun_report", &report),

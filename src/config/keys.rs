@@ -63,6 +63,8 @@ keys! {
         "flaky tests make the run exit 1";
     "smart_rerun_early_stop", "SMART_RERUN_EARLY_STOP", "--early-stop", Kind::Bool,
         "stop retrying a test that failed the same way twice (a confirmed deterministic failure)";
+    "smart_rerun_prestart", "SMART_RERUN_PRESTART", "--prestart", Kind::Bool,
+        "start the next round's pytest as soon as a test fails, and hold it before it reads conftest files until its tests are chosen (saves the interpreter and plugin start-up of every rerun round)";
     "smart_rerun_report", "SMART_RERUN_REPORT", "--report", Kind::Path,
         "write the JSON report here";
     "smart_rerun_junit_xml", "SMART_RERUN_JUNIT_XML", "--junit-xml", Kind::Path,

@@ -278,6 +278,8 @@ pub struct Settings {
     pub max_reruns: Option<u32>,
     /// Stop retrying a failure confirmed deterministic (the same fingerprint twice).
     pub early_stop: bool,
+    /// Start a rerun round's pytest early and hold it until its tests are chosen.
+    pub prestart: bool,
     pub report: Option<PathBuf>,
     pub junit_xml: Option<PathBuf>,
     pub junit_compat: crate::report::junit::JunitCompat,
@@ -301,6 +303,7 @@ impl Default for Settings {
             max_failures: None,
             max_reruns: None,
             early_stop: true,
+            prestart: true,
             report: None,
             junit_xml: None,
             junit_compat: Default::default(),
@@ -382,6 +385,7 @@ impl Settings {
             "smart_rerun_max_reruns" => self.max_reruns = Some(parse_count(value, 0)?),
             "smart_rerun_fail_on_flaky" => p.fail_on_flaky = parse_bool(value)?,
             "smart_rerun_early_stop" => self.early_stop = parse_bool(value)?,
+            "smart_rerun_prestart" => self.prestart = parse_bool(value)?,
             "smart_rerun_report" => self.report = Some(resolve_path(value, &raw.source, cwd)?),
             "smart_rerun_junit_xml" => {
                 self.junit_xml = Some(resolve_path(value, &raw.source, cwd)?)
@@ -478,6 +482,7 @@ impl Settings {
                 .map_or("(no limit)".into(), |n| n.to_string()),
             "smart_rerun_fail_on_flaky" => p.fail_on_flaky.to_string(),
             "smart_rerun_early_stop" => self.early_stop.to_string(),
+            "smart_rerun_prestart" => self.prestart.to_string(),
             "smart_rerun_report" => path(&self.report),
             "smart_rerun_junit_xml" => path(&self.junit_xml),
             "smart_rerun_junit_compat" => match self.junit_compat {
@@ -736,6 +741,12 @@ mod tests {
             (
                 "smart_rerun_early_stop",
                 "perhaps",
+                ini(),
+                "is not true or false",
+            ),
+            (
+                "smart_rerun_prestart",
+                "soon",
                 ini(),
                 "is not true or false",
             ),

@@ -4,12 +4,15 @@ The binary puts this file on PYTHONPATH and loads it with PYTEST_PLUGINS, so it 
 (`uv run pytest`, `poetry run pytest`, tox with passenv). It is the hands, not the brain: it observes the
 session and writes one JSON object per line to the file named by SMART_RERUN_EVENTS, and on rerun rounds
 it narrows the session to the tests the binary selected (SMART_RERUN_SELECT). It never decides to rerun.
+A rerun round's pytest may be started before its tests are known (SMART_RERUN_HOLD): it then waits at its
+first hook until the selection file appears.
 
 Every line is written with a single os.write on an O_APPEND descriptor, so a crash (segfault, os._exit,
 SIGKILL) loses nothing already reported. Supports pytest 7.0+ and Python 3.8+ syntax: old-style
 ``hookwrapper=True`` wrappers only.
 """
 
+import atexit
 import json
 import os
 import sys
@@ -28,6 +31,9 @@ ROUND_ENV = "SMART_RERUN_ROUND"
 VERDICT_ENV = "SMART_RERUN_VERDICT"
 # "config": report the session's ini values, then stop before collecting (`smart-rerun config`).
 MODE_ENV = "SMART_RERUN_MODE"
+# A prestarted rerun round: the binary's pid. pytest was started while the previous round still ran, and
+# waits (at its first hook, before any conftest is read) until the selection file appears.
+HOLD_ENV = "SMART_RERUN_HOLD"
 VERDICT_TIMEOUT = 120.0
 
 # Every ini key smart-rerun understands. Registering them keeps `--strict-config` projects working and lets
@@ -44,6 +50,7 @@ INI_KEYS = (
     ("smart_rerun_max_reruns", "cap on the total number of reruns"),
     ("smart_rerun_fail_on_flaky", "flaky tests fail the run (true/false)"),
     ("smart_rerun_early_stop", "stop retrying a failure seen twice the same way (true/false)"),
+    ("smart_rerun_prestart", "start a rerun round's pytest early, held until its tests are chosen (true/false)"),
     ("smart_rerun_report", "path of the JSON report"),
     ("smart_rerun_junit_xml", "path of the flaky-aware JUnit XML report"),
     ("smart_rerun_junit_compat", "JUnit layout: surefire, per-attempt or gitlab"),
@@ -222,6 +229,7 @@ class Collector:
         self.is_worker = hasattr(config, "workerinput")
         self.pending = {}
         self.started = time.time()
+        self.session = None
         self.wanted_names = None if selection is None else _name_prefixes(selection["nodeids"])
 
     # -- selection -----------------------------------------------------------------------------
@@ -380,6 +388,7 @@ class Collector:
     def pytest_sessionfinish(self, session, exitstatus):
         if self.is_worker:
             return
+        self.session = session
         # Reports that never got a logfinish (an xdist worker crash) still count. A test whose phases
         # stopped short without a failure (KeyboardInterrupt mid-call) did not pass: it never finished.
         for nodeid in list(self.pending):
@@ -566,8 +575,57 @@ def pytest_addoption(parser):
         parser.addini(name, help_text, default=None)
 
 
+def _owner_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists
+        return True
+    # A killed binary stays a zombie until its parent reaps it, and signal 0 still reaches a zombie.
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):  # no /proc (macOS): take signal 0's word
+        return True
+    return state not in (b"Z", b"X")
+
+
+def _hold():
+    """Waits, in a prestarted round, until the binary has chosen the round's tests.
+
+    The interpreter, pytest and the installed plugins are imported by now and the command line is parsed
+    (most of a rerun round's start-up); no conftest has been read, no test module imported, and nothing
+    printed. The selection file says which tests to run, or ``cancel`` when the round is not needed. A
+    binary that died without saying either (SIGKILL) leaves nothing to wait for."""
+    select_path = os.environ.get(SELECT_ENV)
+    owner = os.environ.get(HOLD_ENV)
+    if not select_path or not owner or "PYTEST_XDIST_WORKER" in os.environ:
+        return
+    try:
+        owner = int(owner)
+        next_check = time.monotonic() + 0.5
+        # A millisecond's poll is a failed stat(): the release is seen at once, for no measurable CPU.
+        while not os.path.exists(select_path):
+            time.sleep(0.001)
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + 0.5
+                if not _owner_alive(owner):
+                    os._exit(0)
+        with open(select_path, "r", encoding="utf-8") as fh:
+            cancelled = bool(json.load(fh).get("cancel"))
+    except KeyboardInterrupt:
+        # A Ctrl-C in the terminal reaches this process too; the binary reports the interrupt.
+        os._exit(2)
+    if cancelled:
+        # Nothing was printed or written: leave without pytest's exit path (no summary, no cache).
+        os._exit(0)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
+    _hold()
     # A rerun round must add to the first round's coverage data, not erase it. pytest-cov reads this
     # option in its own (tryfirst) hook of the same name, which runs after ours: PYTEST_PLUGINS loads
     # this module after the setuptools entry points, and pluggy calls later registrations first.
@@ -652,10 +710,32 @@ def pytest_configure(config):
         pytest.exit("smart-rerun: configuration read", returncode=0)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
     collector = _STATE.pop("collector", None)
-    if collector is not None:
+    if collector is None:
+        return
+    if collector.is_worker:
         collector.events.close()
+        return
+    # Registered now, so it runs first of the exit handlers: after pytest's last output (its clean-up
+    # writes back what global capture held), before the interpreter's own finalisation, which with a large
+    # suite's objects takes a while (0.5 s for 2,000 tests). The binary may go on with the next round
+    # from this line on.
+    atexit.register(_done, collector)
+
+
+def _done(collector):
+    # What pytest's main() returns, final once the session has finished (a plugin may change it in its
+    # own sessionfinish); null when the session never finished, and then the binary waits for the exit.
+    exitstatus = getattr(collector.session, "exitstatus", None)
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    collector.events.emit("done", {"exitstatus": None if exitstatus is None else int(exitstatus)})
+    collector.events.close()
 
 
 def _announce():

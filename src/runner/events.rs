@@ -30,6 +30,11 @@ pub enum Event {
         message: Option<String>,
     },
     SessionFinish(SessionFinish),
+    /// pytest has printed its last line and is exiting, with this status (null: the session never
+    /// finished).
+    Done {
+        exitstatus: Option<i32>,
+    },
     /// Lines from a newer collector that this binary does not know; ignored.
     #[serde(other)]
     Unknown,
@@ -127,6 +132,9 @@ pub struct RoundEvents {
     pub tests: Vec<TestEvent>,
     pub interrupted: bool,
     pub finish: Option<SessionFinish>,
+    /// The exit status pytest's main() returned, once it has printed everything; the interpreter may still
+    /// be shutting down.
+    pub done: Option<i32>,
     /// Lines that could not be parsed (other than a torn last line).
     pub bad_lines: usize,
 }
@@ -184,6 +192,7 @@ impl RoundEvents {
             Event::Test(t) => self.tests.push(t),
             Event::Interrupted { .. } => self.interrupted = true,
             Event::SessionFinish(f) => self.finish = Some(f),
+            Event::Done { exitstatus } => self.done = exitstatus,
             Event::Unknown => {}
         }
     }

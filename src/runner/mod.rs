@@ -6,6 +6,12 @@
 //! wrapper (`uv run pytest`, `poetry run pytest`) works. A rerun round's selection reaches it through a
 //! file named in the environment, never as node ids on the command line.
 //!
+//! A rerun round's pytest is started early (`prestart`): as soon as a test fails that will be retried, the
+//! next round's process starts and the collector holds it, before any conftest, until
+//! [`Run::run_round`] writes its selection. A round ends when pytest says it has printed its last line
+//! (the `done` event), not when its interpreter has finished shutting down; the process is reaped when
+//! the run ends.
+//!
 //! Nothing collected is lost: a test that was running when pytest died is an error attempt; tests that had
 //! not run yet go to a continuation round that charges them no attempt; tests never run at all (an
 //! interrupted run, `-x`) are reported as `not-run`.
@@ -246,6 +252,25 @@ struct Run<'a> {
     pub(crate) advice_trail: Vec<AdviceRecord>,
     /// When the advisor's budget for the whole run runs out.
     advice_deadline: Option<Instant>,
+    /// The next round's pytest, started early and held until its tests are chosen (`prestart`).
+    held: Option<Held>,
+    /// pytest processes that reported their last line and were still shutting down when their round
+    /// ended, by round number; reaped when the run ends.
+    exiting: Vec<(u32, ExitWaiter)>,
+}
+
+type ExitWaiter = std::thread::JoinHandle<std::io::Result<ExitStatus>>;
+
+/// A pytest process started for round `round` before that round's tests were known. It waits in the
+/// collector's first hook until the selection file appears; a selection saying `cancel` sends it away.
+#[derive(Debug)]
+struct Held {
+    round: u32,
+    child: std::process::Child,
+    select_path: PathBuf,
+    events_path: PathBuf,
+    /// The round it was started in.
+    during: u32,
 }
 
 /// One entry of the AI report: a test's failure, what the advisor said, and what was done.
@@ -311,8 +336,13 @@ pub fn run_advised<'a>(
         advice: HashMap::new(),
         advice_trail: Vec::new(),
         advice_deadline: None,
+        held: None,
+        exiting: Vec::new(),
     };
-    run.rounds_loop()?;
+    let looped = run.rounds_loop();
+    run.cancel_held();
+    run.reap_exiting();
+    looped?;
     let settings = run.settings.clone();
     let trail = std::mem::take(&mut run.advice_trail);
     let report = run.into_report(started_at, started.elapsed());
@@ -461,37 +491,42 @@ impl Run<'_> {
     ) -> Result<(RoundEvents, ExitStatus, Round), RunError> {
         let events_path = self.temp.path().join(format!("round-{number}.jsonl"));
         let program = self.config.command[0].clone();
-        let mut cmd = pytest_command(self.config, self.temp.path(), &events_path);
-        cmd.env("SMART_RERUN_ROUND", number.to_string());
-        cmd.env_remove("SMART_RERUN_MODE");
         let verdict_path = self.temp.path().join(format!("verdict-{number}.json"));
-        if number == 1 {
-            cmd.env("SMART_RERUN_VERDICT", &verdict_path);
-        } else {
-            cmd.env_remove("SMART_RERUN_VERDICT");
-        }
-        match selection {
-            Some(selected) => {
-                let path = self.temp.path().join(format!("select-{number}.json"));
-                self.write_selection(&path, selected, serial)
-                    .map_err(RunError::TempDir)?;
-                cmd.env("SMART_RERUN_SELECT", &path);
-            }
-            None => {
-                cmd.env_remove("SMART_RERUN_SELECT");
-            }
+        let select_path = selection.map(|_| self.select_path(number));
+        let held = self.held.take_if(|h| h.round == number);
+        if let (Some(path), Some(selected)) = (&select_path, selection) {
+            // For a held pytest, this is the release.
+            self.write_selection(path, selected, serial)
+                .map_err(RunError::TempDir)?;
         }
         let selected_count = selection.map_or(0, |s| s.len());
         let started_at = now_rfc3339();
         let started = Instant::now();
-        let mut child = cmd.spawn().map_err(|source| {
-            let program = program.to_string_lossy().into_owned();
-            if source.kind() == std::io::ErrorKind::NotFound {
-                RunError::CommandNotFound { program }
-            } else {
-                RunError::Spawn { program, source }
+        let (mut child, note) = match held {
+            Some(held) => {
+                debug_assert_eq!(held.events_path, events_path);
+                let note = format!(
+                    "pytest was started during round {} and held until this round's tests were chosen",
+                    held.during
+                );
+                (held.child, Some(note))
             }
-        })?;
+            None => {
+                let mut cmd = self.round_command(number, &events_path, select_path.as_deref());
+                if number == 1 {
+                    cmd.env("SMART_RERUN_VERDICT", &verdict_path);
+                }
+                let child = cmd.spawn().map_err(|source| {
+                    let program = program.to_string_lossy().into_owned();
+                    if source.kind() == std::io::ErrorKind::NotFound {
+                        RunError::CommandNotFound { program }
+                    } else {
+                        RunError::Spawn { program, source }
+                    }
+                })?;
+                (child, None)
+            }
+        };
         self.interrupts.set_child(Some(child.id()));
         let events_error = |source| RunError::Events {
             path: events_path.display().to_string(),
@@ -509,8 +544,18 @@ impl Run<'_> {
         let mut tail = events::Tail::new(events_path.clone());
         let mut worker_tail = events::Tail::new(events::worker_path(&events_path));
         let mut pause = Duration::from_millis(1);
+        let mut scanned = 0;
         loop {
             let mut fresh = tail.poll(&mut events).map_err(events_error)?;
+            if self.held.is_none() && scanned < events.tests.len() {
+                let due = events.tests[scanned..]
+                    .iter()
+                    .any(|e| self.wants_another_attempt(e, number));
+                scanned = events.tests.len();
+                if due {
+                    self.prestart(number + 1, number);
+                }
+            }
             if events.collected.is_none() {
                 fresh |= worker_tail.poll(&mut events).map_err(events_error)?;
             }
@@ -525,21 +570,34 @@ impl Run<'_> {
             } else {
                 (pause * 2).min(Duration::from_millis(20))
             };
+            if events.done.is_some() && !verdict_pending {
+                // pytest has said all it will say; its interpreter's shutdown need not hold up the run.
+                break;
+            }
             match exited.recv_timeout(pause) {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        let status = match waiter.join() {
-            Ok(Ok(status)) => status,
-            Ok(Err(source)) => {
-                self.interrupts.set_child(None);
-                return Err(RunError::Spawn {
-                    program: program.to_string_lossy().into_owned(),
-                    source,
-                });
+        let done_early = match (events.done, exited.try_recv()) {
+            (Some(code), Err(_)) => Some(code),
+            _ => None,
+        };
+        let status = if let Some(code) = done_early {
+            self.exiting.push((number, waiter));
+            exit_status_from_code(code)
+        } else {
+            match waiter.join() {
+                Ok(Ok(status)) => status,
+                Ok(Err(source)) => {
+                    self.interrupts.set_child(None);
+                    return Err(RunError::Spawn {
+                        program: program.to_string_lossy().into_owned(),
+                        source,
+                    });
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
             }
-            Err(panic) => std::panic::resume_unwind(panic),
         };
         self.interrupts.set_child(None);
         let duration = started.elapsed().as_secs_f64();
@@ -564,7 +622,7 @@ impl Run<'_> {
             selected,
             exit_status: status.code(),
             signal: exit_signal(status),
-            note: None,
+            note,
         };
         Ok((events, status, round))
     }
@@ -837,6 +895,125 @@ impl Run<'_> {
         }
     }
 
+    fn select_path(&self, round: u32) -> PathBuf {
+        self.temp.path().join(format!("select-{round}.json"))
+    }
+
+    /// The command of round `number`: the user's, with the collector and this round's files in the
+    /// environment.
+    fn round_command(
+        &self,
+        number: u32,
+        events_path: &Path,
+        select_path: Option<&Path>,
+    ) -> Command {
+        let mut cmd = pytest_command(self.config, self.temp.path(), events_path);
+        cmd.env("SMART_RERUN_ROUND", number.to_string());
+        cmd.env_remove("SMART_RERUN_MODE");
+        cmd.env_remove("SMART_RERUN_VERDICT");
+        cmd.env_remove("SMART_RERUN_HOLD");
+        match select_path {
+            Some(path) => cmd.env("SMART_RERUN_SELECT", path),
+            None => cmd.env_remove("SMART_RERUN_SELECT"),
+        };
+        cmd
+    }
+
+    /// Whether a test event of the running round is a failure that will be given another attempt, as
+    /// [`Run::record`] will decide once the round ends (an AI classifier may still say otherwise).
+    fn wants_another_attempt(&self, event: &TestEvent, round: u32) -> bool {
+        if !matches!(event.outcome.as_str(), "failed" | "error") || self.config_errors.is_some() {
+            return false;
+        }
+        // The first round's tests join the run's state when the round ends: this is their first attempt.
+        let (runs, mut history) = match self.index.get(&event.nodeid) {
+            Some(&i) => {
+                let t = &self.tests[i as usize];
+                (t.runs, t.attempts.clone())
+            }
+            None if round == 1 => (0, Vec::new()),
+            None => return false,
+        };
+        let mut attempt = attempt_from_event(event, round, &self.session_rootdir());
+        crate::classify::annotate(&mut attempt);
+        history.push(attempt);
+        let policy = self.policy_for(&event.nodeid);
+        next_step(&policy, runs + 1, &history, self.settings.early_stop) == NextStep::Retry
+    }
+
+    /// Starts round `round`'s pytest now, held until [`Run::run_round`] writes its selection. Only where
+    /// it can be sent away cleanly (Unix), when reruns are possible at all, and never after a signal.
+    fn prestart(&mut self, round: u32, during: u32) {
+        if !cfg!(unix)
+            || !self.settings.prestart
+            || self.interrupts.received().is_some()
+            || rerun_budget_spent(self.settings.max_reruns, self.reruns_started)
+        {
+            return;
+        }
+        let events_path = self.temp.path().join(format!("round-{round}.jsonl"));
+        let select_path = self.select_path(round);
+        let mut cmd = self.round_command(round, &events_path, Some(&select_path));
+        cmd.env("SMART_RERUN_HOLD", std::process::id().to_string());
+        // A failure to start shows again, with its error, when the round starts its own pytest.
+        if let Ok(child) = cmd.spawn() {
+            self.held = Some(Held {
+                round,
+                child,
+                select_path,
+                events_path,
+                during,
+            });
+        }
+    }
+
+    /// Waits for the pytest processes still shutting down, and records how each really exited. A process
+    /// that reported its last line normally and then died (a crash in an exit handler) is named in a
+    /// warning; its tests' results stand.
+    fn reap_exiting(&mut self) {
+        for (number, waiter) in std::mem::take(&mut self.exiting) {
+            let Ok(Ok(status)) = waiter.join() else {
+                continue;
+            };
+            let Some(round) = self.rounds.iter_mut().find(|r| r.number == number) else {
+                continue;
+            };
+            if round.exit_status == status.code() && exit_signal(status).is_none() {
+                continue;
+            }
+            self.warnings.push(format!(
+                "round {number}: pytest reported exit status {} and then exited with {}",
+                round.exit_status.map_or("-".into(), |c| c.to_string()),
+                describe_status(status)
+            ));
+            round.exit_status = status.code();
+            round.signal = exit_signal(status);
+        }
+    }
+
+    /// Sends away a held pytest whose round never came: it leaves without running or printing anything.
+    /// One still starting up (it has not reached the hold) gets a few seconds to get there; then it is
+    /// killed.
+    fn cancel_held(&mut self) {
+        let Some(mut held) = self.held.take() else {
+            return;
+        };
+        let cancelled =
+            write_json_atomic(&held.select_path, &serde_json::json!({ "cancel": true }));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match held.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if cancelled.is_ok() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                _ => break,
+            }
+        }
+        let _ = held.child.kill();
+        let _ = held.child.wait();
+    }
+
     fn write_selection(&self, path: &Path, selected: &[u32], serial: bool) -> std::io::Result<()> {
         let mut files: Vec<&str> = selected
             .iter()
@@ -853,7 +1030,7 @@ impl Run<'_> {
             .map(|&i| self.tests[i as usize].nodeid.as_str())
             .collect();
         let body = serde_json::json!({ "files": files, "nodeids": nodeids, "serial": serial });
-        std::fs::write(path, serde_json::to_vec(&body)?)
+        write_json_atomic(path, &body)
     }
 
     /// Settles what only the first round can tell: whether pytest ran at all, the session, the collection.
@@ -1168,11 +1345,6 @@ impl Run<'_> {
             t.status = Status::Done;
             return;
         }
-        let mro = attempt
-            .exception
-            .as_ref()
-            .map(|e| e.mro.clone())
-            .unwrap_or_default();
         crate::classify::annotate(&mut attempt);
         t.attempts.push(attempt);
         if !outcome.is_failure() {
@@ -1180,23 +1352,26 @@ impl Run<'_> {
             return;
         }
         t.status = Status::Done;
-        if !policy.enabled {
+        let step = next_step(&policy, t.runs, &t.attempts, self.settings.early_stop);
+        if step == NextStep::Disabled {
             t.stopped_because =
                 Some("reruns are off for unmarked tests (smart_rerun = false)".into());
-        } else if t.runs >= policy.max_attempts {
+        } else if step == NextStep::AttemptLimit {
             t.stopped_because = Some(format!(
                 "reached the attempt limit ({})",
                 policy.max_attempts
             ));
-        } else if !policy.allows(&mro) {
-            let class = mro.first().map(|s| s.as_str()).unwrap_or("a crash");
+        } else if step == NextStep::NotAllowed {
+            let mro = t.attempts.last().and_then(|a| a.exception.as_ref());
+            let class = mro
+                .and_then(|e| e.mro.first())
+                .map_or("a crash", |s| s.as_str());
             let allowed: Vec<&str> = policy.errors.iter().map(|e| e.as_str()).collect();
             t.stopped_because = Some(format!(
                 "{class} is not in the errors allow-list ({})",
                 allowed.join(", ")
             ));
-        } else if self.settings.early_stop && crate::classify::confirmed_deterministic(&t.attempts)
-        {
+        } else if step == NextStep::Deterministic {
             // The same failure twice, nothing transient about it: more attempts would fail the same way.
             let left = policy.max_attempts - t.runs;
             let per_attempt = t.last_duration;
@@ -1323,6 +1498,38 @@ impl Run<'_> {
                 .push(format!("kept the collector's events in {}", kept.display()));
         }
         report
+    }
+}
+
+/// What follows a failed attempt, by the test's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NextStep {
+    /// Reruns are off for this test.
+    Disabled,
+    AttemptLimit,
+    /// Its exception is not in the errors allow-list.
+    NotAllowed,
+    /// The same failure twice: a confirmed deterministic failure (`early_stop`).
+    Deterministic,
+    Retry,
+}
+
+/// Decides after `attempts` (the latest failed; `runs` of them so far) whether the test gets another.
+fn next_step(policy: &RetryPolicy, runs: u32, attempts: &[Attempt], early_stop: bool) -> NextStep {
+    let mro = attempts
+        .last()
+        .and_then(|a| a.exception.as_ref())
+        .map_or(&[][..], |e| e.mro.as_slice());
+    if !policy.enabled {
+        NextStep::Disabled
+    } else if runs >= policy.max_attempts {
+        NextStep::AttemptLimit
+    } else if !policy.allows(mro) {
+        NextStep::NotAllowed
+    } else if early_stop && crate::classify::confirmed_deterministic(attempts) {
+        NextStep::Deterministic
+    } else {
+        NextStep::Retry
     }
 }
 
@@ -1479,6 +1686,34 @@ fn phase(name: &str) -> Option<Phase> {
         "teardown" => Some(Phase::Teardown),
         _ => None,
     }
+}
+
+/// Writes `value` to `path` whole, then renames it into place: a pytest waiting for the file never reads
+/// half of it.
+fn write_json_atomic(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(value)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The status of a process that exited with `code`, for a pytest that reported its exit status before
+/// its interpreter finished shutting down.
+fn exit_status_from_code(code: i32) -> ExitStatus {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        ExitStatus::from_raw((code & 0xff) << 8)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::ExitStatusExt;
+        ExitStatus::from_raw(code as u32)
+    }
+}
+
+/// Whether `max_reruns` leaves nothing to rerun.
+fn rerun_budget_spent(limit: Option<u32>, started: u32) -> bool {
+    limit.is_some_and(|limit| started >= limit)
 }
 
 /// A private directory holding the collector plugin, for one run.

@@ -982,3 +982,189 @@ fn the_errors_allow_list_reruns_only_matching_exceptions() {
         &out,
     );
 }
+
+// -- prestarted rounds -------------------------------------------------------------------------------
+
+/// Test-side helpers: the pytest processes held for a later round by this run's smart-rerun (the parent
+/// of the pytest running the test), found by their environment.
+const HELD: &str = r#"
+import os, pathlib, time
+
+def held_pids():
+    mark = ("SMART_RERUN_HOLD=%d" % os.getppid()).encode() + b"\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open("/proc/%s/environ" % entry, "rb") as fh:
+                    if mark in fh.read():
+                        found.append(entry)
+            except OSError:
+                pass
+    return found
+
+def watch(seconds):
+    # Wait for the held pytest, then write its pid (or "none") where the Rust test looks.
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        pids = held_pids()
+        if pids:
+            break
+        time.sleep(0.05)
+    pathlib.Path(os.environ["HELD_FILE"]).write_text(" ".join(pids) or "none")
+"#;
+
+/// Whether `pid` is a live process (a zombie, never reaped when its parent died, counts as gone).
+fn running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().chars().next()),
+            Some(Some('Z' | 'X'))
+        ),
+        Err(_) => false,
+    }
+}
+
+fn prestart_project(watch_seconds: u32, then_sleep: u32) -> Project {
+    let p = Project::new();
+    p.file("held.py", HELD);
+    p.file(
+        "test_prestart.py",
+        &format!(
+            r#"
+import os, pathlib, time
+import held
+
+def test_a_flaky(attempt):
+    if attempt == 2:
+        pathlib.Path(os.environ["RERUN_FILE"]).write_text(str(os.getpid()))
+    assert attempt > 1
+
+def test_b_watch():
+    pathlib.Path(os.environ["ROUND1_FILE"]).write_text(str(os.getpid()))
+    held.watch({watch_seconds})
+    time.sleep({then_sleep})
+"#
+        ),
+    );
+    p
+}
+
+fn prestart_command(p: &Project, args: &[&str]) -> Command {
+    let mut cmd = pytest_command(p, args, &[]);
+    cmd.env("HELD_FILE", p.path().join("held"))
+        .env("RERUN_FILE", p.path().join("rerun"))
+        .env("ROUND1_FILE", p.path().join("round1"));
+    cmd
+}
+
+#[test]
+fn a_rerun_round_runs_in_the_pytest_started_and_held_during_the_first() {
+    let p = prestart_project(60, 0);
+    let out = bounded(&p, prestart_command(&p, &[]));
+    out.assert_code(0);
+    assert_eq!(out.outcome("test_prestart.py::test_a_flaky"), "flaky");
+    assert_eq!(p.count("test_prestart.py::test_a_flaky"), 2);
+    // While round 1 still ran, one pytest was waiting for round 2: the one that then ran the rerun.
+    let held = std::fs::read_to_string(p.path().join("held")).unwrap();
+    let rerun = std::fs::read_to_string(p.path().join("rerun")).unwrap();
+    assert_eq!(held.trim(), rerun.trim(), "{}", out.dump());
+    let note = rounds(&out)[1]["note"].as_str().unwrap_or_default();
+    assert_contains(note, "started during round 1", &out);
+    // Held, it printed nothing: its session header follows smart-rerun's round 2 line.
+    assert_eq!(out.stdout.matches("test session starts").count(), 2);
+    let round2 = out.stdout.find("round 2").expect("a round 2 line");
+    let second_header = out.stdout.rfind("test session starts").unwrap();
+    assert!(round2 < second_header, "{}", out.dump());
+}
+
+#[test]
+fn without_prestart_the_rerun_round_starts_its_own_pytest() {
+    let p = prestart_project(2, 0);
+    let out = bounded(&p, prestart_command(&p, &["--prestart", "false"]));
+    out.assert_code(0);
+    assert_eq!(out.outcome("test_prestart.py::test_a_flaky"), "flaky");
+    let held = std::fs::read_to_string(p.path().join("held")).unwrap();
+    assert_eq!(held, "none", "{}", out.dump());
+    assert!(rounds(&out)[1]["note"].is_null(), "{}", out.dump());
+}
+
+#[test]
+fn a_held_pytest_whose_round_never_comes_leaves_without_a_word() {
+    // SIGTERM stops the run after round 1: the pytest held for round 2 is sent away.
+    let p = prestart_project(60, 60);
+    let mut bg = Background::start(&p, prestart_command(&p, &[]));
+    let held: i32 = bg
+        .wait_for_file(&p.path().join("held"), LIMIT)
+        .trim()
+        .parse()
+        .expect("a held pytest");
+    bg.signal(libc::SIGTERM);
+    let (out, _) = bg.finish(&p, Duration::from_secs(30));
+    out.assert_code(2);
+    assert_eq!(rounds(&out).len(), 1);
+    assert!(!running(held), "the held pytest {held} is still there");
+    assert_eq!(out.stdout.matches("test session starts").count(), 1);
+    assert!(!out.stderr.contains("Traceback"), "{}", out.dump());
+}
+
+#[test]
+fn a_held_pytest_leaves_on_its_own_when_smart_rerun_is_killed() {
+    let p = prestart_project(60, 60);
+    let mut bg = Background::start(&p, prestart_command(&p, &[]));
+    let held: i32 = bg
+        .wait_for_file(&p.path().join("held"), LIMIT)
+        .trim()
+        .parse()
+        .expect("a held pytest");
+    let round1: i32 = std::fs::read_to_string(p.path().join("round1"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    bg.signal(libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running(held) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let still = running(held);
+    // SAFETY: the orphaned round-1 pytest of this test, sleeping in test_b_watch.
+    unsafe { libc::kill(round1, libc::SIGKILL) };
+    let _ = bg.finish(&p, Duration::from_secs(30));
+    assert!(
+        !still,
+        "the held pytest {held} outlived its smart-rerun by 20 s"
+    );
+}
+
+#[test]
+fn a_pytest_that_dies_after_its_last_line_keeps_its_results_and_the_status_is_recorded() {
+    // smart-rerun goes on once pytest has printed its last line; how the process really ended is
+    // still recorded.
+    let p = Project::new();
+    p.file(
+        "test_exit.py",
+        r#"
+import atexit, os, time
+
+def _late_exit():
+    time.sleep(1)
+    os._exit(7)
+
+def test_ok():
+    atexit.register(_late_exit)
+"#,
+    );
+    let out = run(&p, &[], &[]);
+    out.assert_code(0);
+    assert_eq!(out.outcome("test_exit.py::test_ok"), "passed");
+    assert_eq!(rounds(&out)[0]["exit_status"], 7, "{}", out.dump());
+    let warnings = out.report()["warnings"].to_string();
+    assert_contains(
+        &warnings,
+        "round 1: pytest reported exit status 0 and then exited with exit status 7",
+        &out,
+    );
+}
