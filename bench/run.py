@@ -33,7 +33,11 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = ("plain", "rerunfailures", "smart-rerun")
+TOOLS = ("plain", "rerunfailures", "smart-rerun", "smart-rerun-cold")
+# smart-rerun-cold is smart-rerun with `--prestart false` (each round starts its own pytest), for measuring
+# what starting rerun rounds early pays; run it with --tools.
+DEFAULT_TOOLS = TOOLS[:3]
+SMART = ("smart-rerun", "smart-rerun-cold")
 SEED = 20240608
 STATE_ENV = "BENCH_STATE_DIR"
 
@@ -215,8 +219,7 @@ def command(tool, case, python, binary, scratch):
         str(case["delay"]),
         "--report",
         os.path.join(scratch, "report.json"),
-        "--",
-    ] + pytest + ["-p", "no:rerunfailures"]
+    ] + (["--prestart", "false"] if tool == "smart-rerun-cold" else []) + ["--"] + pytest + ["-p", "no:rerunfailures"]
 
 
 def measure(cmd, cwd, env, log_path):
@@ -263,12 +266,12 @@ def run_once(tool, case, ctx, suite, rep):
     env = clean_env()
     env[STATE_ENV] = state
     stats_path = os.path.join(scratch, "stats.json")
-    if tool == "smart-rerun":
+    if tool in SMART:
         env["SMART_RERUN_STATS"] = stats_path
     cmd = command(tool, case, ctx["python"], ctx["binary"], scratch)
     wall, cpu, rss, code = measure(cmd, suite, env, os.path.join(scratch, "output.log"))
     result = {"wall": wall, "cpu": cpu, "rss_kib": rss, "exit": code, "counts": read_counts(state), "imports": read_imports(state)}
-    if tool == "smart-rerun":
+    if tool in SMART:
         with open(stats_path) as fh:
             result["stats"] = json.load(fh)
         report_path = os.path.join(scratch, "report.json")
@@ -308,7 +311,7 @@ def check(tool, case, specials, result):
             problems.append("%s ran %d times, expected 1" % (name, got))
         elif tool != "plain" and not 1 <= got <= k + 1:
             problems.append("%s ran %d times, expected 1..%d" % (name, got, k + 1))
-    if tool == "smart-rerun":
+    if tool in SMART:
         summary = result["summary"]
         if summary["total"] != case["tests"] or summary["flaky"] != case["flaky"] or summary["failed"] != case["broken"]:
             problems.append(
@@ -394,7 +397,7 @@ def summarise(case, specials, runs, reps, load_before, load_after):
         if flaky:
             entry["flaky_executions_per_test"] = max(last.get(n, 0) for n in flaky)
         entry["imports"] = {label: len(mods) for label, mods in sorted(rs[-1]["imports"].items())}
-        if tool == "smart-rerun":
+        if tool in SMART:
             stats = [r["stats"] for r in rs]
             entry["own_rss_kib"] = [s["max_rss_kib"] for s in stats]
             entry["own_rss_median_kib"] = median(entry["own_rss_kib"])
@@ -444,6 +447,9 @@ def summarise(case, specials, runs, reps, load_before, load_after):
         # Best run against best run: less sensitive to other load than the medians, for a second look.
         "min_smart_vs_plain": ratio("smart-rerun", "plain", "wall_min"),
         "min_smart_vs_rerunfailures": ratio("smart-rerun", "rerunfailures", "wall_min"),
+        # What starting rerun rounds early pays (with --tools ...,smart-rerun-cold).
+        "smart_vs_cold": ratio("smart-rerun", "smart-rerun-cold", "wall_median"),
+        "cold_vs_rerunfailures": ratio("smart-rerun-cold", "rerunfailures", "wall_median"),
     }
     out["targets"] = targets(case, out)
     return out
@@ -584,11 +590,40 @@ def markdown(results):
                 fmt_s(get(c, "smart-rerun", "wall_median")),
                 fmt_ratio(r["smart_vs_plain"]),
                 fmt_ratio(r["smart_vs_rerunfailures"]),
-                " / ".join(fmt_s(get(c, x, "cpu_median")) for x in TOOLS),
+                " / ".join(fmt_s(get(c, x, "cpu_median")) for x in DEFAULT_TOOLS),
                 fmt_ratio(r["cpu_smart_vs_plain"]),
                 fmt_ratio(r["cpu_smart_vs_rerunfailures"]),
             )
         )
+    if any("smart-rerun-cold" in c["tools"] for c in results["cases"]):
+        lines += [
+            "",
+            "What starting rerun rounds early pays: smart-rerun against itself with `--prestart false` (cold), same run.",
+            "",
+            "| case | smart-rerun s | cold s | smart/cold | cold/rf | rounds smart (tests: median s) | rounds cold |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for c in results["cases"]:
+            if "smart-rerun-cold" not in c["tools"]:
+                continue
+            r = c["ratios"]
+
+            def rounds_of(tool):
+                s = c["tools"].get(tool)
+                return ", ".join("%d: %.2f" % (x["selected"], x["seconds_median"]) for x in s["rounds"]) if s else "-"
+
+            lines.append(
+                "| %s | %s | %s | %s | %s | %s | %s |"
+                % (
+                    c["case"],
+                    fmt_s(get(c, "smart-rerun", "wall_median")),
+                    fmt_s(get(c, "smart-rerun-cold", "wall_median")),
+                    fmt_ratio(r["smart_vs_cold"]),
+                    fmt_ratio(r["cold_vs_rerunfailures"]),
+                    rounds_of("smart-rerun"),
+                    rounds_of("smart-rerun-cold"),
+                )
+            )
     lines += [
         "",
         "| case | peak RSS MiB plain / rf / smart | smart own RSS MiB | smart rounds (tests selected: median s) | smart between rounds s | smart report write s | report MiB |",
@@ -600,7 +635,7 @@ def markdown(results):
             "| %s | %s | %s | %s | %s | %s | %s |"
             % (
                 c["case"],
-                " / ".join(fmt_mib(get(c, x, "rss_median_kib")) for x in TOOLS),
+                " / ".join(fmt_mib(get(c, x, "rss_median_kib")) for x in DEFAULT_TOOLS),
                 "%.1f" % (s["own_rss_median_kib"] / 1024) if s else "-",
                 ", ".join("%d: %.2f" % (r["selected"], r["seconds_median"]) for r in s["rounds"]) if s else "-",
                 fmt_s(s["between_rounds_seconds_median"]) if s else "-",
@@ -636,8 +671,8 @@ def markdown(results):
             "| %s | %s | %s | %s |"
             % (
                 c["case"],
-                " / ".join(str(get(c, x, "broken_executions_per_test", "-")) for x in TOOLS),
-                " / ".join(str(get(c, x, "flaky_executions_per_test", "-")) for x in TOOLS),
+                " / ".join(str(get(c, x, "broken_executions_per_test", "-")) for x in DEFAULT_TOOLS),
+                " / ".join(str(get(c, x, "flaky_executions_per_test", "-")) for x in DEFAULT_TOOLS),
                 imports,
             )
         )
@@ -662,8 +697,8 @@ def main(argv=None):
     parser.add_argument("--out", help="results file stem [bench/results/latest, or bench/results/quick with --quick]")
     parser.add_argument(
         "--tools",
-        default=",".join(TOOLS),
-        help="comma-separated subset of: %s (ratios need both tools) [all]" % ", ".join(TOOLS),
+        default=",".join(DEFAULT_TOOLS),
+        help="comma-separated subset of: %s (ratios need both tools) [%s]" % (", ".join(TOOLS), ",".join(DEFAULT_TOOLS)),
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--keep", action="store_true", help="keep the generated suites and logs")
