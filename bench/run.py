@@ -195,6 +195,10 @@ def clean_env():
     for key in list(env):
         if key.startswith(("PYTEST_", "SMART_RERUN_")) or key in ("PYTHONPATH", "COV_CORE_SOURCE"):
             del env[key]
+    # Bytecode caching as Python does by default: the warm-up writes the rewritten test modules' .pyc
+    # files, and every measured run reads them. Inherited from a shell (or CI image) that sets it, it
+    # would make every pytest process rewrite and compile each module it imports again.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONHASHSEED"] = "0"
     return env
 
