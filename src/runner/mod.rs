@@ -1439,7 +1439,7 @@ impl Run<'_> {
                 } else {
                     None
                 },
-                classification: crate::classify::observe(outcome, &notes.attempts),
+                classification: crate::classify::observe(outcome, &notes.attempts).map(Box::new),
                 attempts: notes.attempts,
             });
         }
