@@ -19,6 +19,7 @@ use super::{Attempt, Outcome, Phase, RunReport, TestResult};
 use quick_junit::{
     NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
 };
+use std::io::{self, Write};
 use std::time::Duration;
 
 /// How attempts are laid out.
@@ -70,30 +71,94 @@ pub fn pytest_names(nodeid: &str) -> (String, String) {
     (names.join("."), name)
 }
 
-/// Writes the JUnit XML for `report` to `path` (atomically).
-pub fn save(
-    report: &RunReport,
-    options: &JunitOptions,
-    path: &std::path::Path,
-) -> std::io::Result<()> {
-    let xml = to_xml(report, options).map_err(std::io::Error::other)?;
-    super::write_atomic(path, |file| std::io::Write::write_all(file, xml.as_bytes()))
+/// Writes the JUnit XML for `report` to `path` (atomically). The document is streamed to the file: for a
+/// large suite it runs to megabytes.
+pub fn save(report: &RunReport, options: &JunitOptions, path: &std::path::Path) -> io::Result<()> {
+    let junit = to_junit(report, options);
+    super::write_atomic(path, |file| {
+        let mut out = io::BufWriter::new(file);
+        serialize(&junit, &mut out).map_err(io::Error::other)?;
+        out.flush()
+    })
 }
 
 /// The JUnit XML document for `report`.
-///
-/// quick-junit drops ANSI escapes and the control characters XML 1.0 forbids; U+FFFE and U+FFFF, which
-/// XML forbids too, are dropped here, so any text a test prints leaves the file well-formed.
 pub fn to_xml(
     report: &RunReport,
     options: &JunitOptions,
 ) -> Result<String, quick_junit::SerializeError> {
-    let xml = to_junit(report, options).to_string()?;
-    Ok(if xml.contains(['\u{fffe}', '\u{ffff}']) {
-        xml.replace(['\u{fffe}', '\u{ffff}'], "")
-    } else {
-        xml
-    })
+    let mut xml = Vec::new();
+    serialize(&to_junit(report, options), &mut xml)?;
+    String::from_utf8(xml).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e).into())
+}
+
+/// Writes the document. quick-junit drops ANSI escapes and the control characters XML 1.0 forbids;
+/// U+FFFE and U+FFFF, which XML forbids too, are dropped here, so any text a test prints leaves the file
+/// well-formed.
+fn serialize(junit: &Report, out: impl Write) -> Result<(), quick_junit::SerializeError> {
+    let mut out = NonCharacters::new(out);
+    junit.serialize(&mut out)?;
+    out.finish()?;
+    Ok(())
+}
+
+/// Passes UTF-8 through without U+FFFE and U+FFFF (`EF BF BE`, `EF BF BF`), also when a write splits one.
+struct NonCharacters<W: Write> {
+    out: W,
+    /// The start of a possible U+FFFE or U+FFFF at the end of the last write, held back.
+    held: Vec<u8>,
+}
+
+impl<W: Write> NonCharacters<W> {
+    fn new(out: W) -> Self {
+        NonCharacters {
+            out,
+            held: Vec::new(),
+        }
+    }
+
+    /// Writes what was held back, and flushes.
+    fn finish(mut self) -> io::Result<()> {
+        self.out.write_all(&self.held)?;
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Write for NonCharacters<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let joined;
+        let data = if self.held.is_empty() {
+            buf
+        } else {
+            joined = [self.held.as_slice(), buf].concat();
+            self.held.clear();
+            &joined
+        };
+        let mut kept = 0;
+        let mut at = 0;
+        while let Some(found) = data[at..].iter().position(|&b| b == 0xef) {
+            let found = at + found;
+            match data[found..] {
+                [0xef, 0xbf, 0xbe | 0xbf, ..] => {
+                    self.out.write_all(&data[kept..found])?;
+                    kept = found + 3;
+                    at = kept;
+                }
+                [0xef] | [0xef, 0xbf] => {
+                    self.out.write_all(&data[kept..found])?;
+                    self.held.extend_from_slice(&data[found..]);
+                    return Ok(buf.len());
+                }
+                _ => at = found + 1,
+            }
+        }
+        self.out.write_all(&data[kept..])?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Builds the JUnit report.
@@ -792,6 +857,37 @@ mod tests {
                 TestCaseStatus::Skipped { .. } => {}
             }
         }
+    }
+
+    #[test]
+    fn noncharacters_are_dropped_also_when_a_write_splits_them() {
+        let text = "a\u{fffe}b\u{ffff}c\u{fffd}d\u{e000}\u{fffe}";
+        let bytes = text.as_bytes();
+        for split in 0..bytes.len() {
+            let mut out = Vec::new();
+            let mut filter = NonCharacters::new(&mut out);
+            filter.write_all(&bytes[..split]).unwrap();
+            filter.write_all(&bytes[split..]).unwrap();
+            filter.finish().unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "abc\u{fffd}d\u{e000}",
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_saved_report_is_what_to_xml_renders() {
+        let report = sample::hostile();
+        let options = JunitOptions::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junit.xml");
+        save(&report, &options, &path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            to_xml(&report, &options).unwrap()
+        );
     }
 
     #[test]

@@ -239,9 +239,10 @@ pub struct TestResult {
     /// For a test that failed at least once: why it was not attempted again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_because: Option<String>,
-    /// For a test that failed at least once: the verdict, observed outcomes first.
+    /// For a test that failed at least once: the verdict, observed outcomes first. Boxed: most tests
+    /// have none, and a report can list 100,000 tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub classification: Option<crate::classify::Classification>,
+    pub classification: Option<Box<crate::classify::Classification>>,
     /// Every attempt, for a test that failed at least once; empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,

@@ -25,7 +25,7 @@ fn classify_all(r: &mut RunReport) {
         for a in &mut t.attempts {
             crate::classify::annotate(a);
         }
-        t.classification = crate::classify::observe(t.outcome, &t.attempts);
+        t.classification = crate::classify::observe(t.outcome, &t.attempts).map(Box::new);
     }
 }
 

@@ -1,5 +1,8 @@
 //! The collector's JSON-lines protocol, read back. One [`Event`] per line; a torn last line (pytest died
 //! mid-write) is dropped, never an error. The plugin side is `collector.py`; both carry `PROTOCOL`.
+//!
+//! Events are handed over one by one as they are read ([`Tail::poll`]), not gathered per round: the runner
+//! folds each into the run's state and drops it, so a round of 100,000 tests is never held in memory.
 
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -9,12 +12,9 @@ use std::path::Path;
 /// Version of the line protocol spoken by the embedded `collector.py`.
 pub const PROTOCOL: u32 = 1;
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[derive(Debug)]
 pub enum Event {
-    Hello {
-        protocol: u32,
-    },
+    Hello,
     SessionStart(SessionStart),
     Collected(Collected),
     CollectError {
@@ -25,10 +25,7 @@ pub enum Event {
         nodeid: String,
     },
     Test(TestEvent),
-    Interrupted {
-        #[allow(dead_code)]
-        message: Option<String>,
-    },
+    Interrupted,
     SessionFinish(SessionFinish),
     /// pytest has printed its last line and is exiting, with this status (null: the session never
     /// finished).
@@ -36,8 +33,68 @@ pub enum Event {
         exitstatus: Option<i32>,
     },
     /// Lines from a newer collector that this binary does not know; ignored.
-    #[serde(other)]
     Unknown,
+}
+
+impl Event {
+    /// Parses one line; `None` when it is not an event.
+    ///
+    /// The collector writes the `event` tag last, so a serde internally tagged enum would first buffer
+    /// every line into an untyped tree to find it: for the collection of 100,000 tests, tens of MiB. The
+    /// tag is read instead in a first pass that skips everything else, then the line straight into its type.
+    pub fn parse(line: &str) -> Option<Event> {
+        #[derive(Deserialize)]
+        struct Tag<'a> {
+            #[serde(borrow)]
+            event: std::borrow::Cow<'a, str>,
+        }
+        #[derive(Deserialize)]
+        struct Hello {
+            #[allow(dead_code)]
+            protocol: u32,
+        }
+        #[derive(Deserialize)]
+        struct CollectError {
+            nodeid: String,
+            traceback: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Start {
+            nodeid: String,
+        }
+        #[derive(Deserialize)]
+        struct Done {
+            exitstatus: Option<i32>,
+        }
+        #[derive(Deserialize)]
+        struct Interrupted {
+            #[allow(dead_code)]
+            message: Option<String>,
+        }
+        fn payload<'a, T: Deserialize<'a>>(line: &'a str) -> Option<T> {
+            serde_json::from_str(line).ok()
+        }
+        let tag: Tag<'_> = payload(line)?;
+        Some(match &*tag.event {
+            "hello" => payload::<Hello>(line).map(|_| Event::Hello)?,
+            "session_start" => Event::SessionStart(payload(line)?),
+            "collected" => Event::Collected(payload(line)?),
+            "collect_error" => {
+                let CollectError { nodeid, traceback } = payload(line)?;
+                Event::CollectError { nodeid, traceback }
+            }
+            "start" => Event::Start {
+                nodeid: payload::<Start>(line)?.nodeid,
+            },
+            "test" => Event::Test(payload(line)?),
+            "interrupted" => payload::<Interrupted>(line).map(|_| Event::Interrupted)?,
+            "session_finish" => Event::SessionFinish(payload(line)?),
+            "done" => Event::Done {
+                exitstatus: payload::<Done>(line)?.exitstatus,
+            },
+            _ => Event::Unknown,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,82 +177,9 @@ pub struct SessionFinish {
     pub testsfailed: u64,
 }
 
-/// Everything one round's collector wrote.
-#[derive(Debug, Default)]
-pub struct RoundEvents {
-    pub hello: bool,
-    pub session: Option<SessionStart>,
-    pub collected: Option<Collected>,
-    pub collect_errors: Vec<(String, String)>,
-    /// Tests that started, in order.
-    pub started: Vec<String>,
-    pub tests: Vec<TestEvent>,
-    pub interrupted: bool,
-    pub finish: Option<SessionFinish>,
-    /// The exit status pytest's main() returned, once it has printed everything; the interpreter may still
-    /// be shutting down.
-    pub done: Option<i32>,
-    /// Lines that could not be parsed (other than a torn last line).
-    pub bad_lines: usize,
-}
-
-impl RoundEvents {
-    /// Reads the round's events file, and the collection that xdist's first worker wrote beside it
-    /// (`<path>.gw0`): under xdist the controller never collects.
-    pub fn read(path: &Path) -> std::io::Result<RoundEvents> {
-        let mut round = RoundEvents::default();
-        if path.exists() {
-            round.read_file(path)?;
-        }
-        if round.collected.is_none() {
-            let worker = worker_path(path);
-            if worker.exists() {
-                round.read_file(&worker)?;
-            }
-        }
-        Ok(round)
-    }
-
-    fn read_file(&mut self, path: &Path) -> std::io::Result<()> {
-        let mut tail = Tail::new(path.to_path_buf());
-        tail.poll(self)?;
-        Ok(())
-    }
-
-    /// Parses one complete line.
-    fn feed(&mut self, line: &[u8]) {
-        let text = String::from_utf8_lossy(line);
-        let text = text.trim_end();
-        if text.is_empty() {
-            return;
-        }
-        match serde_json::from_str::<Event>(text) {
-            Ok(event) => self.apply(event),
-            Err(_) => self.bad_lines += 1,
-        }
-    }
-
-    fn apply(&mut self, event: Event) {
-        match event {
-            Event::Hello { protocol: _ } => self.hello = true,
-            Event::SessionStart(s) => self.session = Some(s),
-            Event::Collected(c) => {
-                // Under xdist each worker collects; the first collection is the suite's.
-                if self.collected.is_none() {
-                    self.collected = Some(c);
-                }
-            }
-            Event::CollectError { nodeid, traceback } => self
-                .collect_errors
-                .push((nodeid, traceback.unwrap_or_default())),
-            Event::Start { nodeid } => self.started.push(nodeid),
-            Event::Test(t) => self.tests.push(t),
-            Event::Interrupted { .. } => self.interrupted = true,
-            Event::SessionFinish(f) => self.finish = Some(f),
-            Event::Done { exitstatus } => self.done = exitstatus,
-            Event::Unknown => {}
-        }
-    }
+/// Reads a whole events file, for a process that has ended; a missing file has no events.
+pub fn read(path: &Path, on_event: impl FnMut(Event)) -> std::io::Result<()> {
+    Tail::new(path.to_path_buf()).poll(on_event).map(|_| ())
 }
 
 /// Where xdist's first worker writes its collection, beside the controller's events file.
@@ -223,8 +207,9 @@ impl Tail {
         }
     }
 
-    /// Reads what was appended since the last poll into `round`. Returns whether anything new was parsed.
-    pub fn poll(&mut self, round: &mut RoundEvents) -> std::io::Result<bool> {
+    /// Hands each event appended since the last poll to `on_event`; lines that are not events are
+    /// skipped. Returns whether any new line was complete.
+    pub fn poll(&mut self, mut on_event: impl FnMut(Event)) -> std::io::Result<bool> {
         use std::io::{Seek, SeekFrom};
         let mut file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
@@ -243,18 +228,44 @@ impl Tail {
             if self.pending.last() != Some(&b'\n') {
                 break;
             }
-            round.feed(&self.pending);
-            self.pending.clear();
+            if let Some(event) = parse_line(&self.pending) {
+                on_event(event);
+            }
+            if self.pending.capacity() > PENDING_KEPT {
+                // The collection of a large suite is one line of megabytes: let its buffer go.
+                self.pending = Vec::new();
+            } else {
+                self.pending.clear();
+            }
             any = true;
         }
         Ok(any)
     }
 }
 
+/// One complete line's event; `None` for a blank line or one that is not an event.
+fn parse_line(line: &[u8]) -> Option<Event> {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end();
+    if text.is_empty() {
+        return None;
+    }
+    Event::parse(text)
+}
+
+/// The largest line buffer a [`Tail`] keeps between lines.
+const PENDING_KEPT: usize = 64 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    fn all(path: &Path) -> Vec<Event> {
+        let mut events = Vec::new();
+        read(path, |e| events.push(e)).unwrap();
+        events
+    }
 
     #[test]
     fn a_torn_last_line_is_dropped_and_the_rest_kept() {
@@ -262,22 +273,54 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         let mut f = std::fs::File::create(&path).unwrap();
         writeln!(f, r#"{{"event":"hello","protocol":1}}"#).unwrap();
-        writeln!(f, r#"{{"event":"start","nodeid":"t.py::a"}}"#).unwrap();
+        writeln!(f, r#"{{"nodeid":"t.py::a","time":1.5,"event":"start"}}"#).unwrap();
         writeln!(f, r#"{{"event":"future_thing","x":1}}"#).unwrap();
+        writeln!(f, r#"{{"event":"start"}}"#).unwrap();
         write!(f, r#"{{"event":"test","nodeid":"t.py::a","outc"#).unwrap();
         drop(f);
-        let round = RoundEvents::read(&path).unwrap();
-        assert!(round.hello);
-        assert_eq!(round.started, vec!["t.py::a".to_owned()]);
-        assert!(round.tests.is_empty());
-        assert_eq!(round.bad_lines, 0);
+        let events = all(&path);
+        assert!(
+            matches!(
+                &events[..],
+                [Event::Hello, Event::Start { nodeid }, Event::Unknown] if nodeid == "t.py::a"
+            ),
+            "{events:?}"
+        );
     }
 
     #[test]
-    fn a_missing_file_is_an_empty_round() {
+    fn a_missing_file_has_no_events() {
         let dir = tempfile::tempdir().unwrap();
-        let round = RoundEvents::read(&dir.path().join("nothing")).unwrap();
-        assert!(!round.hello && round.session.is_none());
+        assert!(all(&dir.path().join("nothing")).is_empty());
+    }
+
+    #[test]
+    fn the_tag_may_come_anywhere_and_the_payload_is_typed() {
+        let line =
+            r#"{"nodeid":"t.py::a","outcome":"passed","duration":0.5,"stop":2,"event":"test"}"#;
+        let Some(Event::Test(t)) = Event::parse(line) else {
+            panic!("not a test event");
+        };
+        assert_eq!(
+            (t.nodeid.as_str(), t.outcome.as_str()),
+            ("t.py::a", "passed")
+        );
+        assert_eq!((t.duration, t.stop), (0.5, 2.0));
+        let line =
+            r#"{"event":"collected","files":["/r/t.py"],"items":[["t.py::a",0,3]],"markers":{}}"#;
+        let Some(Event::Collected(c)) = Event::parse(line) else {
+            panic!("not a collection");
+        };
+        assert_eq!(c.items, vec![("t.py::a".to_owned(), 0, Some(3))]);
+        assert!(
+            Event::parse(r#"{"event":"hello"}"#).is_none(),
+            "hello carries its protocol"
+        );
+        assert!(Event::parse(r#"{"nodeid":"t.py::a"}"#).is_none(), "no tag");
+        assert!(matches!(
+            Event::parse(r#"{"event":"interrupted","message":null}"#),
+            Some(Event::Interrupted)
+        ));
     }
 
     #[test]
@@ -286,19 +329,40 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         let mut f = std::fs::File::create(&path).unwrap();
         let mut tail = Tail::new(path.clone());
-        let mut round = RoundEvents::default();
-        assert!(!tail.poll(&mut round).unwrap());
+        let mut events = Vec::new();
+        assert!(!tail.poll(|e| events.push(e)).unwrap());
         write!(f, r#"{{"event":"hello","protocol":1}}"#).unwrap();
         assert!(
-            !tail.poll(&mut round).unwrap(),
+            !tail.poll(|e| events.push(e)).unwrap(),
             "half a line is not parsed yet"
         );
         writeln!(f).unwrap();
         write!(f, r#"{{"event":"start","#).unwrap();
-        assert!(tail.poll(&mut round).unwrap());
-        assert!(round.hello && round.started.is_empty());
+        assert!(tail.poll(|e| events.push(e)).unwrap());
+        assert!(matches!(&events[..], [Event::Hello]));
         writeln!(f, r#""nodeid":"t.py::a"}}"#).unwrap();
-        assert!(tail.poll(&mut round).unwrap());
-        assert_eq!(round.started, vec!["t.py::a".to_owned()]);
+        assert!(tail.poll(|e| events.push(e)).unwrap());
+        assert!(matches!(&events[1..], [Event::Start { nodeid }] if nodeid == "t.py::a"));
+    }
+
+    #[test]
+    fn a_long_line_does_not_keep_its_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let items: Vec<_> = (0..20_000)
+            .map(|i| serde_json::json!([format!("t.py::test_{i}"), 0, i]))
+            .collect();
+        let line = serde_json::json!({"event": "collected", "files": ["/r/t.py"], "items": items});
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        let mut tail = Tail::new(path);
+        let mut items = 0;
+        tail.poll(|e| {
+            if let Event::Collected(c) = e {
+                items = c.items.len();
+            }
+        })
+        .unwrap();
+        assert_eq!(items, 20_000);
+        assert!(tail.pending.capacity() <= PENDING_KEPT);
     }
 }

@@ -28,10 +28,11 @@ use crate::report::{
     Attempt, CapturedSection, CollectionError, ExceptionInfo, Location, Outcome, Phase, PolicyInfo,
     Round, RoundKind, RunInfo, RunReport, SCHEMA_VERSION, Summary, TestResult, Tool,
 };
-use events::{FailureEvent, RoundEvents, SessionStart, TestEvent};
+use events::{Collected, Event, FailureEvent, SessionFinish, SessionStart, TestEvent};
 use signals::Interrupts;
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant, SystemTime};
@@ -195,21 +196,46 @@ enum Status {
     Done,
 }
 
+/// One test's progress through the run. A suite can hold 100,000 of them, most of which pass at once:
+/// what only some tests have lives in [`TestNotes`], boxed.
 #[derive(Debug)]
 struct TestState {
-    nodeid: String,
+    nodeid: Box<str>,
     file: Option<u32>,
     line: Option<u32>,
-    /// Stored once the test has failed; a test that passes its only attempt keeps none.
-    attempts: Vec<Attempt>,
     runs: u32,
     last: Option<Outcome>,
     last_duration: f64,
     /// When the latest attempt ended (seconds since the epoch), for delays an advisor sets.
     last_stop: f64,
+    status: Status,
+    notes: Option<Box<TestNotes>>,
+}
+
+#[derive(Debug, Default)]
+struct TestNotes {
+    /// Stored once the test has failed; a test that passes its only attempt keeps none.
+    attempts: Vec<Attempt>,
     reason: Option<String>,
     stopped_because: Option<String>,
-    status: Status,
+}
+
+impl TestState {
+    fn attempts(&self) -> &[Attempt] {
+        self.notes.as_ref().map_or(&[], |n| &n.attempts)
+    }
+
+    fn set_reason(&mut self, reason: Option<String>) {
+        if reason.is_some() || self.notes.is_some() {
+            self.notes.get_or_insert_default().reason = reason;
+        }
+    }
+
+    fn set_stopped_because(&mut self, why: Option<String>) {
+        if why.is_some() || self.notes.is_some() {
+            self.notes.get_or_insert_default().stopped_because = why;
+        }
+    }
 }
 
 struct Run<'a> {
@@ -218,11 +244,15 @@ struct Run<'a> {
     observer: &'a mut dyn Observer,
     temp: tempfile::TempDir,
     tests: Vec<TestState>,
-    index: HashMap<String, u32>,
+    /// Positions in `tests` by node id, hashed with `hasher`: each node id is stored once, in its test.
+    index: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
     /// Rootdir-relative test files; `files_abs` the same, absolute, for selections.
     files: Vec<String>,
     files_abs: Vec<String>,
     session: Option<SessionStart>,
+    /// The first round's rootdir, which failure locations are made relative to.
+    rootdir: PathBuf,
     collection_errors: Vec<CollectionError>,
     rounds: Vec<Round>,
     warnings: Vec<String>,
@@ -284,6 +314,87 @@ pub struct AdviceRecord {
     pub applied: String,
 }
 
+/// What a round has said so far, besides the test results: each event is folded into the run's state as
+/// it is read and then dropped (a passing test's result leaves nothing here), so a round of 100,000 tests
+/// is never held in memory at once.
+struct RoundProgress {
+    number: u32,
+    hello: bool,
+    session: Option<SessionStart>,
+    /// The first round's collection until the tests are made from it, which waits for the session.
+    collected: Option<Collected>,
+    /// How many items the round's collection listed, once it arrived (under xdist each worker collects;
+    /// the first collection is the suite's).
+    collected_items: Option<usize>,
+    /// A rerun round: which tests its collection listed.
+    present: Option<Vec<bool>>,
+    collect_errors: Vec<(String, String)>,
+    /// Each test's progress in this round.
+    seen: Vec<Seen>,
+    /// Tests that started, in the order they started; those that finished are pruned as the list grows.
+    /// The ones still [`Seen::Running`] at the end were running when pytest died or was interrupted.
+    running: Vec<u32>,
+    /// Any test result, of a collected test or not.
+    any_test: bool,
+    /// A collected test ran.
+    progressed: bool,
+    interrupted: bool,
+    finish: Option<SessionFinish>,
+    /// The exit status pytest reported once it had printed its last line (the `done` event).
+    done: Option<i32>,
+    /// A test of this round failed and is due another attempt: time to start the next round's pytest.
+    retry_due: bool,
+    /// The first round's verdict file, and a failure to write it (raised once the poll is over).
+    verdict_path: PathBuf,
+    verdict_error: Option<std::io::Error>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    NotStarted,
+    Running,
+    /// It has an attempt from this round: its result, or the error of a crash while it ran.
+    Ran,
+}
+
+impl RoundProgress {
+    fn new(number: u32, tests: usize, verdict_path: PathBuf) -> Self {
+        RoundProgress {
+            number,
+            hello: false,
+            session: None,
+            collected: None,
+            collected_items: None,
+            present: None,
+            collect_errors: Vec::new(),
+            seen: vec![Seen::NotStarted; tests],
+            running: Vec::new(),
+            any_test: false,
+            progressed: false,
+            interrupted: false,
+            done: None,
+            retry_due: false,
+            finish: None,
+            verdict_path,
+            verdict_error: None,
+        }
+    }
+
+    fn started(&mut self, i: usize) {
+        if self.seen[i] != Seen::NotStarted {
+            return;
+        }
+        self.seen[i] = Seen::Running;
+        if self.running.len() == self.running.capacity() {
+            let seen = &self.seen;
+            self.running.retain(|&r| seen[r as usize] == Seen::Running);
+            // At most half full after pruning, so pruning stays linear in the round's tests.
+            self.running.reserve(self.running.len());
+        }
+        self.running.push(i as u32);
+    }
+}
+
 /// Runs the suite and its reruns. Errors are for runs that could not start; everything else, including a
 /// pytest that crashed, ends in a report. Also returns the settings in force (ini values included).
 pub fn run(
@@ -314,10 +425,12 @@ pub fn run_advised<'a>(
         observer,
         temp,
         tests: Vec::new(),
-        index: HashMap::new(),
+        index: hashbrown::HashTable::new(),
+        hasher: std::hash::RandomState::new(),
         files: Vec::new(),
         files_abs: Vec::new(),
         session: None,
+        rootdir: PathBuf::new(),
         collection_errors: Vec::new(),
         rounds: Vec::new(),
         warnings: Vec::new(),
@@ -358,12 +471,12 @@ impl Run<'_> {
             serial: false,
         };
         self.observer.round_starting(&first);
-        let (events, status, round) = self.run_round(1, RoundKind::First, None, false)?;
-        self.absorb_first(&events, status);
+        let (mut progress, status, round) = self.run_round(1, RoundKind::First, None, false)?;
+        self.absorb_first(&mut progress, status);
         if self.early_exit.is_none() {
-            self.absorb(1, &events, status, None);
+            self.absorb(&mut progress, status, None);
             self.consult_advisor();
-        } else if events.interrupted || self.interrupts.received().is_some() {
+        } else if progress.interrupted || self.interrupts.received().is_some() {
             // No tests to settle, and no crash to guess at: the early exit says what happened.
             self.interrupted = true;
         }
@@ -371,7 +484,9 @@ impl Run<'_> {
         if let Some(errors) = &self.config_errors {
             self.early_exit = Some((ExitCode::UsageError, errors.to_string()));
             for t in self.tests.iter_mut().filter(|t| t.runs == 0) {
-                t.reason = Some("not run: smart-rerun stopped on invalid settings".into());
+                t.set_reason(Some(
+                    "not run: smart-rerun stopped on invalid settings".into(),
+                ));
             }
         }
         if self.early_exit.is_some() {
@@ -427,7 +542,7 @@ impl Run<'_> {
                     .zip(maxes)
                     .map(|(&i, max)| {
                         let t = &self.tests[i as usize];
-                        (t.nodeid.as_str(), t.runs + 1, max)
+                        (&*t.nodeid, t.runs + 1, max)
                     })
                     .collect(),
                 serial,
@@ -441,8 +556,9 @@ impl Run<'_> {
                 }
             }
             self.observer.round_starting(&round_plan);
-            let (events, status, round) = self.run_round(number, kind, Some(&selected), serial)?;
-            let progressed = self.absorb(number, &events, status, Some(&selected));
+            let (mut progress, status, round) =
+                self.run_round(number, kind, Some(&selected), serial)?;
+            let progressed = self.absorb(&mut progress, status, Some(&selected));
             self.consult_advisor();
             self.finish_round(round);
             if !progressed && !self.interrupted {
@@ -461,7 +577,7 @@ impl Run<'_> {
                     let t = &mut self.tests[i as usize];
                     if matches!(t.status, Status::Queued { .. }) {
                         t.status = Status::Done;
-                        t.stopped_because = Some(why.clone());
+                        t.set_stopped_because(Some(why.clone()));
                     }
                 }
             }
@@ -470,7 +586,7 @@ impl Run<'_> {
             for t in &mut self.tests {
                 if let Status::Queued { .. } = t.status {
                     t.status = Status::Done;
-                    t.stopped_because = Some("the run was interrupted".into());
+                    t.set_stopped_because(Some("the run was interrupted".into()));
                 }
             }
         }
@@ -488,7 +604,7 @@ impl Run<'_> {
         kind: RoundKind,
         selection: Option<&[u32]>,
         serial: bool,
-    ) -> Result<(RoundEvents, ExitStatus, Round), RunError> {
+    ) -> Result<(RoundProgress, ExitStatus, Round), RunError> {
         let events_path = self.temp.path().join(format!("round-{number}.jsonl"));
         let program = self.config.command[0].clone();
         let verdict_path = self.temp.path().join(format!("verdict-{number}.json"));
@@ -540,37 +656,28 @@ impl Run<'_> {
             status
         });
         // Follow the events while pytest runs: the first round waits for a verdict on its settings.
-        let mut events = RoundEvents::default();
+        let tests = if number == 1 { 0 } else { self.tests.len() };
+        let mut progress = RoundProgress::new(number, tests, verdict_path);
         let mut tail = events::Tail::new(events_path.clone());
         let mut worker_tail = events::Tail::new(events::worker_path(&events_path));
         let mut pause = Duration::from_millis(1);
-        let mut scanned = 0;
         loop {
-            let mut fresh = tail.poll(&mut events).map_err(events_error)?;
-            if self.held.is_none() && scanned < events.tests.len() {
-                let due = events.tests[scanned..]
-                    .iter()
-                    .any(|e| self.wants_another_attempt(e, number));
-                scanned = events.tests.len();
-                if due {
-                    self.prestart(number + 1, number);
-                }
+            let fresh = self.follow(&mut progress, &mut tail, &mut worker_tail);
+            let fresh = fresh.map_err(events_error)?;
+            if let Some(e) = progress.verdict_error.take() {
+                return Err(RunError::TempDir(e));
             }
-            if events.collected.is_none() {
-                fresh |= worker_tail.poll(&mut events).map_err(events_error)?;
-            }
-            let verdict_pending = number == 1 && !self.verdict_given;
-            if verdict_pending && events.session.is_some() && events.collected.is_some() {
-                self.give_verdict(&events, &verdict_path)
-                    .map_err(RunError::TempDir)?;
+            if progress.retry_due && self.held.is_none() {
+                self.prestart(number + 1, number);
             }
             // Every test of the run waits on the verdict: poll each millisecond until it is given.
+            let verdict_pending = number == 1 && !self.verdict_given;
             pause = if fresh || verdict_pending {
                 Duration::from_millis(1)
             } else {
                 (pause * 2).min(Duration::from_millis(20))
             };
-            if events.done.is_some() && !verdict_pending {
+            if progress.done.is_some() && !verdict_pending {
                 // pytest has said all it will say; its interpreter's shutdown need not hold up the run.
                 break;
             }
@@ -579,7 +686,7 @@ impl Run<'_> {
                 Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        let done_early = match (events.done, exited.try_recv()) {
+        let done_early = match (progress.done, exited.try_recv()) {
             (Some(code), Err(_)) => Some(code),
             _ => None,
         };
@@ -601,16 +708,21 @@ impl Run<'_> {
         };
         self.interrupts.set_child(None);
         let duration = started.elapsed().as_secs_f64();
-        tail.poll(&mut events).map_err(events_error)?;
-        if events.collected.is_none() {
-            worker_tail.poll(&mut events).map_err(events_error)?;
+        self.follow(&mut progress, &mut tail, &mut worker_tail)
+            .map_err(events_error)?;
+        if let Some(e) = progress.verdict_error.take() {
+            return Err(RunError::TempDir(e));
         }
-        if number == 1 && !self.verdict_given && events.session.is_some() {
-            self.give_verdict(&events, &verdict_path)
-                .map_err(RunError::TempDir)?;
+        if number == 1 && !self.verdict_given && progress.session.is_some() {
+            self.give_verdict(
+                progress.session.as_ref(),
+                progress.collected.as_ref(),
+                &progress.verdict_path,
+            )
+            .map_err(RunError::TempDir)?;
         }
         let selected = if number == 1 {
-            events.collected.as_ref().map_or(0, |c| c.items.len())
+            progress.collected_items.unwrap_or(0)
         } else {
             selected_count
         };
@@ -624,15 +736,180 @@ impl Run<'_> {
             signal: exit_signal(status),
             note,
         };
-        Ok((events, status, round))
+        Ok((progress, status, round))
+    }
+
+    /// Reads the events appended to the round's file, and to the first xdist worker's while no
+    /// collection has come (under xdist the controller never collects). Returns whether any was new.
+    fn follow(
+        &mut self,
+        progress: &mut RoundProgress,
+        tail: &mut events::Tail,
+        worker_tail: &mut events::Tail,
+    ) -> std::io::Result<bool> {
+        let mut fresh = tail.poll(|event| self.absorb_event(progress, event))?;
+        if progress.collected_items.is_none() {
+            fresh |= worker_tail.poll(|event| self.absorb_event(progress, event))?;
+        }
+        Ok(fresh)
+    }
+
+    /// Folds one event into the run: a test's result is recorded at once.
+    fn absorb_event(&mut self, progress: &mut RoundProgress, event: Event) {
+        match event {
+            Event::Hello => {
+                progress.hello = true;
+                self.settle_collection(progress);
+            }
+            Event::SessionStart(session) => {
+                progress.session = Some(session);
+                self.settle_collection(progress);
+            }
+            Event::Collected(collected) => {
+                if progress.collected_items.is_some() {
+                    return;
+                }
+                progress.collected_items = Some(collected.items.len());
+                if progress.number == 1 {
+                    progress.collected = Some(collected);
+                    self.settle_collection(progress);
+                } else {
+                    let mut present = vec![false; self.tests.len()];
+                    for (nodeid, _, _) in &collected.items {
+                        if let Some(i) = self.find(nodeid) {
+                            present[i] = true;
+                        }
+                    }
+                    progress.present = Some(present);
+                }
+            }
+            Event::CollectError { nodeid, traceback } => progress
+                .collect_errors
+                .push((nodeid, traceback.unwrap_or_default())),
+            Event::Start { nodeid } => {
+                if let Some(i) = self.find(&nodeid) {
+                    progress.started(i);
+                }
+            }
+            Event::Test(event) => {
+                progress.any_test = true;
+                self.absorb_test(progress, event);
+            }
+            Event::Interrupted => progress.interrupted = true,
+            Event::SessionFinish(finish) => progress.finish = Some(finish),
+            Event::Done { exitstatus } => progress.done = exitstatus,
+            Event::Unknown => {}
+        }
+    }
+
+    /// The first round, once the session and the collection are in: the verdict on the settings (the
+    /// collector waits for it before running any test), and the tests, made from the collection.
+    fn settle_collection(&mut self, progress: &mut RoundProgress) {
+        let (Some(session), Some(collected)) = (&progress.session, &progress.collected) else {
+            return;
+        };
+        if !self.verdict_given {
+            if let Err(e) =
+                self.give_verdict(Some(session), Some(collected), &progress.verdict_path)
+            {
+                progress.verdict_error.get_or_insert(e);
+            }
+        }
+        if progress.hello {
+            let rootdir = PathBuf::from(&session.rootdir);
+            if let Some(collected) = progress.collected.take() {
+                self.absorb_collection(collected, rootdir);
+            }
+            progress.seen = vec![Seen::NotStarted; self.tests.len()];
+        }
+    }
+
+    /// Makes the tests' states from the first round's collection, moving the node ids into them.
+    fn absorb_collection(&mut self, collected: Collected, rootdir: PathBuf) {
+        self.files = collected
+            .files
+            .iter()
+            .map(|f| relative_to(f, &rootdir))
+            .collect();
+        let files = collected.files.len();
+        self.files_abs = collected.files;
+        self.rootdir = rootdir;
+        self.tests.reserve_exact(collected.items.len());
+        let hasher = &self.hasher;
+        self.index.reserve(collected.items.len(), |&i| {
+            hasher.hash_one(&*self.tests[i as usize].nodeid)
+        });
+        for (nodeid, file, line) in collected.items {
+            let tests = &self.tests;
+            let entry = self.index.entry(
+                hasher.hash_one(nodeid.as_str()),
+                |&i| *tests[i as usize].nodeid == nodeid,
+                |&i| hasher.hash_one(&*tests[i as usize].nodeid),
+            );
+            let hashbrown::hash_table::Entry::Vacant(entry) = entry else {
+                continue;
+            };
+            entry.insert(tests.len() as u32);
+            self.tests.push(TestState {
+                nodeid: nodeid.into_boxed_str(),
+                file: u32::try_from(file).ok().filter(|&f| (f as usize) < files),
+                line,
+                runs: 0,
+                last: None,
+                last_duration: 0.0,
+                last_stop: 0.0,
+                status: Status::Queued { ready_at: 0.0 },
+                notes: None,
+            });
+        }
+    }
+
+    /// The position of the test with this node id.
+    fn find(&self, nodeid: &str) -> Option<usize> {
+        self.index
+            .find(self.hasher.hash_one(nodeid), |&i| {
+                &*self.tests[i as usize].nodeid == nodeid
+            })
+            .map(|&i| i as usize)
+    }
+
+    /// Records a test's result as soon as it is read.
+    fn absorb_test(&mut self, progress: &mut RoundProgress, event: TestEvent) {
+        let Some(i) = self.find(&event.nodeid) else {
+            return;
+        };
+        progress.seen[i] = Seen::Ran;
+        progress.progressed = true;
+        let mut attempt = attempt_from_event(&event, progress.number, &self.rootdir);
+        if let (Some(loc), Some(f)) = (attempt.test_location.as_mut(), self.tests[i].file) {
+            loc.file = self.files[f as usize].clone();
+        }
+        if attempt
+            .test_location
+            .as_ref()
+            .is_some_and(|l| l.file.is_empty())
+        {
+            attempt.test_location = None;
+        }
+        // Why it was skipped or xfailed (the collector sends it); the latest attempt's reason wins.
+        self.tests[i].set_reason(event.reason);
+        self.record(i, attempt, event.stop);
+        if self.tests[i].runs > 0 && matches!(self.tests[i].status, Status::Queued { .. }) {
+            progress.retry_due = true;
+        }
     }
 
     /// Validates the ini values and markers pytest reported, with the command line and environment over
     /// them, and tells the waiting collector to go on or to stop (exit 4) before any test runs.
-    fn give_verdict(&mut self, events: &RoundEvents, path: &Path) -> std::io::Result<()> {
+    fn give_verdict(
+        &mut self,
+        session: Option<&SessionStart>,
+        collected: Option<&Collected>,
+        path: &Path,
+    ) -> std::io::Result<()> {
         self.verdict_given = true;
         let mut errors = Vec::new();
-        if let Some(session) = &events.session {
+        if let Some(session) = session {
             let inifile = session.inifile.as_deref().map(Path::new);
             let mut layer = RawLayer::from_ini(&session.ini, inifile);
             layer.mark_overrides(&session.ini_overrides);
@@ -648,7 +925,7 @@ impl Run<'_> {
             self.settings.pytest_junitxml = session.junitxml.as_deref().map(|p| invoked.join(p));
             self.settings.junit_suite_name = session.junit_suite_name.clone();
         }
-        if let Some(collected) = &events.collected {
+        if let Some(collected) = collected {
             for (idx, markers) in &collected.markers {
                 let Some((nodeid, _, _)) = idx
                     .parse::<usize>()
@@ -666,7 +943,7 @@ impl Run<'_> {
                 }
             }
         }
-        if let Some(session) = &events.session {
+        if let Some(session) = session {
             let flaky_marked = self.markers.values().any(|m| m.from == "flaky");
             for (plugin, state) in &session.rerun_plugins {
                 let switched_on = state.as_object().is_some_and(|o| {
@@ -718,7 +995,7 @@ impl Run<'_> {
         let mut asked = std::collections::HashSet::new();
         let policy_info = PolicyInfo::from(&self.settings.policy);
         for t in &self.tests {
-            let Some(last) = t.attempts.last().filter(|a| a.outcome.is_failure()) else {
+            let Some(last) = t.attempts().last().filter(|a| a.outcome.is_failure()) else {
                 continue;
             };
             let Some(fp) = last.fingerprint.clone() else {
@@ -733,14 +1010,14 @@ impl Run<'_> {
                 message: String::new(),
             });
             queries.push(FailureQuery {
-                nodeid: t.nodeid.clone(),
+                nodeid: t.nodeid.to_string(),
                 fingerprint: fp,
                 exception_type: exc.type_name,
                 exception_bases: exc.mro,
                 message: exc.message,
                 traceback: last.traceback.clone().unwrap_or_default(),
                 attempts: t
-                    .attempts
+                    .attempts()
                     .iter()
                     .map(|a| AttemptSummary {
                         number: a.number,
@@ -773,7 +1050,10 @@ impl Run<'_> {
         }
         let max_delay = self.settings.policy.max_delay;
         for t in &mut self.tests {
-            let Some(last) = t.attempts.last_mut().filter(|a| a.outcome.is_failure()) else {
+            let Some(notes) = t.notes.as_deref_mut() else {
+                continue;
+            };
+            let Some(last) = notes.attempts.last_mut().filter(|a| a.outcome.is_failure()) else {
                 continue;
             };
             let Some(fp) = last.fingerprint.clone() else {
@@ -797,7 +1077,7 @@ impl Run<'_> {
             let applied = match (t.status, c.action) {
                 (Status::Queued { .. }, Action::StopRetry) => {
                     t.status = Status::Done;
-                    t.stopped_because = Some(format!(
+                    notes.stopped_because = Some(format!(
                         "the AI classifier said {} ({}): stop_retry",
                         c.category.as_str(),
                         c.reason
@@ -815,7 +1095,7 @@ impl Run<'_> {
                 (Status::Done, _) => "final: no attempts left".to_owned(),
             };
             self.advice_trail.push(AdviceRecord {
-                nodeid: t.nodeid.clone(),
+                nodeid: t.nodeid.to_string(),
                 attempt: last.number,
                 fingerprint: fp,
                 classification: c,
@@ -853,7 +1133,7 @@ impl Run<'_> {
         for t in &mut self.tests {
             if t.runs > 0 && matches!(t.status, Status::Queued { .. }) {
                 t.status = Status::Done;
-                t.stopped_because = Some(why.clone());
+                t.set_stopped_because(Some(why.clone()));
                 held += 1;
             }
         }
@@ -887,7 +1167,7 @@ impl Run<'_> {
         for (i, t) in self.tests.iter_mut().enumerate() {
             if t.runs > 0 && matches!(t.status, Status::Queued { .. }) && !kept.contains(&i) {
                 t.status = Status::Done;
-                t.stopped_because = Some(why.clone());
+                t.set_stopped_because(Some(why.clone()));
             }
         }
         if !self.warnings.contains(&why) {
@@ -917,28 +1197,6 @@ impl Run<'_> {
             None => cmd.env_remove("SMART_RERUN_SELECT"),
         };
         cmd
-    }
-
-    /// Whether a test event of the running round is a failure that will be given another attempt, as
-    /// [`Run::record`] will decide once the round ends (an AI classifier may still say otherwise).
-    fn wants_another_attempt(&self, event: &TestEvent, round: u32) -> bool {
-        if !matches!(event.outcome.as_str(), "failed" | "error") || self.config_errors.is_some() {
-            return false;
-        }
-        // The first round's tests join the run's state when the round ends: this is their first attempt.
-        let (runs, mut history) = match self.index.get(&event.nodeid) {
-            Some(&i) => {
-                let t = &self.tests[i as usize];
-                (t.runs, t.attempts.clone())
-            }
-            None if round == 1 => (0, Vec::new()),
-            None => return false,
-        };
-        let mut attempt = attempt_from_event(event, round, &self.session_rootdir());
-        crate::classify::annotate(&mut attempt);
-        history.push(attempt);
-        let policy = self.policy_for(&event.nodeid);
-        next_step(&policy, runs + 1, &history, self.settings.early_stop) == NextStep::Retry
     }
 
     /// Starts round `round`'s pytest now, held until [`Run::run_round`] writes its selection. Only where
@@ -1027,16 +1285,16 @@ impl Run<'_> {
         files.dedup();
         let nodeids: Vec<&str> = selected
             .iter()
-            .map(|&i| self.tests[i as usize].nodeid.as_str())
+            .map(|&i| &*self.tests[i as usize].nodeid)
             .collect();
         let body = serde_json::json!({ "files": files, "nodeids": nodeids, "serial": serial });
         write_json_atomic(path, &body)
     }
 
     /// Settles what only the first round can tell: whether pytest ran at all, the session, the collection.
-    fn absorb_first(&mut self, events: &RoundEvents, status: ExitStatus) {
+    fn absorb_first(&mut self, progress: &mut RoundProgress, status: ExitStatus) {
         let code = status.code();
-        if !events.hello {
+        if !progress.hello {
             let why = format!(
                 "the collector plugin never reported in, so the command's environment did not reach pytest ({}). \
                  A wrapper that drops environment variables must pass PYTHONPATH, PYTEST_PLUGINS and SMART_RERUN_* \
@@ -1046,7 +1304,7 @@ impl Run<'_> {
             self.early_exit = Some((ExitCode::InternalError, why));
             return;
         }
-        if let Some(session) = &events.session {
+        if let Some(session) = progress.session.take() {
             if session.protocol != events::PROTOCOL {
                 self.warnings.push(format!(
                     "the collector speaks protocol {}, this binary {}",
@@ -1054,9 +1312,9 @@ impl Run<'_> {
                     events::PROTOCOL
                 ));
             }
-            self.session = Some(session.clone());
+            self.session = Some(session);
         }
-        if events.session.is_none() || events.collected.is_none() {
+        if self.session.is_none() || progress.collected_items.is_none() {
             // pytest stopped before collecting: a usage error it has printed itself, or an internal error.
             let (exit, why) = match code {
                 Some(4) => (
@@ -1067,7 +1325,7 @@ impl Run<'_> {
                     ExitCode::NoTestsCollected,
                     "no tests were collected".to_owned(),
                 ),
-                Some(2) if !events.collect_errors.is_empty() => (
+                Some(2) if !progress.collect_errors.is_empty() => (
                     ExitCode::Interrupted,
                     "pytest stopped: errors during collection".to_owned(),
                 ),
@@ -1083,49 +1341,12 @@ impl Run<'_> {
                     ),
                 ),
             };
-            self.collection_errors_from(events);
+            self.collection_errors_from(progress);
             self.early_exit = Some((exit, why));
             return;
         }
-        let rootdir = PathBuf::from(
-            &events
-                .session
-                .as_ref()
-                .map(|s| s.rootdir.clone())
-                .unwrap_or_default(),
-        );
-        if let Some(collected) = &events.collected {
-            self.files_abs = collected.files.clone();
-            self.files = collected
-                .files
-                .iter()
-                .map(|f| relative_to(f, &rootdir))
-                .collect();
-            self.tests.reserve_exact(collected.items.len());
-            for (nodeid, file, line) in &collected.items {
-                if self.index.contains_key(nodeid) {
-                    continue;
-                }
-                self.index.insert(nodeid.clone(), self.tests.len() as u32);
-                self.tests.push(TestState {
-                    nodeid: nodeid.clone(),
-                    file: u32::try_from(*file)
-                        .ok()
-                        .filter(|&f| (f as usize) < collected.files.len()),
-                    line: *line,
-                    attempts: Vec::new(),
-                    runs: 0,
-                    last: None,
-                    last_duration: 0.0,
-                    last_stop: 0.0,
-                    reason: None,
-                    stopped_because: None,
-                    status: Status::Queued { ready_at: 0.0 },
-                });
-            }
-        }
-        self.collection_errors_from(events);
-        if !events.collect_errors.is_empty() && code == Some(2) && events.tests.is_empty() {
+        self.collection_errors_from(progress);
+        if !progress.collect_errors.is_empty() && code == Some(2) && !progress.any_test {
             self.collection_aborted = true;
         }
         if self.tests.is_empty()
@@ -1139,8 +1360,8 @@ impl Run<'_> {
         }
     }
 
-    fn collection_errors_from(&mut self, events: &RoundEvents) {
-        for (nodeid, traceback) in &events.collect_errors {
+    fn collection_errors_from(&mut self, progress: &RoundProgress) {
+        for (nodeid, traceback) in &progress.collect_errors {
             self.collection_errors.push(CollectionError {
                 nodeid: nodeid.clone(),
                 traceback: traceback.clone(),
@@ -1148,59 +1369,32 @@ impl Run<'_> {
         }
     }
 
-    /// Records a round's results and decides each test's next step. Returns whether any test ran or was
-    /// charged an attempt.
+    /// Settles a round once pytest has exited (its results are recorded as they are read) and decides
+    /// the next step of the tests that did not run. Returns whether any test ran or was charged an attempt.
     fn absorb(
         &mut self,
-        number: u32,
-        events: &RoundEvents,
+        progress: &mut RoundProgress,
         status: ExitStatus,
         selection: Option<&[u32]>,
     ) -> bool {
-        let mut progressed = false;
-        let mut ran = vec![false; self.tests.len()];
-        for event in &events.tests {
-            let Some(&i) = self.index.get(&event.nodeid) else {
-                continue;
-            };
-            ran[i as usize] = true;
-            progressed = true;
-            let mut attempt = attempt_from_event(event, number, &self.session_rootdir());
-            if let (Some(loc), Some(f)) =
-                (attempt.test_location.as_mut(), self.tests[i as usize].file)
-            {
-                loc.file = self.files[f as usize].clone();
-            }
-            if attempt
-                .test_location
-                .as_ref()
-                .is_some_and(|l| l.file.is_empty())
-            {
-                attempt.test_location = None;
-            }
-            // Why it was skipped or xfailed (the collector sends it); the latest attempt's reason wins.
-            self.tests[i as usize].reason = event.reason.clone();
-            self.record(i as usize, attempt, event.stop);
-        }
-        if events.interrupted || self.interrupts.received().is_some() {
+        let number = progress.number;
+        if progress.interrupted || self.interrupts.received().is_some() {
             self.interrupted = true;
         }
-        let crashed = events.finish.is_none() && !self.interrupted;
+        let crashed = progress.finish.is_none() && !self.interrupted;
         if crashed {
             let reason = format!(
                 "pytest died while this test ran ({})",
                 describe_status(status)
             );
             // The tests that started but never finished were running when pytest died.
-            for nodeid in &events.started {
-                let Some(&i) = self.index.get(nodeid) else {
-                    continue;
-                };
-                if ran[i as usize] {
+            for &i in &progress.running {
+                let i = i as usize;
+                if progress.seen[i] != Seen::Running {
                     continue;
                 }
-                ran[i as usize] = true;
-                progressed = true;
+                progress.seen[i] = Seen::Ran;
+                progress.progressed = true;
                 let attempt = Attempt {
                     number: 0,
                     round: number,
@@ -1222,7 +1416,7 @@ impl Run<'_> {
                     fingerprint: None,
                     classification: None,
                 };
-                self.record(i as usize, attempt, epoch_now());
+                self.record(i, attempt, epoch_now());
             }
             let note = format!(
                 "pytest died before finishing the round ({})",
@@ -1235,7 +1429,7 @@ impl Run<'_> {
             Some(s) => Box::new(s.iter().map(|&i| i as usize)),
             None => Box::new(0..self.tests.len()),
         };
-        let stopped_early = events
+        let stopped_early = progress
             .finish
             .as_ref()
             .and_then(|f| f.shouldstop.clone().or(f.shouldfail.clone()));
@@ -1243,37 +1437,24 @@ impl Run<'_> {
             .tests
             .iter()
             .any(|t| t.runs > 0 && matches!(t.status, Status::Queued { .. }));
-        let selected: Vec<usize> = selected.filter(|&i| !ran[i]).collect();
-        let present: Option<std::collections::HashSet<&str>> = if number > 1 {
-            events
-                .collected
-                .as_ref()
-                .map(|c| c.items.iter().map(|(n, _, _)| n.as_str()).collect())
-        } else {
-            None
-        };
-        // Under an interrupt, the tests that started but never finished are the ones that were running.
-        let running: std::collections::HashSet<&str> = if self.interrupted {
-            events.started.iter().map(String::as_str).collect()
-        } else {
-            Default::default()
-        };
+        let seen = &progress.seen;
+        let selected: Vec<usize> = selected.filter(|&i| seen[i] != Seen::Ran).collect();
         for i in selected {
             let carry = !self.interrupted
                 && !self.collection_aborted
                 && (crashed || (stopped_early.is_some() && retries_pending));
-            let missing = present
-                .as_ref()
-                .is_some_and(|p| !p.contains(self.tests[i].nodeid.as_str()));
+            let missing = progress.present.as_ref().is_some_and(|p| !p[i]);
+            // Under an interrupt, the tests that started but never finished are the ones that were running.
+            let was_running = seen[i] == Seen::Running;
             let t = &mut self.tests[i];
             if missing {
                 t.status = Status::Done;
-                t.stopped_because = Some(format!("round {number} did not collect it again"));
+                t.set_stopped_because(Some(format!("round {number} did not collect it again")));
             } else if carry {
                 t.status = Status::Queued { ready_at: 0.0 };
             } else {
                 t.status = Status::Done;
-                let why = if self.interrupted && running.contains(t.nodeid.as_str()) {
+                let why = if self.interrupted && was_running {
                     "the run was interrupted while it ran".to_owned()
                 } else if self.interrupted {
                     "the run was interrupted".to_owned()
@@ -1285,16 +1466,18 @@ impl Run<'_> {
                     format!("pytest did not run it in round {number}")
                 };
                 if t.runs == 0 {
-                    t.reason = Some(why);
+                    t.set_reason(Some(why));
                 } else {
-                    t.stopped_because = Some(why);
+                    t.set_stopped_because(Some(why));
                 }
             }
         }
         // A problem of the session itself (not of a test), judged on the latest round.
-        self.session_problem = match &events.finish {
+        self.session_problem = match &progress.finish {
             Some(f)
-                if f.exitstatus == 1 && f.testsfailed == 0 && events.collect_errors.is_empty() =>
+                if f.exitstatus == 1
+                    && f.testsfailed == 0
+                    && progress.collect_errors.is_empty() =>
             {
                 Some((
                     ExitCode::TestsFailed,
@@ -1316,20 +1499,11 @@ impl Run<'_> {
             )),
             _ => None,
         };
-        progressed
-    }
-
-    fn session_rootdir(&self) -> PathBuf {
-        PathBuf::from(
-            self.session
-                .as_ref()
-                .map(|s| s.rootdir.as_str())
-                .unwrap_or(""),
-        )
+        progress.progressed
     }
 
     fn record(&mut self, i: usize, mut attempt: Attempt, stop: f64) {
-        let policy = match self.markers.get(&self.tests[i].nodeid) {
+        let policy = match self.markers.get(&*self.tests[i].nodeid) {
             Some(m) => std::borrow::Cow::Owned(m.apply(&self.settings.policy)),
             None => std::borrow::Cow::Borrowed(&self.settings.policy),
         };
@@ -1340,38 +1514,42 @@ impl Run<'_> {
         t.last = Some(outcome);
         t.last_duration = attempt.duration_seconds;
         t.last_stop = stop;
-        if !outcome.is_failure() && t.attempts.is_empty() {
+        if !outcome.is_failure() && t.attempts().is_empty() {
             // Passed (or skipped) without ever failing: no attempt history to keep.
             t.status = Status::Done;
             return;
         }
+        let mro = attempt
+            .exception
+            .as_ref()
+            .map(|e| e.mro.clone())
+            .unwrap_or_default();
         crate::classify::annotate(&mut attempt);
-        t.attempts.push(attempt);
+        let notes = t.notes.get_or_insert_default();
+        notes.attempts.push(attempt);
         if !outcome.is_failure() {
             t.status = Status::Done;
             return;
         }
         t.status = Status::Done;
-        let step = next_step(&policy, t.runs, &t.attempts, self.settings.early_stop);
-        if step == NextStep::Disabled {
-            t.stopped_because =
+        if !policy.enabled {
+            notes.stopped_because =
                 Some("reruns are off for unmarked tests (smart_rerun = false)".into());
-        } else if step == NextStep::AttemptLimit {
-            t.stopped_because = Some(format!(
+        } else if t.runs >= policy.max_attempts {
+            notes.stopped_because = Some(format!(
                 "reached the attempt limit ({})",
                 policy.max_attempts
             ));
-        } else if step == NextStep::NotAllowed {
-            let mro = t.attempts.last().and_then(|a| a.exception.as_ref());
-            let class = mro
-                .and_then(|e| e.mro.first())
-                .map_or("a crash", |s| s.as_str());
+        } else if !policy.allows(&mro) {
+            let class = mro.first().map(|s| s.as_str()).unwrap_or("a crash");
             let allowed: Vec<&str> = policy.errors.iter().map(|e| e.as_str()).collect();
-            t.stopped_because = Some(format!(
+            notes.stopped_because = Some(format!(
                 "{class} is not in the errors allow-list ({})",
                 allowed.join(", ")
             ));
-        } else if step == NextStep::Deterministic {
+        } else if self.settings.early_stop
+            && crate::classify::confirmed_deterministic(&notes.attempts)
+        {
             // The same failure twice, nothing transient about it: more attempts would fail the same way.
             let left = policy.max_attempts - t.runs;
             let per_attempt = t.last_duration;
@@ -1380,12 +1558,12 @@ impl Run<'_> {
                 .sum();
             self.attempts_saved += left as usize;
             self.seconds_saved += per_attempt * left as f64 + waits;
-            t.stopped_because = Some(format!(
+            notes.stopped_because = Some(format!(
                 "failed the same way twice: a deterministic failure, so the {left} remaining attempt{} were not spent (smart_rerun_early_stop)",
                 if left == 1 { "" } else { "s" }
             ));
         } else {
-            t.stopped_because = None;
+            notes.stopped_because = None;
             t.status = Status::Queued {
                 ready_at: stop + policy.delay_for(&t.nodeid, t.runs).as_secs_f64(),
             };
@@ -1409,7 +1587,7 @@ impl Run<'_> {
         let failing_flakes = tests
             .iter()
             .filter(|t| final_outcome(t) == Outcome::Flaky)
-            .filter(|t| match self.markers.get(&t.nodeid) {
+            .filter(|t| match self.markers.get(&*t.nodeid) {
                 Some(m) => m.apply(&self.settings.policy).fail_on_flaky,
                 None => self.settings.policy.fail_on_flaky,
             })
@@ -1417,21 +1595,21 @@ impl Run<'_> {
         let mut results = Vec::with_capacity(tests.len());
         for t in tests {
             let outcome = final_outcome(&t);
-            let duration = t.last_duration;
+            let notes = t.notes.map(|n| *n).unwrap_or_default();
             results.push(TestResult {
                 file: t.file.map(|f| files[f as usize].clone()),
-                nodeid: t.nodeid,
+                nodeid: t.nodeid.into(),
                 outcome,
                 line: t.line,
-                duration_seconds: duration,
-                reason: t.reason,
+                duration_seconds: t.last_duration,
+                reason: notes.reason,
                 stopped_because: if outcome.is_failure() {
-                    t.stopped_because
+                    notes.stopped_because
                 } else {
                     None
                 },
-                classification: crate::classify::observe(outcome, &t.attempts),
-                attempts: t.attempts,
+                classification: crate::classify::observe(outcome, &notes.attempts).map(Box::new),
+                attempts: notes.attempts,
             });
         }
         let mut report = RunReport {
@@ -1501,43 +1679,11 @@ impl Run<'_> {
     }
 }
 
-/// What follows a failed attempt, by the test's policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NextStep {
-    /// Reruns are off for this test.
-    Disabled,
-    AttemptLimit,
-    /// Its exception is not in the errors allow-list.
-    NotAllowed,
-    /// The same failure twice: a confirmed deterministic failure (`early_stop`).
-    Deterministic,
-    Retry,
-}
-
-/// Decides after `attempts` (the latest failed; `runs` of them so far) whether the test gets another.
-fn next_step(policy: &RetryPolicy, runs: u32, attempts: &[Attempt], early_stop: bool) -> NextStep {
-    let mro = attempts
-        .last()
-        .and_then(|a| a.exception.as_ref())
-        .map_or(&[][..], |e| e.mro.as_slice());
-    if !policy.enabled {
-        NextStep::Disabled
-    } else if runs >= policy.max_attempts {
-        NextStep::AttemptLimit
-    } else if !policy.allows(mro) {
-        NextStep::NotAllowed
-    } else if early_stop && crate::classify::confirmed_deterministic(attempts) {
-        NextStep::Deterministic
-    } else {
-        NextStep::Retry
-    }
-}
-
 fn final_outcome(t: &TestState) -> Outcome {
     let Some(last) = t.last else {
         return Outcome::NotRun;
     };
-    let failed_before = t.attempts.iter().any(|a| a.outcome.is_failure());
+    let failed_before = t.attempts().iter().any(|a| a.outcome.is_failure());
     match last {
         Outcome::Passed if failed_before => Outcome::Flaky,
         other => other,
@@ -1788,11 +1934,17 @@ pub fn probe_settings(
             }
         }
     })?;
-    let events = RoundEvents::read(&events_path).map_err(|source| RunError::Events {
+    let mut session = None;
+    events::read(&events_path, |event| {
+        if let Event::SessionStart(s) = event {
+            session = Some(s);
+        }
+    })
+    .map_err(|source| RunError::Events {
         path: events_path.display().to_string(),
         source,
     })?;
-    let Some(session) = events.session else {
+    let Some(session) = session else {
         // Show what pytest said (its usage error, say); its stderr was held back to hide the
         // "configuration read" exit line of a successful probe.
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1900,6 +2052,28 @@ fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_running_tests_are_kept_in_start_order_and_finished_ones_pruned() {
+        let mut round = RoundProgress::new(2, 1000, PathBuf::new());
+        for i in (0..1000).rev() {
+            round.started(i);
+            if i != 700 && i != 40 {
+                round.seen[i] = Seen::Ran;
+            }
+        }
+        // Started again: once running, or after its result (an in-process rerun plugin).
+        round.started(700);
+        round.started(3);
+        assert!(round.running.len() <= 8, "{:?}", round.running);
+        let running: Vec<u32> = round
+            .running
+            .iter()
+            .copied()
+            .filter(|&i| round.seen[i as usize] == Seen::Running)
+            .collect();
+        assert_eq!(running, vec![700, 40]);
+    }
 
     #[test]
     fn the_plugin_joins_existing_pytest_plugins_once() {
