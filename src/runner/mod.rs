@@ -298,7 +298,6 @@ struct Held {
     round: u32,
     child: std::process::Child,
     select_path: PathBuf,
-    events_path: PathBuf,
     /// The round it was started in.
     during: u32,
 }
@@ -605,7 +604,7 @@ impl Run<'_> {
         selection: Option<&[u32]>,
         serial: bool,
     ) -> Result<(RoundProgress, ExitStatus, Round), RunError> {
-        let events_path = self.temp.path().join(format!("round-{number}.jsonl"));
+        let events_path = self.events_path(number);
         let program = self.config.command[0].clone();
         let verdict_path = self.temp.path().join(format!("verdict-{number}.json"));
         let select_path = selection.map(|_| self.select_path(number));
@@ -620,7 +619,6 @@ impl Run<'_> {
         let started = Instant::now();
         let (mut child, note) = match held {
             Some(held) => {
-                debug_assert_eq!(held.events_path, events_path);
                 let note = format!(
                     "pytest was started during round {} and held until this round's tests were chosen",
                     held.during
@@ -973,10 +971,7 @@ impl Run<'_> {
             self.config_errors = Some(errors);
             serde_json::json!({ "abort": true, "message": message })
         };
-        // Written whole, then renamed: the collector never reads half a verdict.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&body)?)?;
-        std::fs::rename(&tmp, path)
+        write_json_atomic(path, &body)
     }
 
     /// Asks the advisor about this round's new failures — one query per distinct fingerprint not asked
@@ -1175,6 +1170,11 @@ impl Run<'_> {
         }
     }
 
+    /// Where round `round`'s collector writes its events (a held pytest writes there before its release).
+    fn events_path(&self, round: u32) -> PathBuf {
+        self.temp.path().join(format!("round-{round}.jsonl"))
+    }
+
     fn select_path(&self, round: u32) -> PathBuf {
         self.temp.path().join(format!("select-{round}.json"))
     }
@@ -1209,7 +1209,7 @@ impl Run<'_> {
         {
             return;
         }
-        let events_path = self.temp.path().join(format!("round-{round}.jsonl"));
+        let events_path = self.events_path(round);
         let select_path = self.select_path(round);
         let mut cmd = self.round_command(round, &events_path, Some(&select_path));
         cmd.env("SMART_RERUN_HOLD", std::process::id().to_string());
@@ -1219,7 +1219,6 @@ impl Run<'_> {
                 round,
                 child,
                 select_path,
-                events_path,
                 during,
             });
         }

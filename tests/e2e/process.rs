@@ -1060,6 +1060,17 @@ fn prestart_command(p: &Project, args: &[&str]) -> Command {
     cmd
 }
 
+/// Starts the run and waits until round 1 has seen the pytest held for round 2; returns that pytest's pid.
+fn start_until_held(p: &Project) -> (Background, i32) {
+    let mut bg = Background::start(p, prestart_command(p, &[]));
+    let held = bg
+        .wait_for_file(&p.path().join("held"), LIMIT)
+        .trim()
+        .parse()
+        .expect("a held pytest");
+    (bg, held)
+}
+
 #[test]
 fn a_rerun_round_runs_in_the_pytest_started_and_held_during_the_first() {
     let p = prestart_project(60, 0);
@@ -1095,12 +1106,7 @@ fn without_prestart_the_rerun_round_starts_its_own_pytest() {
 fn a_held_pytest_whose_round_never_comes_leaves_without_a_word() {
     // SIGTERM stops the run after round 1: the pytest held for round 2 is sent away.
     let p = prestart_project(60, 60);
-    let mut bg = Background::start(&p, prestart_command(&p, &[]));
-    let held: i32 = bg
-        .wait_for_file(&p.path().join("held"), LIMIT)
-        .trim()
-        .parse()
-        .expect("a held pytest");
+    let (mut bg, held) = start_until_held(&p);
     bg.signal(libc::SIGTERM);
     let (out, _) = bg.finish(&p, Duration::from_secs(30));
     out.assert_code(2);
@@ -1113,12 +1119,7 @@ fn a_held_pytest_whose_round_never_comes_leaves_without_a_word() {
 #[test]
 fn a_held_pytest_leaves_on_its_own_when_smart_rerun_is_killed() {
     let p = prestart_project(60, 60);
-    let mut bg = Background::start(&p, prestart_command(&p, &[]));
-    let held: i32 = bg
-        .wait_for_file(&p.path().join("held"), LIMIT)
-        .trim()
-        .parse()
-        .expect("a held pytest");
+    let (mut bg, held) = start_until_held(&p);
     let round1: i32 = std::fs::read_to_string(p.path().join("round1"))
         .unwrap()
         .trim()
