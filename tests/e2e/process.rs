@@ -1106,7 +1106,7 @@ fn without_prestart_the_rerun_round_starts_its_own_pytest() {
 fn a_held_pytest_whose_round_never_comes_leaves_without_a_word() {
     // SIGTERM stops the run after round 1: the pytest held for round 2 is sent away.
     let p = prestart_project(60, 60);
-    let (mut bg, held) = start_until_held(&p);
+    let (bg, held) = start_until_held(&p);
     bg.signal(libc::SIGTERM);
     let (out, _) = bg.finish(&p, Duration::from_secs(30));
     out.assert_code(2);
@@ -1119,7 +1119,7 @@ fn a_held_pytest_whose_round_never_comes_leaves_without_a_word() {
 #[test]
 fn a_held_pytest_leaves_on_its_own_when_smart_rerun_is_killed() {
     let p = prestart_project(60, 60);
-    let (mut bg, held) = start_until_held(&p);
+    let (bg, held) = start_until_held(&p);
     let round1: i32 = std::fs::read_to_string(p.path().join("round1"))
         .unwrap()
         .trim()
