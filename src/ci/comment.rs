@@ -93,6 +93,27 @@ fn section_overhead(key: &str) -> usize {
     SECTION_OPEN.len() + key.len() + "\" -->\n".len() + 1 + SECTION_CLOSE.len() + 1
 }
 
+/// `smart-rerun comment`'s sections: the saved reports (file name, report) grouped by the section key
+/// `key_of` gives each, in the order the keys first appear, each group merged into one report. A group
+/// whose reports cannot be merged is left out.
+pub fn merge_by_section(
+    reports: Vec<(String, crate::report::RunReport)>,
+    key_of: impl Fn(String, &crate::report::RunReport) -> String,
+) -> Vec<(String, crate::report::RunReport)> {
+    let mut groups: Vec<(String, Vec<crate::report::RunReport>)> = Vec::new();
+    for (name, report) in reports {
+        let key = key_of(name, &report);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, list)) => list.push(report),
+            None => groups.push((key, vec![report])),
+        }
+    }
+    groups
+        .into_iter()
+        .filter_map(|(key, list)| Some((key, crate::report::RunReport::merge(list)?)))
+        .collect()
+}
+
 /// A section key safe inside the marker comment: printable, no quotes, no `--`, at most 200 chars.
 pub fn section_key(raw: &str) -> String {
     let cleaned: String = raw

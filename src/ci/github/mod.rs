@@ -373,26 +373,20 @@ pub fn comment_from_reports(
     };
 
     // Sections: one per job key, or all merged under the given key.
-    let mut groups: Vec<(String, Vec<RunReport>)> = Vec::new();
-    for (name, report) in reports {
-        let key = request.key.clone().unwrap_or_else(|| {
-            report
-                .ci
-                .as_ref()
-                .and_then(|c| c.comment_key.clone())
-                .unwrap_or(name)
-        });
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, list)) => list.push(report),
-            None => groups.push((key, vec![report])),
-        }
-    }
-    let sections: Vec<(String, RunReport, Links)> = groups
+    let sections: Vec<(String, RunReport, Links)> =
+        crate::ci::comment::merge_by_section(reports, |name, report| {
+            request.key.clone().unwrap_or_else(|| {
+                report
+                    .ci
+                    .as_ref()
+                    .and_then(|c| c.comment_key.clone())
+                    .unwrap_or(name)
+            })
+        })
         .into_iter()
-        .filter_map(|(key, list)| {
-            let report = RunReport::merge(list)?;
+        .map(|(key, report)| {
             let links = report_links(&report, gh, &repo, verify_head.as_deref(), env);
-            Some((key, report, links))
+            (key, report, links)
         })
         .collect();
     let keys: Vec<String> = sections.iter().map(|(k, _, _)| k.clone()).collect();

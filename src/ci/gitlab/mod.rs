@@ -285,26 +285,19 @@ pub fn comment_from_reports(
             ));
         }
     };
-    let mut groups: Vec<(String, Vec<RunReport>)> = Vec::new();
-    for (name, report) in reports {
-        let key = request.key.clone().unwrap_or_else(|| {
-            report
-                .ci
-                .as_ref()
-                .filter(|c| c.platform == "gitlab")
-                .and_then(|c| c.comment_key.clone())
-                .unwrap_or(name)
-        });
-        let key = section_key(&key);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, list)) => list.push(report),
-            None => groups.push((key, vec![report])),
-        }
-    }
-    let merged: Vec<(String, RunReport, Links)> = groups
+    let merged: Vec<(String, RunReport, Links)> =
+        crate::ci::comment::merge_by_section(reports, |name, report| {
+            section_key(&request.key.clone().unwrap_or_else(|| {
+                report
+                    .ci
+                    .as_ref()
+                    .filter(|c| c.platform == "gitlab")
+                    .and_then(|c| c.comment_key.clone())
+                    .unwrap_or(name)
+            }))
+        })
         .into_iter()
-        .filter_map(|(key, list)| {
-            let report = RunReport::merge(list)?;
+        .map(|(key, report)| {
             let mut links = super::markdown_links(env, report.run.rootdir.as_deref());
             // A job page of this project only: the report is data, its URL is not trusted blindly.
             let jobs = env("CI_PROJECT_URL").map(|p| format!("{p}/-/jobs/"));
@@ -321,7 +314,7 @@ pub fn comment_from_reports(
                 links.run_url = Some(url);
             }
             links.report_hint = Some("the job's JSON report artifact".into());
-            Some((key, report, links))
+            (key, report, links)
         })
         .collect();
     let sections: Vec<Section> = merged
