@@ -735,11 +735,15 @@ fn finish(report: &RunReport, settings: &config::Settings, run_time: Duration) -
         .chain(&settings.pytest_junitxml)
         .collect();
     junit_paths.dedup();
-    for path in junit_paths {
-        if let Err(e) = junit::save(report, &junit_options, path) {
-            failed_write("JUnit XML report", path, e);
+    let junit_started = Instant::now();
+    let junit_time = (!junit_paths.is_empty()).then(|| {
+        for path in junit_paths {
+            if let Err(e) = junit::save(report, &junit_options, path) {
+                failed_write("JUnit XML report", path, e);
+            }
         }
-    }
+        junit_started.elapsed()
+    });
     if let Some(path) = &settings.markdown {
         let mut links =
             crate::ci::markdown_links(&|n| std::env::var(n).ok(), report.run.rootdir.as_deref());
@@ -751,7 +755,8 @@ fn finish(report: &RunReport, settings: &config::Settings, run_time: Duration) -
     }
     // Hidden, for the benchmark harness (bench/run.py): see src/devstats.rs.
     if let Some(path) = std::env::var_os(devstats::STATS_ENV) {
-        let stats = devstats::DevStats::new(report, run_time, summary_time, report_time);
+        let stats =
+            devstats::DevStats::new(report, run_time, summary_time, report_time, junit_time);
         if let Err(e) = stats.save(Path::new(&path)) {
             let _ = writeln!(
                 anstream::stderr(),

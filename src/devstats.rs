@@ -1,10 +1,10 @@
 //! Developer statistics for the benchmark harness (`scripts/bench`): a hidden option, not a user feature.
 //!
 //! With `SMART_RERUN_STATS=PATH` in its environment, `smart-rerun run` writes a small JSON file at the end
-//! of the run with what the harness cannot see from outside: smart-rerun's *own* peak RSS (ru_maxrss from
-//! `getrusage(RUSAGE_SELF)`; `wait4` on the binary would include its pytest children), how long writing
-//! the JSON report and printing the summary took, and each round's timing. Nothing is written without the
-//! variable, and a failure to write it only prints a warning.
+//! of the run with what the harness cannot see from outside: smart-rerun's *own* peak RSS (see
+//! [`max_rss_kib`]; `wait4` on the binary would include its pytest children), how long writing the JSON
+//! and JUnit reports and printing the summary took, and each round's timing. Nothing is written without
+//! the variable, and a failure to write it only prints a warning.
 
 use crate::report::{RoundKind, RunReport};
 use serde::Serialize;
@@ -20,12 +20,17 @@ pub struct DevStats {
     pub stats_version: u32,
     /// smart-rerun's own peak resident set size in KiB, children excluded; `null` where unsupported.
     pub max_rss_kib: Option<u64>,
+    /// smart-rerun's own CPU time (user + system, all its threads, children excluded); `null` where
+    /// unsupported. What following the rounds costs beside the pytest processes.
+    pub own_cpu_seconds: Option<f64>,
     /// `runner::run`: every round, the waits between them and reading the events.
     pub run_seconds: f64,
     /// Printing the terminal summary.
     pub summary_seconds: f64,
     /// Writing the JSON report (`--report`); `null` without one.
     pub report_write_seconds: Option<f64>,
+    /// Writing the JUnit XML files (`--junit-xml`, or pytest's own option); `null` without one.
+    pub junit_write_seconds: Option<f64>,
     pub tests: usize,
     pub rounds: Vec<RoundStats>,
 }
@@ -45,13 +50,16 @@ impl DevStats {
         run: Duration,
         summary: Duration,
         report_write: Option<Duration>,
+        junit_write: Option<Duration>,
     ) -> Self {
         DevStats {
             stats_version: 1,
             max_rss_kib: max_rss_kib(),
+            own_cpu_seconds: own_cpu_seconds(),
             run_seconds: run.as_secs_f64(),
             summary_seconds: summary.as_secs_f64(),
             report_write_seconds: report_write.map(|d| d.as_secs_f64()),
+            junit_write_seconds: junit_write.map(|d| d.as_secs_f64()),
             tests: report.tests.len(),
             rounds: report
                 .run
@@ -103,6 +111,23 @@ pub fn max_rss_kib() -> Option<u64> {
     } else {
         Some(raw)
     }
+}
+
+/// This process's CPU time so far, user + system, its children excluded.
+#[cfg(unix)]
+pub fn own_cpu_seconds() -> Option<f64> {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
+}
+
+#[cfg(not(unix))]
+pub fn own_cpu_seconds() -> Option<f64> {
+    None
 }
 
 /// The `VmHWM:   1234 kB` line of /proc/PID/status.
@@ -180,6 +205,7 @@ mod tests {
             Duration::from_millis(800),
             Duration::from_millis(2),
             Some(Duration::from_millis(5)),
+            None,
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stats.json");
@@ -189,9 +215,11 @@ mod tests {
         assert_eq!(value["stats_version"], 1);
         assert_eq!(value["run_seconds"], 0.8);
         assert_eq!(value["report_write_seconds"], 0.005);
+        assert!(value["junit_write_seconds"].is_null());
         assert_eq!(value["rounds"][1]["kind"], "rerun");
         assert_eq!(value["rounds"][1]["selected"], 1);
         assert_eq!(value["rounds"][0]["seconds"], 0.5);
         assert_eq!(value["max_rss_kib"].is_u64(), cfg!(unix));
+        assert_eq!(value["own_cpu_seconds"].is_f64(), cfg!(unix));
     }
 }

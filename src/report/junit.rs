@@ -71,13 +71,11 @@ pub fn pytest_names(nodeid: &str) -> (String, String) {
     (names.join("."), name)
 }
 
-/// Writes the JUnit XML for `report` to `path` (atomically). The document is streamed to the file: for a
-/// large suite it runs to megabytes.
+/// Writes the JUnit XML for `report` to `path` (atomically), streamed: see [`write`].
 pub fn save(report: &RunReport, options: &JunitOptions, path: &std::path::Path) -> io::Result<()> {
-    let junit = to_junit(report, options);
     super::write_atomic(path, |file| {
         let mut out = io::BufWriter::new(file);
-        serialize(&junit, &mut out).map_err(io::Error::other)?;
+        write(report, options, &mut out).map_err(io::Error::other)?;
         out.flush()
     })
 }
@@ -88,20 +86,102 @@ pub fn to_xml(
     options: &JunitOptions,
 ) -> Result<String, quick_junit::SerializeError> {
     let mut xml = Vec::new();
-    serialize(&to_junit(report, options), &mut xml)?;
+    write(report, options, &mut xml)?;
     String::from_utf8(xml).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e).into())
 }
 
-/// Writes the document. quick-junit drops ANSI escapes and the control characters XML 1.0 forbids;
-/// U+FFFE and U+FFFF, which XML forbids too, are dropped here, so any text a test prints leaves the file
-/// well-formed.
-fn serialize(junit: &Report, out: impl Write) -> Result<(), quick_junit::SerializeError> {
+/// How many testcases [`write`] builds before it writes them out.
+const BATCH: usize = 256;
+
+/// Writes the same document as serialising [`to_junit`], without ever holding all of its testcases:
+/// quick-junit builds a whole document in memory before writing it (about 680 bytes a testcase: 68 MB at
+/// 100,000 tests, more than smart-rerun's own peak without it). The testcases are built twice instead,
+/// once to count them (the `testsuite` tag, written first, carries the totals) and once in batches of
+/// [`BATCH`], each serialised by quick-junit in a document of its own whose testcases are copied out.
+pub fn write(
+    report: &RunReport,
+    options: &JunitOptions,
+    out: impl Write,
+) -> Result<(), quick_junit::SerializeError> {
+    write_in_batches(report, options, out, BATCH)
+}
+
+fn write_in_batches(
+    report: &RunReport,
+    options: &JunitOptions,
+    out: impl Write,
+    batch: usize,
+) -> Result<(), quick_junit::SerializeError> {
     let mut out = NonCharacters::new(out);
-    junit.serialize(&mut out)?;
+    // The totals, counted by quick-junit itself: a testcase is added, then dropped.
+    let mut counted = TestSuite::new("");
+    for case in testcases(report, options) {
+        counted.add_test_case(case);
+        counted.test_cases.clear();
+    }
+    let mut suite = suite_head(report, options);
+    suite.tests = counted.tests;
+    suite.failures = counted.failures;
+    suite.errors = counted.errors;
+    suite.skipped = counted.skipped;
+    let mut head = Report::new(options.suite_name.as_str());
+    head.add_test_suite(suite);
+    let head = document(&head)?;
+    // The testcases go where the testsuite ends; the suite has properties, so it is never `<testsuite/>`.
+    let at = head
+        .rfind(SUITE_END)
+        .ok_or_else(|| io::Error::other("quick-junit wrote no </testsuite> tag"))?;
+    out.write_all(&head.as_bytes()[..at])?;
+    let mut cases = TestSuite::new("");
+    for case in testcases(report, options) {
+        cases.test_cases.push(case);
+        if cases.test_cases.len() >= batch {
+            write_testcases(&mut cases, &mut out)?;
+        }
+    }
+    write_testcases(&mut cases, &mut out)?;
+    out.write_all(&head.as_bytes()[at..])?;
     out.finish()?;
     Ok(())
 }
 
+/// How quick-junit ends a testsuite inside `testsuites` (indented by 4), from the newline before it.
+const SUITE_END: &str = "\n    </testsuite>";
+
+/// Writes `cases`' testcases as quick-junit does inside a document, and empties it.
+fn write_testcases(
+    cases: &mut TestSuite,
+    out: &mut impl Write,
+) -> Result<(), quick_junit::SerializeError> {
+    if cases.test_cases.is_empty() {
+        return Ok(());
+    }
+    let mut batch = Report::new("");
+    batch.add_test_suite(std::mem::replace(cases, TestSuite::new("")));
+    let xml = document(&batch)?;
+    // From the newline before the first testcase to the one before `</testsuite>`: the suite has no
+    // properties or output, and any `<` in a name or text is escaped, so this is exactly the testcases.
+    let first = xml
+        .find("<testcase")
+        .and_then(|at| xml[..at].rfind('\n'))
+        .ok_or_else(|| io::Error::other("quick-junit wrote no testcase"))?;
+    let end = xml
+        .rfind(SUITE_END)
+        .ok_or_else(|| io::Error::other("quick-junit wrote no </testsuite> tag"))?;
+    out.write_all(&xml.as_bytes()[first..end])?;
+    Ok(())
+}
+
+/// quick-junit's serialisation of `report`, as text.
+fn document(report: &Report) -> Result<String, quick_junit::SerializeError> {
+    let mut xml = Vec::new();
+    report.serialize(&mut xml)?;
+    String::from_utf8(xml).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e).into())
+}
+
+/// quick-junit drops ANSI escapes and the control characters XML 1.0 forbids; U+FFFE and U+FFFF, which
+/// XML forbids too, are dropped here, so any text a test prints leaves the file well-formed.
+///
 /// Passes UTF-8 through without U+FFFE and U+FFFF (`EF BF BE`, `EF BF BF`), also when a write splits one.
 struct NonCharacters<W: Write> {
     out: W,
@@ -161,8 +241,17 @@ impl<W: Write> Write for NonCharacters<W> {
     }
 }
 
-/// Builds the JUnit report.
+/// Builds the whole JUnit report in memory. [`write`] streams the same document.
 pub fn to_junit(report: &RunReport, options: &JunitOptions) -> Report {
+    let mut suite = suite_head(report, options);
+    suite.add_test_cases(testcases(report, options));
+    let mut junit = Report::new(options.suite_name.as_str());
+    junit.add_test_suite(suite);
+    junit
+}
+
+/// The testsuite without its testcases: name, timestamp, time and smart-rerun's properties.
+fn suite_head(report: &RunReport, options: &JunitOptions) -> TestSuite {
     let mut suite = TestSuite::new(options.suite_name.as_str());
     if let Ok(ts) = chrono::DateTime::parse_from_rfc3339(&report.run.started_at) {
         suite.set_timestamp(ts);
@@ -175,22 +264,25 @@ pub fn to_junit(report: &RunReport, options: &JunitOptions) -> Report {
     ));
     suite.add_property(Property::new("smart-rerun.flaky", s.flaky.to_string()));
     suite.add_property(Property::new("smart-rerun.reruns", s.reruns.to_string()));
+    suite
+}
 
-    for test in &report.tests {
-        match options.compat {
-            JunitCompat::Surefire => {
-                suite.add_test_case(testcase(test));
-            }
-            JunitCompat::PerAttempt => {
-                suite.add_test_cases(per_attempt(test));
-            }
-            JunitCompat::Gitlab => {
-                suite.add_test_case(testcase(test));
-                suite.add_test_cases(gitlab_flaky_companion(test));
-            }
-        }
-    }
-    for error in &report.collection_errors {
+/// Every testcase of the document, in order, built one test at a time.
+fn testcases<'a>(
+    report: &'a RunReport,
+    options: &'a JunitOptions,
+) -> impl Iterator<Item = TestCase> + 'a {
+    let tests = report.tests.iter().flat_map(move |test| {
+        let cases: Vec<TestCase> = match options.compat {
+            JunitCompat::Surefire => vec![testcase(test)],
+            JunitCompat::PerAttempt => per_attempt(test),
+            JunitCompat::Gitlab => std::iter::once(testcase(test))
+                .chain(gitlab_flaky_companion(test))
+                .collect(),
+        };
+        cases
+    });
+    let errors = report.collection_errors.iter().map(|error| {
         let (_, name) = pytest_names(&error.nodeid);
         let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
         status
@@ -201,11 +293,9 @@ pub fn to_junit(report: &RunReport, options: &JunitOptions) -> Report {
         case.set_classname("");
         // The schema requires `time` on every testcase.
         case.set_time(Duration::ZERO);
-        suite.add_test_case(case);
-    }
-    let mut junit = Report::new(options.suite_name.as_str());
-    junit.add_test_suite(suite);
-    junit
+        case
+    });
+    tests.chain(errors)
 }
 
 fn testcase(test: &TestResult) -> TestCase {
@@ -855,6 +945,51 @@ mod tests {
                     assert!(flaky_runs.iter().all(|r| r.ty.is_some()));
                 }
                 TestCaseStatus::Skipped { .. } => {}
+            }
+        }
+    }
+
+    /// quick-junit's whole document, the way smart-rerun wrote it before streaming: the oracle for
+    /// [`write`].
+    fn whole_document(report: &RunReport, options: &JunitOptions) -> String {
+        let mut out = Vec::new();
+        let mut filter = NonCharacters::new(&mut out);
+        to_junit(report, options).serialize(&mut filter).unwrap();
+        filter.finish().unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn streamed_batches_write_quick_junits_whole_document() {
+        let reports = [
+            sample::empty(),
+            sample::every_outcome(),
+            sample::hostile(),
+            sample::large(7, 5, 300),
+        ];
+        for report in &reports {
+            for compat in [
+                JunitCompat::Surefire,
+                JunitCompat::PerAttempt,
+                JunitCompat::Gitlab,
+            ] {
+                let options = JunitOptions {
+                    suite_name: "suite <&> \"name\"".into(),
+                    compat,
+                };
+                let expected = whole_document(report, &options);
+                for batch in [1, 2, 3, BATCH] {
+                    let mut out = Vec::new();
+                    write_in_batches(report, &options, &mut out, batch).unwrap();
+                    let got = String::from_utf8(out).unwrap();
+                    assert!(
+                        got == expected,
+                        "{compat:?}, batches of {batch}, {} tests: streamed {} bytes, whole {}",
+                        report.tests.len(),
+                        got.len(),
+                        expected.len()
+                    );
+                }
             }
         }
     }
