@@ -5,7 +5,7 @@ The binary puts this file on PYTHONPATH and loads it with PYTEST_PLUGINS, so it 
 session and writes one JSON object per line to the file named by SMART_RERUN_EVENTS, and on rerun rounds
 it narrows the session to the tests the binary selected (SMART_RERUN_SELECT). It never decides to rerun.
 A rerun round's pytest may be started before its tests are known (SMART_RERUN_HOLD): it then waits at its
-first hook until the selection file appears.
+first hook until the binary releases it.
 
 Every line is written with a single os.write on an O_APPEND descriptor, so a crash (segfault, os._exit,
 SIGKILL) loses nothing already reported. Supports pytest 7.0+ and Python 3.8+ syntax: old-style
@@ -31,9 +31,11 @@ ROUND_ENV = "SMART_RERUN_ROUND"
 VERDICT_ENV = "SMART_RERUN_VERDICT"
 # "config": report the session's ini values, then stop before collecting (`smart-rerun config`).
 MODE_ENV = "SMART_RERUN_MODE"
-# A prestarted rerun round: the binary's pid. pytest was started while the previous round still ran, and
-# waits (at its first hook, before any conftest is read) until the selection file appears.
+# A prestarted rerun round: the descriptor of a pipe from the binary. pytest was started while the previous
+# round still ran, and waits (at its first hook, before any conftest is read) for one byte: RELEASE once the
+# selection file is written. End of file (the binary sent it away, or died) means leave.
 HOLD_ENV = "SMART_RERUN_HOLD"
+RELEASE = b"r"
 VERDICT_TIMEOUT = 120.0
 
 # Every ini key smart-rerun understands. Registering them keeps `--strict-config` projects working and lets
@@ -575,51 +577,30 @@ def pytest_addoption(parser):
         parser.addini(name, help_text, default=None)
 
 
-def _owner_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists
-        return True
-    # A killed binary stays a zombie until its parent reaps it, and signal 0 still reaches a zombie.
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):  # no /proc (macOS): take signal 0's word
-        return True
-    return state not in (b"Z", b"X")
-
-
 def _hold():
     """Waits, in a prestarted round, until the binary has chosen the round's tests.
 
     The interpreter, pytest and the installed plugins are imported by now and the command line is parsed
     (most of a rerun round's start-up); no conftest has been read, no test module imported, and nothing
-    printed. The selection file says which tests to run, or ``cancel`` when the round is not needed. A
-    binary that died without saying either (SIGKILL) leaves nothing to wait for."""
-    select_path = os.environ.get(SELECT_ENV)
-    owner = os.environ.get(HOLD_ENV)
-    if not select_path or not owner or "PYTEST_XDIST_WORKER" in os.environ:
+    printed. The wait is a blocking read of the binary's pipe: no CPU while round 1 runs beside it, and a
+    binary killed without a word closes the pipe, so nothing is left waiting."""
+    fd = os.environ.pop(HOLD_ENV, None)  # a pytest a test starts must not wait on it
+    if fd is None or "PYTEST_XDIST_WORKER" in os.environ:
         return
     try:
-        owner = int(owner)
-        next_check = time.monotonic() + 0.5
-        # A millisecond's poll is a failed stat(): the release is seen at once, for no measurable CPU.
-        while not os.path.exists(select_path):
-            time.sleep(0.001)
-            now = time.monotonic()
-            if now >= next_check:
-                next_check = now + 0.5
-                if not _owner_alive(owner):
-                    os._exit(0)
-        with open(select_path, "r", encoding="utf-8") as fh:
-            cancelled = bool(json.load(fh).get("cancel"))
+        fd = int(fd)
+        try:
+            word = os.read(fd, 1)
+        finally:
+            os.close(fd)
     except KeyboardInterrupt:
         # A Ctrl-C in the terminal reaches this process too; the binary reports the interrupt.
         os._exit(2)
-    if cancelled:
-        # Nothing was printed or written: leave without pytest's exit path (no summary, no cache).
+    except (ValueError, OSError):
+        word = b""
+    if word != RELEASE:
+        # Not needed: nothing was printed or written, so leave without pytest's exit path (no summary, no
+        # cache).
         os._exit(0)
 
 

@@ -292,12 +292,13 @@ struct Run<'a> {
 type ExitWaiter = std::thread::JoinHandle<std::io::Result<ExitStatus>>;
 
 /// A pytest process started for round `round` before that round's tests were known. It waits in the
-/// collector's first hook until the selection file appears; a selection saying `cancel` sends it away.
+/// collector's first hook, blocked on reading a pipe: one byte once the selection file is written releases
+/// it; the pipe's end of file (dropping `release`, or smart-rerun dying) sends it away.
 #[derive(Debug)]
 struct Held {
     round: u32,
     child: std::process::Child,
-    select_path: PathBuf,
+    release: std::io::PipeWriter,
     /// The round it was started in.
     during: u32,
 }
@@ -610,7 +611,6 @@ impl Run<'_> {
         let select_path = selection.map(|_| self.select_path(number));
         let held = self.held.take_if(|h| h.round == number);
         if let (Some(path), Some(selected)) = (&select_path, selection) {
-            // For a held pytest, this is the release.
             self.write_selection(path, selected, serial)
                 .map_err(RunError::TempDir)?;
         }
@@ -618,7 +618,10 @@ impl Run<'_> {
         let started_at = now_rfc3339();
         let started = Instant::now();
         let (mut child, note) = match held {
-            Some(held) => {
+            Some(mut held) => {
+                // The release. A pytest that died while held cannot read it; its exit is reported below
+                // like any other pytest's.
+                let _ = std::io::Write::write_all(&mut held.release, &[HOLD_RELEASE]);
                 let note = format!(
                     "pytest was started during round {} and held until this round's tests were chosen",
                     held.during
@@ -1212,13 +1215,18 @@ impl Run<'_> {
         let events_path = self.events_path(round);
         let select_path = self.select_path(round);
         let mut cmd = self.round_command(round, &events_path, Some(&select_path));
-        cmd.env("SMART_RERUN_HOLD", std::process::id().to_string());
+        let Some((reader, release)) = hold_pipe(&mut cmd) else {
+            return;
+        };
         // A failure to start shows again, with its error, when the round starts its own pytest.
-        if let Ok(child) = cmd.spawn() {
+        let spawned = cmd.spawn();
+        // Only the child keeps the reading end: the pipe's end of file is then smart-rerun's going.
+        drop(reader);
+        if let Ok(child) = spawned {
             self.held = Some(Held {
                 round,
                 child,
-                select_path,
+                release,
                 during,
             });
         }
@@ -1248,27 +1256,29 @@ impl Run<'_> {
         }
     }
 
-    /// Sends away a held pytest whose round never came: it leaves without running or printing anything.
-    /// One still starting up (it has not reached the hold) gets a few seconds to get there; then it is
-    /// killed.
+    /// Sends away a held pytest whose round never came: closing the pipe it waits on, it leaves without
+    /// running or printing anything. One still starting up (it has not reached the hold) gets a few seconds
+    /// to get there; then it is killed.
     fn cancel_held(&mut self) {
-        let Some(mut held) = self.held.take() else {
+        let Some(Held {
+            mut child, release, ..
+        }) = self.held.take()
+        else {
             return;
         };
-        let cancelled =
-            write_json_atomic(&held.select_path, &serde_json::json!({ "cancel": true }));
+        drop(release);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match held.child.try_wait() {
+            match child.try_wait() {
                 Ok(Some(_)) => return,
-                Ok(None) if cancelled.is_ok() && Instant::now() < deadline => {
+                Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 _ => break,
             }
         }
-        let _ = held.child.kill();
-        let _ = held.child.wait();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     fn write_selection(&self, path: &Path, selected: &[u32], serial: bool) -> std::io::Result<()> {
@@ -1859,6 +1869,38 @@ fn exit_status_from_code(code: i32) -> ExitStatus {
 /// Whether `max_reruns` leaves nothing to rerun.
 fn rerun_budget_spent(limit: Option<u32>, started: u32) -> bool {
     limit.is_some_and(|limit| started >= limit)
+}
+
+/// The byte that releases a held pytest (the collector's `RELEASE`).
+const HOLD_RELEASE: u8 = b'r';
+
+/// A pipe for a held pytest: its reading end goes to the child `cmd` starts, as an inherited descriptor
+/// named in `SMART_RERUN_HOLD`; smart-rerun keeps the writing end. `None` where it cannot be made (and on
+/// Windows, which never prestarts).
+#[cfg(unix)]
+fn hold_pipe(cmd: &mut Command) -> Option<(std::io::PipeReader, std::io::PipeWriter)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    // Both ends are close-on-exec, so no other child ever holds the writing end open.
+    let (reader, writer) = std::io::pipe().ok()?;
+    let fd = reader.as_raw_fd();
+    cmd.env("SMART_RERUN_HOLD", fd.to_string());
+    // SAFETY: between fork and exec the closure only calls fcntl, which is async-signal-safe, on a
+    // descriptor this process owns; it lets that one descriptor survive the exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Some((reader, writer))
+}
+
+#[cfg(not(unix))]
+fn hold_pipe(_cmd: &mut Command) -> Option<(std::io::PipeReader, std::io::PipeWriter)> {
+    None
 }
 
 /// A private directory holding the collector plugin, for one run.

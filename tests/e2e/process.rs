@@ -991,16 +991,20 @@ const HELD: &str = r#"
 import os, pathlib, time
 
 def held_pids():
-    mark = ("SMART_RERUN_HOLD=%d" % os.getppid()).encode() + b"\0"
+    # Children of smart-rerun (this pytest's parent) started with a hold pipe.
+    smart_rerun = os.getppid()
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid():
             try:
                 with open("/proc/%s/environ" % entry, "rb") as fh:
-                    if mark in fh.read():
-                        found.append(entry)
-            except OSError:
-                pass
+                    environ = b"\0" + fh.read()
+                with open("/proc/%s/stat" % entry, "rb") as fh:
+                    parent = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == smart_rerun and b"\0SMART_RERUN_HOLD=" in environ:
+                found.append(entry)
     return found
 
 def watch(seconds):
