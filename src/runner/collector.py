@@ -37,6 +37,8 @@ MODE_ENV = "SMART_RERUN_MODE"
 HOLD_ENV = "SMART_RERUN_HOLD"
 RELEASE = b"r"
 VERDICT_TIMEOUT = 120.0
+# What xdist workers get instead of the environment: {"events": path, "select": path or None}.
+WORKERINPUT_KEY = "smart_rerun"
 
 # Every ini key smart-rerun understands. Registering them keeps `--strict-config` projects working and lets
 # the binary read them through pytest's own configuration discovery (getini).
@@ -224,10 +226,12 @@ def _skip_reason(rep):
 
 
 class Collector:
-    def __init__(self, config, events, selection):
+    def __init__(self, config, events, selection, events_path, select_path):
         self.config = config
         self.events = events
         self.selection = selection
+        # Passed on to xdist workers (pytest_configure_node).
+        self.worker_input = {"events": events_path, "select": select_path}
         self.is_worker = hasattr(config, "workerinput")
         self.pending = {}
         self.started = time.time()
@@ -286,6 +290,11 @@ class Collector:
         self.events.emit("collected", {"files": files, "items": rows, "markers": markers})
         if not self.is_worker:
             _await_verdict()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node):
+        # xdist's controller, for each worker it starts: the environment no longer names the files.
+        node.workerinput[WORKERINPUT_KEY] = self.worker_input
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids):
@@ -459,7 +468,7 @@ def _inside(path, config):
 
 
 def _await_verdict():
-    path = os.environ.get(VERDICT_ENV)
+    path = _ENV.get(VERDICT_ENV)
     if not path:
         return
     deadline = time.monotonic() + VERDICT_TIMEOUT
@@ -584,8 +593,8 @@ def _hold():
     (most of a rerun round's start-up); no conftest has been read, no test module imported, and nothing
     printed. The wait is a blocking read of the binary's pipe: no CPU while round 1 runs beside it, and a
     binary killed without a word closes the pipe, so nothing is left waiting."""
-    fd = os.environ.pop(HOLD_ENV, None)  # a pytest a test starts must not wait on it
-    if fd is None or "PYTEST_XDIST_WORKER" in os.environ:
+    fd = _ENV.pop(HOLD_ENV, None)
+    if fd is None:
         return
     try:
         fd = int(fd)
@@ -621,15 +630,25 @@ def pytest_configure(config):
     config.addinivalue_line("markers", MARKER_LINE)
     if not (config.pluginmanager.hasplugin("rerunfailures") or config.pluginmanager.hasplugin("flaky")):
         config.addinivalue_line("markers", FLAKY_MARKER_LINE)
-    events_path = os.environ.get(EVENTS_ENV)
-    if not events_path:
-        return
     is_worker = hasattr(config, "workerinput")
     if is_worker:
-        events_path = "%s.%s" % (events_path, config.workerinput.get("workerid", "worker"))
+        given = config.workerinput.get(WORKERINPUT_KEY)
+        if not given:
+            return
+        events_path = "%s.%s" % (given["events"], config.workerinput.get("workerid", "worker"))
+        select_path = given.get("select")
+    else:
+        # The first pytest of this process is smart-rerun's; another one a test runs in-process (pytester)
+        # loads this plugin again, and must leave the round's files alone.
+        if _STATE.get("configured"):
+            return
+        _STATE["configured"] = True
+        events_path = _ENV.get(EVENTS_ENV)
+        select_path = _ENV.get(SELECT_ENV)
+    if not events_path:
+        return
     events = _Events(events_path)
     selection = None
-    select_path = os.environ.get(SELECT_ENV)
     if select_path:
         selection = _load_selection(select_path)
         files = [f for f in selection["files"] if os.path.exists(f)]
@@ -650,7 +669,7 @@ def pytest_configure(config):
     junitxml = getattr(config.option, "xmlpath", None)
     if junitxml:
         config.option.xmlpath = None
-    collector = Collector(config, events, selection)
+    collector = Collector(config, events, selection, events_path, select_path)
     _STATE["collector"] = collector
     config.pluginmanager.register(collector, "smart_rerun_collector_impl")
     if is_worker:
@@ -687,15 +706,16 @@ def pytest_configure(config):
             "junit_suite_name": _ini_or_none(config, "junit_suite_name"),
         },
     )
-    if os.environ.get(MODE_ENV) == "config":
+    if _ENV.get(MODE_ENV) == "config":
         pytest.exit("smart-rerun: configuration read", returncode=0)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
-    collector = _STATE.pop("collector", None)
-    if collector is None:
+    collector = _STATE.get("collector")
+    if collector is None or collector.config is not config:
         return
+    del _STATE["collector"]
     if collector.is_worker:
         collector.events.close()
         return
@@ -719,14 +739,28 @@ def _done(collector):
     collector.events.close()
 
 
+# smart-rerun's settings for this pytest, taken out of the environment at import: a pytest that a test starts
+# (in a subprocess, or in-process with pytester) must not write into this round's events, read its
+# selection or wait on its pipe. xdist workers get what they need through xdist (WORKERINPUT_KEY).
+_ENV = {}
+
+
+def _take_environment():
+    for key in (EVENTS_ENV, SELECT_ENV, VERDICT_ENV, MODE_ENV, HOLD_ENV):
+        value = os.environ.pop(key, None)
+        if value is not None:
+            _ENV[key] = value
+
+
 def _announce():
     # Written at import time, before pytest parses its arguments: tells the binary the environment
     # reached Python even if pytest then stops on a usage error.
-    path = os.environ.get(EVENTS_ENV)
-    if path and "PYTEST_XDIST_WORKER" not in os.environ:
+    path = _ENV.get(EVENTS_ENV)
+    if path:
         events = _Events(path)
         events.emit("hello", {"protocol": PROTOCOL, "pid": os.getpid()})
         events.close()
 
 
+_take_environment()
 _announce()

@@ -1173,3 +1173,69 @@ def test_ok():
         &out,
     );
 }
+
+// -- a pytest inside a test --------------------------------------------------------------------------
+
+#[test]
+fn a_pytest_that_a_test_runs_leaves_the_round_alone() {
+    // Suites of pytest plugins run pytest inside their tests: in a child process (which inherits the
+    // environment smart-rerun set up) or in-process with pytester (which loads PYTEST_PLUGINS again). Neither
+    // may write into the round's events, read its selection or wait on its pipe; both tests here also run
+    // in round 2, in the held pytest.
+    let p = Project::new();
+    p.file(
+        "inner/test_inner.py",
+        "def test_inner_fails():\n    assert False\n\ndef test_inner_passes():\n    pass\n",
+    );
+    p.file(
+        "test_outer.py",
+        r#"
+import os, subprocess, sys
+
+INNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inner")
+
+def test_subprocess(attempt):
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", INNER],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "1 failed, 1 passed" in run.stdout, run.stdout + run.stderr
+    assert run.returncode == 1
+    assert attempt >= 2
+
+def test_inprocess(pytester, attempt):
+    pytester.makepyfile(test_in="def test_in_fails():\n    assert False\n")
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(failed=1)
+    assert attempt >= 2
+
+def test_steady(attempt):
+    pass
+"#,
+    );
+    let out = run(&p, &[], &["-p", "pytester", "--ignore=inner"]);
+    out.assert_code(0);
+    assert_eq!(
+        out.nodeids(),
+        [
+            "test_outer.py::test_subprocess",
+            "test_outer.py::test_inprocess",
+            "test_outer.py::test_steady",
+        ],
+        "{}",
+        out.dump()
+    );
+    assert_eq!(out.outcome("test_outer.py::test_subprocess"), "flaky");
+    assert_eq!(out.outcome("test_outer.py::test_inprocess"), "flaky");
+    assert_eq!(out.outcome("test_outer.py::test_steady"), "passed");
+    assert_eq!(p.count("test_outer.py::test_subprocess"), 2);
+    assert_eq!(p.count("test_outer.py::test_steady"), 1);
+    let selected: Vec<&Value> = rounds(&out).iter().map(|r| &r["selected"]).collect();
+    assert_eq!(selected, [3, 2], "{}", out.dump());
+    assert!(
+        out.report()["warnings"]
+            .as_array()
+            .is_none_or(|w| w.is_empty()),
+        "{}",
+        out.dump()
+    );
+}

@@ -647,6 +647,49 @@ def test_broken(attempt):
     assert_pytest_round(&out, 2, "collected 2 items", "1 failed, 1 passed");
 }
 
+#[test]
+fn xdist_keeps_its_workers_for_a_long_rerun_round_and_they_run_only_the_selection() {
+    // Reruns expected to take 10 s or more keep xdist. The workers learn the round's files from the
+    // controller (xdist's workerinput), not from the environment, and build only the selected tests.
+    let p = Project::new();
+    p.file(
+        "test_long.py",
+        r#"
+import time
+import pytest
+
+@pytest.mark.parametrize("n", range(4))
+def test_ok(n, attempt):
+    pass
+
+@pytest.mark.parametrize("n", range(2))
+def test_slow_once(n, attempt):
+    if attempt == 1:
+        time.sleep(5.5)
+        assert False, "slow and failed"
+"#,
+    );
+    let out = p.run(&[], &["-n", "2"]);
+    out.assert_code(0);
+    assert_eq!(selected_per_round(&out), [6, 2], "{}", out.dump());
+    for n in 0..4 {
+        assert_eq!(p.count(&format!("test_long.py::test_ok[{n}]")), 1);
+    }
+    for n in 0..2 {
+        let id = format!("test_long.py::test_slow_once[{n}]");
+        assert_eq!(out.outcome(&id), "flaky");
+        assert_eq!(p.count(&id), 2);
+        let rerun = out.test(&id)["attempts"][1]["worker"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            rerun == "gw0" || rerun == "gw1",
+            "{id}: round 2 ran on a worker, not {rerun:?}; {}",
+            out.dump()
+        );
+    }
+}
+
 const SETUP_TEARDOWN: &str = r#"
 import pytest
 
