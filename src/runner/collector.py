@@ -5,7 +5,8 @@ The binary puts this file on PYTHONPATH and loads it with PYTEST_PLUGINS, so it 
 session and writes one JSON object per line to the file named by SMART_RERUN_EVENTS, and on rerun rounds
 it narrows the session to the tests the binary selected (SMART_RERUN_SELECT). It never decides to rerun.
 A rerun round's pytest may be started before its tests are known (SMART_RERUN_HOLD): it then waits at its
-first hook until the binary releases it.
+first hook until the binary releases it. These variables are taken out of the environment on import (see
+_take_environment), so a pytest that a test runs is left alone.
 
 Every line is written with a single os.write on an O_APPEND descriptor, so a crash (segfault, os._exit,
 SIGKILL) loses nothing already reported. Supports pytest 7.0+ and Python 3.8+ syntax: old-style
