@@ -413,6 +413,8 @@ def summarise(case, specials, runs, reps, load_before, load_after):
             entry["report_write_seconds"] = [s["report_write_seconds"] for s in stats]
             entry["report_write_median"] = median(entry["report_write_seconds"])
             entry["summary_seconds_median"] = median([s["summary_seconds"] for s in stats])
+            own_cpu = [s.get("own_cpu_seconds") for s in stats]
+            entry["own_cpu_median"] = median(own_cpu) if None not in own_cpu else None
             junit = [s.get("junit_write_seconds") for s in stats]
             entry["junit_write_median"] = median(junit) if None not in junit else None
             entry["report_bytes"] = rs[-1]["report_bytes"]
@@ -647,17 +649,18 @@ def markdown(results):
             )
     lines += [
         "",
-        "| case | peak RSS MiB plain / rf / smart | smart own RSS MiB | smart rounds (tests selected: median s) | smart between rounds s | smart report write s | report MiB | smart JUnit write s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| case | peak RSS MiB plain / rf / smart | smart own RSS MiB | smart own CPU s | smart rounds (tests selected: median s) | smart between rounds s | smart report write s | report MiB | smart JUnit write s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in results["cases"]:
         s = c["tools"].get("smart-rerun")
         lines.append(
-            "| %s | %s | %s | %s | %s | %s | %s | %s |"
+            "| %s | %s | %s | %s | %s | %s | %s | %s | %s |"
             % (
                 c["case"],
                 " / ".join(fmt_mib(get(c, x, "rss_median_kib")) for x in DEFAULT_TOOLS),
                 "%.1f" % (s["own_rss_median_kib"] / 1024) if s else "-",
+                "%.2f" % s["own_cpu_median"] if s and s.get("own_cpu_median") is not None else "-",
                 ", ".join("%d: %.2f" % (r["selected"], r["seconds_median"]) for r in s["rounds"]) if s else "-",
                 fmt_s(s["between_rounds_seconds_median"]) if s else "-",
                 "%.3f" % s["report_write_median"] if s else "-",
