@@ -671,12 +671,19 @@ impl Run<'_> {
             if progress.retry_due && self.held.is_none() {
                 self.prestart(number + 1, number);
             }
-            // Every test of the run waits on the verdict: poll each millisecond until it is given.
+            // Every test of the run waits on the verdict, asked for once the collection is reported, and
+            // the next round on the `done` event that follows pytest's session_finish: poll each
+            // millisecond from the session's start until the verdict is given, and from session_finish on.
+            // The events before and in between are in no hurry, and reading them each millisecond took 4%
+            // of a core beside pytest (0.12 s of CPU in a 2.6 s run of 2,000 tests).
             let verdict_pending = number == 1 && !self.verdict_given;
-            pause = if fresh || verdict_pending {
+            let awaited = verdict_pending && progress.session.is_some();
+            pause = if awaited || progress.finish.is_some() {
                 Duration::from_millis(1)
+            } else if fresh {
+                Duration::from_millis(10)
             } else {
-                (pause * 2).min(Duration::from_millis(20))
+                (pause * 2).clamp(Duration::from_millis(10), Duration::from_millis(20))
             };
             if progress.done.is_some() && !verdict_pending {
                 // pytest has said all it will say; its interpreter's shutdown need not hold up the run.
