@@ -1,4 +1,5 @@
-//! JUnit XML in the Surefire flaky schema, written with quick-junit. The main entry is [`to_junit`].
+//! JUnit XML in the Surefire flaky schema, written with quick-junit. The main entries are [`save`] and
+//! [`write`], which stream the document a batch of testcases at a time.
 //!
 //! - A test that passed after failing carries one `flakyFailure`/`flakyError` per failed attempt (type,
 //!   message, stackTrace, captured output).
@@ -246,7 +247,8 @@ impl<W: Write> Write for NonCharacters<W> {
     }
 }
 
-/// Builds the whole JUnit report in memory. [`write`] streams the same document.
+/// Builds the whole JUnit report in memory: what [`write`] streams, kept for the tests that read it back.
+#[cfg(test)]
 pub fn to_junit(report: &RunReport, options: &JunitOptions) -> Report {
     let mut suite = suite_head(report, options);
     suite.add_test_cases(testcases(report, options, Detail::Full));

@@ -245,7 +245,8 @@ class Collector:
     def pytest_pycollect_makeitem(self, collector, name, obj):
         # A rerun round builds only what it runs: a function or class no selected test lives in is not
         # collected at all (building items costs more than running trivial tests: collecting the 2,000
-        # tests of bench/run.py's `flaky` suite took 0.75 s, 0.4 ms a test). What this lets through is narrowed again by pytest_collection_modifyitems.
+        # tests of bench/run.py's `flaky` suite took 0.75 s, 0.4 ms a test). What this lets through is
+        # narrowed again by pytest_collection_modifyitems.
         # Only plain functions and classes are skipped: other objects go to the hook's other
         # implementations, which may build items under names of their own.
         if self.wanted_names is None or "%s::%s" % (collector.nodeid, name) in self.wanted_names:
