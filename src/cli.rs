@@ -214,6 +214,10 @@ pub struct RunArgs {
     /// Keep the collector's event files and print where (for debugging smart-rerun itself).
     #[arg(long, hide = true)]
     pub keep_temp: bool,
+    /// Set by the pytest plugin in the wheel when `pytest --smart-rerun` hands the run over: the flags
+    /// were `--smart-rerun-*` pytest options, and errors are worded as pytest words its usage errors.
+    #[arg(long, hide = true)]
+    pub from_pytest: bool,
     /// How pytest is run, e.g. `-- pytest tests/ -x` or `-- uv run pytest` [default: python -m pytest].
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -267,9 +271,13 @@ impl RunArgs {
             ),
             ("smart_rerun_github_token", &self.github_token),
         ];
+        let source = |k: &'static config::Key| match self.from_pytest {
+            true => config::Source::PytestOption(k.flag),
+            false => config::Source::Flag(k.flag),
+        };
         for (key, value) in values.into_iter().chain(paths).chain(github) {
             if let (Some(v), Some(k)) = (value, config::keys::key(key)) {
-                flags.set(k.ini, v.clone(), config::Source::Flag(k.flag));
+                flags.set(k.ini, v.clone(), source(k));
             }
         }
         let gitlab = [
@@ -279,7 +287,7 @@ impl RunArgs {
         ];
         for (key, value) in gitlab {
             if let (Some(v), Some(k)) = (value, config::keys::key(key)) {
-                flags.set(k.ini, v.clone(), config::Source::Flag(k.flag));
+                flags.set(k.ini, v.clone(), source(k));
             }
         }
         layer.update(&flags);
@@ -315,6 +323,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    if args.from_pytest {
+        PYTEST_WORDING.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let cwd = match std::env::current_dir() {
         Ok(cwd) => cwd,
         Err(e) => {
@@ -330,6 +341,23 @@ fn run(args: RunArgs) -> ExitCode {
     forget_github_token();
     crate::ci::gitlab::forget_token();
     let (settings, invalid) = validate_layer(&layer, &cwd);
+    if let Some(errors) = invalid.as_ref().filter(|_| args.from_pytest) {
+        // A bad `--smart-rerun-*` option is a usage error of the pytest command the user typed: said at
+        // once, as pytest says its own, before pytest starts again (the ini file's values are read by
+        // pytest, so they are checked once it has started, before any test runs).
+        let options: Vec<_> = errors
+            .0
+            .iter()
+            .filter(|e| matches!(e.source, config::Source::PytestOption(_)))
+            .cloned()
+            .collect();
+        if !options.is_empty() {
+            return fail(
+                ExitCode::UsageError,
+                &config::ConfigErrors(options).to_string(),
+            );
+        }
+    }
     let command = match pytest_command(&args, &cwd) {
         Ok(c) => c,
         Err(e) => return fail_invalid(invalid, ExitCode::UsageError, &e.to_string()),
@@ -779,8 +807,16 @@ fn exit_code_of(code: i32) -> ExitCode {
     }
 }
 
+/// Errors are worded as pytest's own usage errors (`ERROR: ...`) when `pytest --smart-rerun` handed the
+/// run over: the user typed a pytest command.
+static PYTEST_WORDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn fail(code: ExitCode, message: &str) -> ExitCode {
-    let _ = writeln!(anstream::stderr(), "smart-rerun: error: {message}");
+    let prefix = match PYTEST_WORDING.load(std::sync::atomic::Ordering::Relaxed) {
+        true => "ERROR: smart-rerun: ",
+        false => "smart-rerun: error: ",
+    };
+    let _ = writeln!(anstream::stderr(), "{prefix}{message}");
     code
 }
 

@@ -1,1 +1,247 @@
-def pytest_addoption(parser): pass
+"""The `pytest --smart-rerun` door into smart-rerun.
+
+pytest loads this module through the ``pytest11`` entry point (plugin name ``smart_rerun``). It registers
+the ``--smart-rerun*`` options in a "smart-rerun" group, the ``smart_rerun*`` ini keys and the
+``smart_rerun`` marker, and nothing else happens in a plain pytest run. When smart-rerun is asked for, it
+hands the whole run to the ``smart-rerun`` binary that came with this package, before any conftest is
+imported and before any test is collected: the binary runs the same pytest command in rounds (reruns in
+fresh processes), reports, and exits with pytest's exit codes. Retrying is never done here.
+
+smart-rerun is asked for by any of:
+
+- ``--smart-rerun`` or any ``--smart-rerun-*`` option on the command line (or in ``addopts``);
+- a ``smart_rerun*`` key in the pytest configuration file (or ``-o smart_rerun_max=3``);
+- a ``SMART_RERUN*`` settings variable in the environment (``SMART_RERUN_MAX=3``).
+
+``-p no:smart_rerun`` turns the plugin off. Inside one of the binary's rounds (its collector plugin is
+loaded) this plugin stays inert, so the round is a plain pytest run.
+"""
+
+import argparse
+import os
+import sys
+
+import pytest
+
+# (ini key, the binary's flag, kind, help). kind: "bool" is a switch (with a hidden --smart-rerun-no-NAME
+# to turn it off), "secret" takes a token, handed to the binary in the environment; anything else takes a
+# value and is the option's metavar. The pytest option is the ini key spelt with dashes. A test in the
+# Rust crate checks this table against the binary's own (src/config/keys.rs).
+KEYS = (
+    ("smart_rerun", "--rerun", "bool", "enable smart-rerun: rerun every failing test in a fresh pytest process"),
+    ("smart_rerun_max", "--max", "N", "total attempts per test, the first run included [default: 2]"),
+    ("smart_rerun_delay", "--delay", "SECONDS", "seconds between a test's failed attempt and its next [default: 0]"),
+    ("smart_rerun_backoff", "--backoff", "none|linear|exp", "how the delay grows: none, linear or exp [default: none]"),
+    ("smart_rerun_max_delay", "--max-delay", "SECONDS", "cap, in seconds, for a backed-off delay"),
+    ("smart_rerun_jitter", "--jitter", "SECONDS", "up to this many seconds added to each delay"),
+    ("smart_rerun_errors", "--errors", "NAME[,NAME...]", "only rerun failures whose exception class or a base class is listed (comma-separated)"),
+    ("smart_rerun_max_failures", "--max-failures", "N", "when more tests than this fail in the first round, rerun nothing"),
+    ("smart_rerun_max_reruns", "--max-reruns", "N", "cap on the total number of reruns"),
+    ("smart_rerun_fail_on_flaky", "--fail-on-flaky", "bool", "flaky tests (failed, then passed) make the run fail"),
+    ("smart_rerun_early_stop", "--early-stop", "bool", "stop retrying a test that failed the same way twice [default: on]"),
+    ("smart_rerun_prestart", "--prestart", "bool", "start a rerun round's pytest early, held until its tests are chosen [default: on]"),
+    ("smart_rerun_report", "--report", "PATH", "write the JSON report here"),
+    ("smart_rerun_junit_xml", "--junit-xml", "PATH", "write the flaky-aware JUnit XML report here"),
+    ("smart_rerun_junit_compat", "--junit-compat", "surefire|per-attempt|gitlab", "JUnit layout: surefire, per-attempt or gitlab"),
+    ("smart_rerun_markdown", "--markdown", "PATH", "write the Markdown report here"),
+    ("smart_rerun_ai", "--ai", "bool", "also classify failures with an AI endpoint (MCP or plain HTTP)"),
+    ("smart_rerun_ai_endpoint", "--ai-endpoint", "URL", "the MCP (or plain HTTP) endpoint for AI classification"),
+    ("smart_rerun_ai_token", "--ai-token", "secret", "bearer token for the AI endpoint (prefer SMART_RERUN_AI_TOKEN)"),
+    ("smart_rerun_ai_report", "--ai-report", "PATH", "write the AI classification trail here"),
+    ("smart_rerun_ai_cache", "--ai-cache", "PATH", "persistent cache of AI classifications"),
+    ("smart_rerun_ai_redact", "--ai-redact", "bool", "trim tracebacks and scrub secrets before sending [default: on]"),
+    ("smart_rerun_ai_protocol", "--ai-protocol", "mcp|http", "how to reach the AI endpoint: mcp or http [default: mcp]"),
+    ("smart_rerun_ai_tool", "--ai-tool", "NAME", "the MCP tool that classifies a failure [default: classify_failure]"),
+    ("smart_rerun_ai_timeout", "--ai-timeout", "SECONDS", "the AI budget for the whole run, in seconds [default: 60]"),
+    ("smart_rerun_github_annotations", "--github-annotations", "bool", "GitHub Actions: annotate failed and flaky tests [default: on]"),
+    ("smart_rerun_github_summary", "--github-summary", "bool", "GitHub Actions: append the report to the job summary [default: on]"),
+    ("smart_rerun_github_comment", "--github-comment", "bool", "GitHub Actions: keep one sticky PR comment [default: on]"),
+    ("smart_rerun_github_comment_key", "--github-comment-key", "KEY", "GitHub Actions: this job's section of the PR comment"),
+    ("smart_rerun_github_stop_commands", "--github-stop-commands", "bool", "GitHub Actions: stop workflow commands in pytest's output [default: on]"),
+    ("smart_rerun_github_token", "--github-token", "secret", "GitHub Actions: token for the PR comment (prefer the variable)"),
+    ("smart_rerun_gitlab_note", "--gitlab-note", "bool", "GitLab CI: keep one sticky merge request note [default: on]"),
+    ("smart_rerun_gitlab_note_key", "--gitlab-note-key", "KEY", "GitLab CI: this job's section of the merge request note"),
+    ("smart_rerun_gitlab_token", "--gitlab-token", "secret", "GitLab CI: token for the merge request note (prefer the variable)"),
+)
+
+MARKER_LINE = (
+    "smart_rerun(max=None, delay=None, backoff=None, errors=None, flaky=None): "
+    "smart-rerun's retry policy for this test"
+)
+
+# The module name under which the binary's collector plugin is loaded in each of its rounds.
+COLLECTOR_MODULE = "_smart_rerun_collector"
+# Where the binary is, when it is not where pip put it (a development build, say).
+BINARY_ENV = "SMART_RERUN_BIN"
+# pytest runs that only inform: they are never handed over.
+_INFORMATIVE = ("help", "version", "collectonly", "showfixtures", "show_fixtures_per_test", "markers")
+
+
+def _option(ini):
+    return "--" + ini.replace("_", "-")
+
+
+def _negation(ini):
+    return "--smart-rerun-no-" + ini[len("smart_rerun_"):].replace("_", "-")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup(
+        "smart-rerun",
+        "smart-rerun: rerun failed tests in fresh pytest processes (each switch has a --smart-rerun-no-NAME "
+        "form that turns it off)",
+    )
+    for ini, _flag, kind, help_text in KEYS:
+        if kind == "bool":
+            group.addoption(_option(ini), action="store_const", const="true", dest=ini, default=None, help=help_text)
+            if ini != "smart_rerun":
+                group.addoption(_negation(ini), action="store_const", const="false", dest=ini, help=argparse.SUPPRESS)
+        else:
+            metavar = "TOKEN" if kind == "secret" else kind
+            group.addoption(_option(ini), action="store", dest=ini, default=None, metavar=metavar, help=help_text)
+        parser.addini(ini, help_text, default=None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    config.addinivalue_line("markers", MARKER_LINE)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    # A wrapper that runs first: before pytest's capture starts and before any conftest is imported.
+    if _wanted(early_config):
+        _hand_over(early_config)
+    yield
+
+
+def _wanted(config):
+    if COLLECTOR_MODULE in sys.modules:
+        return False
+    namespace = config.known_args_namespace
+    if any(getattr(namespace, name, False) for name in _INFORMATIVE):
+        return False
+    explicit = bool(_option_values(namespace))
+    if not _started_from_command_line(config):
+        # pytest.main() from Python code (an IDE, pytester): the binary cannot take this process over.
+        if explicit:
+            raise pytest.UsageError(
+                "--smart-rerun hands the run to the smart-rerun binary, which needs pytest started from "
+                "the command line (`pytest ...`, `python -m pytest ...`), not pytest.main() in Python code"
+            )
+        return False
+    if explicit or _ini_names(config):
+        return True
+    return any(os.environ.get(ini.upper()) for ini, _, _, _ in KEYS)
+
+
+def _option_values(namespace):
+    return [(ini, flag, kind, getattr(namespace, ini)) for ini, flag, kind, _ in KEYS if getattr(namespace, ini, None) is not None]
+
+
+def _ini_names(config):
+    inicfg = getattr(config, "_inicfg", None)
+    if inicfg is None:
+        inicfg = getattr(config, "inicfg", None) or {}
+    names = {name for name in inicfg if name.startswith("smart_rerun")}
+    for override in getattr(config.known_args_namespace, "override_ini", None) or ():
+        name = override.split("=", 1)[0].strip()
+        if name.startswith("smart_rerun"):
+            names.add(name)
+    return names
+
+
+def _hand_over(config):
+    binary = _find_binary()
+    argv = [binary, "run", "--from-pytest"]
+    env = dict(os.environ)
+    for ini, flag, kind, value in _option_values(config.known_args_namespace):
+        if kind == "secret":
+            # Not on the binary's command line: the variable outranks the ini key, as the option does.
+            env[ini.upper()] = value
+        else:
+            argv.append("%s=%s" % (flag, value))
+    argv.append("--")
+    argv.extend(_pytest_command(config))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        # The binary takes this process's place: signals (Ctrl-C, a CI's cancellation) reach it directly.
+        os.execve(binary, argv, env)
+    import subprocess
+
+    try:
+        code = subprocess.call(argv, env=env)
+    except KeyboardInterrupt:
+        code = 2
+    raise SystemExit(code)
+
+
+def _started_from_command_line(config):
+    return tuple(config.invocation_params.args) == tuple(sys.argv[1:])
+
+
+def _pytest_command(config):
+    """The command the binary runs each round: this interpreter, running pytest as the user did."""
+    args = list(config.invocation_params.args)
+    orig = getattr(sys, "orig_argv", None)
+    if orig and len(orig) > len(args) and list(orig[len(orig) - len(args) :]) == args:
+        # Python 3.10+: keep the interpreter's options (-X dev, -W error) and how pytest was started.
+        head = list(orig[1 : len(orig) - len(args)])
+        if len(head) >= 2 and head[-2] == "-m" and head[-1] in ("pytest", "py.test"):
+            return [sys.executable] + head + args
+        if head and os.name == "posix" and os.path.basename(head[-1]) in ("pytest", "py.test"):
+            return [sys.executable] + head + args
+    return [sys.executable, "-m", "pytest"] + args
+
+
+def _find_binary():
+    exe = "smart-rerun.exe" if os.name == "nt" else "smart-rerun"
+    override = os.environ.get(BINARY_ENV)
+    if override:
+        if not os.path.isfile(override):
+            raise pytest.UsageError("%s=%s: no such file (it should name the smart-rerun binary)" % (BINARY_ENV, override))
+        return override
+    candidates = [os.path.join(os.path.dirname(sys.executable), exe)]
+    try:
+        import sysconfig
+
+        candidates.append(os.path.join(sysconfig.get_path("scripts"), exe))
+        user_scheme = "nt_user" if os.name == "nt" else "posix_user"
+        candidates.append(os.path.join(sysconfig.get_path("scripts", user_scheme), exe))
+    except (KeyError, ValueError):
+        pass
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    recorded = _recorded_binary(exe)
+    if recorded:
+        return recorded
+    import shutil
+
+    found = shutil.which(exe)
+    if found:
+        return found
+    raise pytest.UsageError(
+        "the smart-rerun binary that comes with pytest-smart-rerun was not found (looked in %s and on PATH); "
+        "reinstall the package (pip install --force-reinstall pytest-smart-rerun) or set %s to its path"
+        % (", ".join(candidates), BINARY_ENV)
+    )
+
+
+def _recorded_binary(exe):
+    """The binary where this distribution's RECORD says pip put it (a --prefix or --target install)."""
+    try:
+        from importlib import metadata
+    except ImportError:  # Python 3.7
+        return None
+    try:
+        files = metadata.distribution("pytest-smart-rerun").files or ()
+    except metadata.PackageNotFoundError:
+        return None
+    for entry in files:
+        if entry.name == exe:
+            path = str(entry.locate())
+            if os.path.isfile(path):
+                return path
+    return None

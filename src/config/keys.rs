@@ -198,6 +198,45 @@ mod tests {
     }
 
     #[test]
+    fn the_pytest_plugin_offers_every_key_as_an_option() {
+        // python/pytest_smart_rerun/plugin.py: (ini key, the binary's flag, kind, help) per setting; the
+        // pytest option is the ini key spelt with dashes, which is what config::pytest_option gives.
+        let source = include_str!("../../python/pytest_smart_rerun/plugin.py");
+        for k in KEYS {
+            let row = format!("(\"{}\", \"{}\", \"", k.ini, k.flag);
+            let rest = source
+                .split_once(&row)
+                .unwrap_or_else(|| panic!("plugin.py has no row {row}"))
+                .1;
+            // The third field: "bool", "secret", or the metavar of a value.
+            let kind = &rest[..rest.find('"').unwrap()];
+            match k.kind {
+                Kind::Bool => assert_eq!(kind, "bool", "{}", k.ini),
+                Kind::Secret => assert_eq!(kind, "secret", "{}", k.ini),
+                _ => assert!(kind != "bool" && kind != "secret", "{}: {kind}", k.ini),
+            }
+            assert_eq!(
+                crate::config::pytest_option(k.flag),
+                format!("--{}", k.ini.replace('_', "-")),
+                "{}",
+                k.ini
+            );
+        }
+        assert_eq!(
+            source.matches("\n    (\"smart_rerun").count(),
+            KEYS.len(),
+            "plugin.py offers a key the binary does not know"
+        );
+    }
+
+    #[test]
+    fn the_python_package_has_the_crate_version() {
+        let init = include_str!("../../python/pytest_smart_rerun/__init__.py");
+        let line = format!("__version__ = \"{}\"", env!("CARGO_PKG_VERSION"));
+        assert!(init.contains(&line), "__init__.py lacks {line}");
+    }
+
+    #[test]
     fn the_collector_registers_every_ini_key() {
         let source = crate::runner::COLLECTOR_SOURCE;
         for k in KEYS {

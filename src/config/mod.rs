@@ -30,6 +30,9 @@ pub enum Source {
     Env(&'static str),
     /// A command-line flag, e.g. `--max` (or the matching GitHub Action input).
     Flag(&'static str),
+    /// The same setting given to pytest through the plugin in the wheel, as `--smart-rerun-max`; holds the
+    /// binary's flag (`--max`), from which the pytest option's name follows.
+    PytestOption(&'static str),
     /// A test's `smart_rerun` (or migrated `flaky`) marker.
     Marker {
         nodeid: String,
@@ -48,8 +51,18 @@ impl fmt::Display for Source {
             Source::Override => f.write_str("pytest -o"),
             Source::Env(name) => write!(f, "environment variable {name}"),
             Source::Flag(flag) => write!(f, "command line {flag}"),
+            Source::PytestOption(flag) => write!(f, "pytest option {}", pytest_option(flag)),
             Source::Marker { nodeid } => write!(f, "marker on {nodeid}"),
         }
+    }
+}
+
+/// The pytest plugin's name for the binary's flag: `--max` is `--smart-rerun-max`, `--rerun` is
+/// `--smart-rerun`.
+pub fn pytest_option(flag: &str) -> String {
+    match flag {
+        "--rerun" => "--smart-rerun".to_owned(),
+        _ => format!("--smart-rerun-{}", flag.trim_start_matches('-')),
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "sr-e2e-bearer-7c1d93";
 
 /// A classifier server, killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
@@ -24,7 +24,7 @@ struct Server {
 
 impl Server {
     /// `examples/mcp-classifier/server.py ARGS`, answering `answers` by node id substring.
-    fn mcp(args: &[&str], answers: Value) -> Server {
+    pub(crate) fn mcp(args: &[&str], answers: Value) -> Server {
         Server::start("server.py", "/mcp", args, answers)
     }
 
@@ -98,7 +98,7 @@ impl Server {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}{}", self.port, self.path)
     }
 
@@ -107,7 +107,7 @@ impl Server {
     }
 
     /// Every failure the server received, in order.
-    fn calls(&self) -> Vec<Value> {
+    pub(crate) fn calls(&self) -> Vec<Value> {
         self.log("calls.jsonl")
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

@@ -9,6 +9,8 @@ mod fake_github;
 mod github;
 mod gitlab;
 #[cfg(unix)]
+mod plugin;
+#[cfg(unix)]
 mod process;
 mod reports;
 mod schema;
