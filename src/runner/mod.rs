@@ -1846,6 +1846,7 @@ fn phase(name: &str) -> Option<Phase> {
         "setup" => Some(Phase::Setup),
         "call" => Some(Phase::Call),
         "teardown" => Some(Phase::Teardown),
+        "crash" => Some(Phase::Crash),
         _ => None,
     }
 }

@@ -416,6 +416,46 @@ fn an_xdist_run_matches_the_schema() {
     assert!(first["worker"].is_string(), "{}", out.dump());
 }
 
+#[test]
+fn an_xdist_worker_crash_matches_the_schema_and_says_which_worker_crashed() {
+    let p = Project::new();
+    p.file(
+        "test_crash.py",
+        "import os\n\ndef test_ok():\n    pass\n\ndef test_exits_once(attempt):\n    if attempt == 1:\n        os._exit(1)\n",
+    );
+    let junit = p.path().join("junit.xml");
+    let out = p.run(
+        &["--max", "2", "--junit-xml", junit.to_str().unwrap()],
+        &["-n", "2"],
+    );
+    check(&out, 0);
+    let id = "test_crash.py::test_exits_once";
+    assert_eq!(out.outcome(id), "flaky");
+    let first = &attempts(&out, id)[0];
+    assert_eq!(first["phase"], "crash", "{}", out.dump());
+    assert_eq!(first["outcome"], "error");
+    assert_eq!(first["exception"]["type"], "smart_rerun.PytestCrash");
+    let worker = first["worker"].as_str().expect("the worker that crashed");
+    let said = format!("worker {worker} crashed while running this test");
+    assert_eq!(
+        first["exception"]["message"],
+        said.as_str(),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("(first failed: smart_rerun.PytestCrash: {said})")),
+        "{}",
+        out.dump()
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(&format!("message=\"smart_rerun.PytestCrash: {said}\"")),
+        "{xml}"
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn an_interrupted_run_matches_the_schema() {
