@@ -70,15 +70,13 @@ fn collect(
     stdout: std::thread::JoinHandle<String>,
     stderr: std::thread::JoinHandle<String>,
 ) -> RunOutput {
-    let report = std::fs::read_to_string(p.report_path())
-        .ok()
-        .map(|s| serde_json::from_str(&s).expect("the report is JSON"));
     RunOutput {
         code,
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
-        report,
+        report: None,
     }
+    .with_report(&p.report_path())
 }
 
 fn rounds(out: &RunOutput) -> &Vec<Value> {

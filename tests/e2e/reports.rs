@@ -513,6 +513,7 @@ fn render_merges_two_runs_into_one_json_markdown_and_junit() {
     let (code, json) = render(&a, &["--format", "json"], &reports);
     assert_eq!(code, 0, "{json}");
     let merged: Value = serde_json::from_str(&json).unwrap();
+    common::assert_matches_schema(&merged, &|| json.clone());
     let ids: Vec<&str> = merged["tests"]
         .as_array()
         .unwrap()

@@ -6,84 +6,11 @@
 //! are checked here in Rust. Hand-built reports cover the optional fields no scenario produces, and a
 //! negative test proves that the validation can fail.
 
-use crate::common::{self, Project, RunOutput};
+use crate::common::{self, Project, RunOutput, assert_matches_schema, schema_errors};
 use serde_json::{Value, json};
 use smart_rerun::report::{
     Outcome, PolicyInfo, RoundKind, RunInfo, RunReport, SCHEMA_VERSION, Summary, Tool,
 };
-use std::process::Command;
-
-/// Validates each file given after the schema; prints a JSON list with, per file, the list of every error.
-/// `date-time` is checked by hand: jsonschema checks it only with the optional `rfc3339-validator`.
-const VALIDATE: &str = r#"
-import datetime, json, re, sys
-from jsonschema import Draft202012Validator
-
-RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})\Z")
-checker = Draft202012Validator.FORMAT_CHECKER
-
-@checker.checks("date-time", raises=ValueError)
-def date_time(value):
-    if not isinstance(value, str):
-        return True
-    m = RFC3339.match(value)
-    if not m:
-        return False
-    date, time, frac, zone = m.groups()
-    frac = (frac or "")[:6].ljust(6, "0")
-    zone = "+00:00" if zone in ("Z", "z") else zone
-    datetime.datetime.fromisoformat(date + "T" + time + "." + frac + zone)
-    return True
-
-with open(sys.argv[1], encoding="utf-8") as f:
-    schema = json.load(f)
-Draft202012Validator.check_schema(schema)
-validator = Draft202012Validator(schema, format_checker=checker)
-results = []
-for path in sys.argv[2:]:
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
-    errors = []
-    for e in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
-        where = "/" + "/".join(str(p) for p in e.absolute_path)
-        errors.append("%s: %s (%s)" % (where, e.message, "/".join(str(p) for p in e.schema_path)))
-    results.append(errors)
-print(json.dumps(results))
-"#;
-
-/// Every schema error of each document, one list per document.
-fn schema_errors(docs: &[&Value]) -> Vec<Vec<String>> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(common::python());
-    cmd.arg("-c")
-        .arg(VALIDATE)
-        .arg(common::repo_root().join("schema/report.schema.json"));
-    for (i, doc) in docs.iter().enumerate() {
-        let path = dir.path().join(format!("report-{i}.json"));
-        std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
-        cmd.arg(path);
-    }
-    let out = cmd.output().expect("the venv's python runs");
-    assert!(
-        out.status.success(),
-        "the validator failed\n--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(results.len(), docs.len());
-    results
-}
-
-fn assert_matches_schema(doc: &Value, context: &dyn Fn() -> String) {
-    let errors = schema_errors(&[doc]).remove(0);
-    assert!(
-        errors.is_empty(),
-        "the report does not match schema/report.schema.json:\n  {}\n{}",
-        errors.join("\n  "),
-        context()
-    );
-}
 
 /// What a schema cannot say: the summary adds up, attempts are numbered in order, the outcome follows
 /// from the attempts, the exit code is the one the process returned.
