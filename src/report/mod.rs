@@ -377,13 +377,14 @@ impl RunReport {
             s.reruns += t.attempts.len().saturating_sub(1);
         }
         s.collection_errors = self.collection_errors.len();
+        // A fold from +0.0, not `sum()`: a float sum of nothing is -0.0, which JSON and every "{:.1}" print
+        // as "-0.0" when nothing was rerun.
         s.rerun_seconds = self
             .run
             .rounds
             .iter()
             .filter(|r| r.kind == RoundKind::Rerun)
-            .map(|r| r.duration_seconds)
-            .sum();
+            .fold(0.0, |total, r| total + r.duration_seconds);
         self.summary = s;
     }
 
@@ -673,6 +674,21 @@ mod tests {
             ..Summary::default()
         };
         assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn no_rerun_rounds_is_zero_rerun_seconds_never_negative_zero() {
+        let mut report = small_report();
+        report.run.rounds.retain(|r| r.kind != RoundKind::Rerun);
+        report.summarize();
+        assert!(
+            report.summary.rerun_seconds == 0.0 && report.summary.rerun_seconds.is_sign_positive(),
+            "{:?}",
+            report.summary.rerun_seconds
+        );
+        let json = rendered(&report);
+        assert!(json.contains("\"rerun_seconds\": 0.0,"), "{json}");
+        assert!(!json.contains("-0.0"), "{json}");
     }
 
     #[test]

@@ -286,12 +286,35 @@ pub struct RunOutput {
     pub report: Option<Value>,
 }
 
+/// A float sum of nothing is -0.0 in Rust; a report must never say `-0.0` (a schema cannot tell).
+pub fn assert_no_negative_zero(value: &Value, at: &str, context: &dyn Fn() -> String) {
+    match value {
+        Value::Number(n) => {
+            let negative_zero = n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative());
+            assert!(!negative_zero, "{at} is -0.0\n{}", context());
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                assert_no_negative_zero(item, &format!("{at}/{i}"), context);
+            }
+        }
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                assert_no_negative_zero(field, &format!("{at}/{key}"), context);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Reads the JSON report at `path`, which must match the published schema.
 pub fn read_report(path: &Path) -> Value {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("no report at {}: {e}", path.display()));
     let report = serde_json::from_str(&text).expect("the report is JSON");
-    assert_matches_schema(&report, &|| format!("the report at {}", path.display()));
+    let context = || format!("the report at {}", path.display());
+    assert_matches_schema(&report, &context);
+    assert_no_negative_zero(&report, "", &context);
     report
 }
 
@@ -304,6 +327,7 @@ impl RunOutput {
             .map(|s| serde_json::from_str(&s).expect("the report is JSON"));
         if let Some(report) = &self.report {
             assert_matches_schema(report, &|| self.dump());
+            assert_no_negative_zero(report, "", &|| self.dump());
         }
         self
     }
