@@ -477,6 +477,16 @@ fn severity(code: i32) -> u8 {
     }
 }
 
+/// A count and its noun, singular for one: `counted(1, "round")` is "1 round", `counted(3, "failed test")`
+/// "3 failed tests". Every noun the reports count takes a plain "s".
+pub fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Writes a file through a temporary sibling renamed into place, creating parent directories, so a
 /// reader (a CI upload step, a dashboard) never sees half a file.
 ///
@@ -674,6 +684,13 @@ mod tests {
             ..Summary::default()
         };
         assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn counts_are_singular_for_one_only() {
+        assert_eq!(counted(0, "round"), "0 rounds");
+        assert_eq!(counted(1, "round"), "1 round");
+        assert_eq!(counted(2, "failed test"), "2 failed tests");
     }
 
     #[test]

@@ -281,6 +281,29 @@ fn tests_after_a_crash_run_in_a_continuation_round_that_charges_no_attempt() {
 }
 
 #[test]
+fn a_round_that_reruns_a_crash_and_runs_the_tests_after_it_says_both() {
+    let p = Project::new();
+    p.file(
+        "test_crash.py",
+        "import os\n\ndef test_dies_once(attempt):\n    if attempt == 1:\n        os._exit(3)\n\n\
+         def test_after(attempt):\n    pass\n\n\
+         def test_last(attempt):\n    pass\n",
+    );
+    let out = run(&p, &["--max", "2"], &[]);
+    out.assert_code(0);
+    assert_eq!(out.outcome("test_crash.py::test_dies_once"), "flaky");
+    let rounds = rounds(&out);
+    assert_eq!(rounds.len(), 2, "{}", out.dump());
+    assert_eq!(rounds[1]["kind"], "rerun");
+    assert_eq!(rounds[1]["selected"], 3);
+    assert_contains(
+        &out.stdout,
+        "smart-rerun round 2: rerunning 1 failed test and running 2 not yet run\n",
+        &out,
+    );
+}
+
+#[test]
 fn pytest_dying_while_collecting_a_rerun_round_does_not_loop() {
     let p = Project::new();
     // Imported once per pytest process: the first round collects; every later one dies collecting.

@@ -601,7 +601,7 @@ fn in_github_actions_each_rerun_rounds_output_is_a_log_group() {
     assert_eq!(
         groups.iter().map(|(_, l)| *l).collect::<Vec<_>>(),
         [
-            "::group::smart-rerun round 2: rerunning 1 test",
+            "::group::smart-rerun round 2: rerunning 1 failed test",
             "::endgroup::"
         ],
         "{}",
