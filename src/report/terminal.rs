@@ -2,8 +2,9 @@
 //! [`TerminalObserver`] (implements the runner's [`Observer`]) and [`render_summary`].
 //!
 //! Output goes through `anstream`, which drops colour when stdout is not a terminal, when `NO_COLOR` is set,
-//! or with `--color never`. Test names and messages come from the code under test: control characters are
-//! made visible, so they cannot move the cursor, retitle the window or forge colour.
+//! or with `--color never`. Test names and messages come from the code under test: a tab is shown as spaces
+//! and every other control character made visible, so they cannot move the cursor, retitle the window or
+//! forge colour.
 
 use super::{Outcome, Round, RoundKind, RunReport, counted};
 use crate::runner::{Observer, RoundPlan};
