@@ -11,7 +11,7 @@
 //! Everything from the tested code (node ids, messages, tracebacks) is untrusted: [`inline`] and [`pre`]
 //! escape it so it cannot inject Markdown or HTML, break a table, close a block, or @mention anyone.
 
-use super::{Outcome, RunReport, TestResult};
+use super::{Outcome, RunReport, TestResult, counted};
 use std::fmt::Write as _;
 
 /// GitHub's limit for an issue or PR comment body.
@@ -112,11 +112,15 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
     }
     let _ = writeln!(out, "## {icon} smart-rerun: {}\n", counts.join(", "));
     let mut facts = vec![
-        format!("{} tests", s.total),
-        format!("{} rounds", report.run.rounds.len()),
+        counted(s.total, "test"),
+        counted(report.run.rounds.len(), "round"),
     ];
     if s.reruns > 0 {
-        facts.push(format!("{} reruns took {:.1} s", s.reruns, s.rerun_seconds));
+        facts.push(format!(
+            "{} took {:.1} s",
+            counted(s.reruns, "rerun"),
+            s.rerun_seconds
+        ));
     }
     facts.push(format!("total {:.1} s", report.run.duration_seconds));
     if let Some(v) = &report.run.pytest_version {
@@ -150,11 +154,12 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
 
     if detail == Detail::Minimal {
         if !failed.is_empty() || !flaky.is_empty() {
-            left_out.push(format!(
-                "the list of {} failed and {} flaky tests",
-                failed.len(),
-                flaky.len()
-            ));
+            let lists: Vec<String> = [(failed.len(), "failed test"), (flaky.len(), "flaky test")]
+                .into_iter()
+                .filter(|&(n, _)| n > 0)
+                .map(|(n, noun)| counted(n, noun))
+                .collect();
+            left_out.push(format!("the list of {}", lists.join(" and ")));
         }
     } else {
         if !failed.is_empty() {
@@ -183,7 +188,7 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
                 );
             }
             if failed.len() > max_rows {
-                left_out.push(format!("{} more failed tests", failed.len() - max_rows));
+                left_out.push(counted(failed.len() - max_rows, "more failed test"));
             }
             out.push('\n');
         }
@@ -216,12 +221,15 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
                     );
                 }
                 if flaky.len() > max_rows {
-                    left_out.push(format!("{} more flaky tests", flaky.len() - max_rows));
+                    left_out.push(counted(flaky.len() - max_rows, "more flaky test"));
                 }
                 out.push('\n');
             } else {
                 let _ = writeln!(out, "### Flaky ({})\n", flaky.len());
-                left_out.push(format!("the list of {} flaky tests", flaky.len()));
+                left_out.push(format!(
+                    "the list of {}",
+                    counted(flaky.len(), "flaky test")
+                ));
             }
         }
         let with_traces: Vec<&TestResult> = failed
@@ -537,6 +545,27 @@ mod tests {
             .take_while(|l| l.starts_with('|'))
             .map(|l| l.split('|').collect())
             .collect()
+    }
+
+    #[test]
+    fn counts_of_one_are_singular() {
+        let mut report = sample::every_outcome();
+        report.run.rounds.truncate(1);
+        report.summary.total = 1;
+        report.summary.reruns = 1;
+        let text = render(&report, &Links::default(), COMMENT_BUDGET);
+        assert!(
+            text.contains("\n1 test · 1 round · 1 rerun took "),
+            "{text}"
+        );
+        report.run.rounds = sample::every_outcome().run.rounds;
+        report.summary.total = 7;
+        report.summary.reruns = 4;
+        let text = render(&report, &Links::default(), COMMENT_BUDGET);
+        assert!(
+            text.contains("\n7 tests · 3 rounds · 4 reruns took "),
+            "{text}"
+        );
     }
 
     #[test]

@@ -377,13 +377,14 @@ impl RunReport {
             s.reruns += t.attempts.len().saturating_sub(1);
         }
         s.collection_errors = self.collection_errors.len();
+        // A fold from +0.0, not `sum()`: a float sum of nothing is -0.0, which JSON and every "{:.1}" print
+        // as "-0.0" when nothing was rerun.
         s.rerun_seconds = self
             .run
             .rounds
             .iter()
             .filter(|r| r.kind == RoundKind::Rerun)
-            .map(|r| r.duration_seconds)
-            .sum();
+            .fold(0.0, |total, r| total + r.duration_seconds);
         self.summary = s;
     }
 
@@ -476,8 +477,22 @@ fn severity(code: i32) -> u8 {
     }
 }
 
+/// A count and its noun, singular for one: `counted(1, "round")` is "1 round", `counted(3, "failed test")`
+/// "3 failed tests". Every noun the reports count takes a plain "s".
+pub fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Writes a file through a temporary sibling renamed into place, creating parent directories, so a
 /// reader (a CI upload step, a dashboard) never sees half a file.
+///
+/// The file gets the mode any other tool's output gets (pytest's `--junitxml`, a shell redirect): 0666
+/// less the umask, so 0644 under the usual 022. A temporary file is 0600 by default, which would keep a
+/// report from the rest of a team on a shared machine, or from a CI step running as another user.
 pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
@@ -487,7 +502,14 @@ pub fn write_atomic(
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut builder = tempfile::Builder::new();
+    // open(2) applies the umask to the mode it is given.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir)?;
     write(tmp.as_file_mut())?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
@@ -662,6 +684,28 @@ mod tests {
             ..Summary::default()
         };
         assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn counts_are_singular_for_one_only() {
+        assert_eq!(counted(0, "round"), "0 rounds");
+        assert_eq!(counted(1, "round"), "1 round");
+        assert_eq!(counted(2, "failed test"), "2 failed tests");
+    }
+
+    #[test]
+    fn no_rerun_rounds_is_zero_rerun_seconds_never_negative_zero() {
+        let mut report = small_report();
+        report.run.rounds.retain(|r| r.kind != RoundKind::Rerun);
+        report.summarize();
+        assert!(
+            report.summary.rerun_seconds == 0.0 && report.summary.rerun_seconds.is_sign_positive(),
+            "{:?}",
+            report.summary.rerun_seconds
+        );
+        let json = rendered(&report);
+        assert!(json.contains("\"rerun_seconds\": 0.0,"), "{json}");
+        assert!(!json.contains("-0.0"), "{json}");
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! [`TerminalObserver`] (implements the runner's [`Observer`]) and [`render_summary`].
 //!
 //! Output goes through `anstream`, which drops colour when stdout is not a terminal, when `NO_COLOR` is set,
-//! or with `--color never`. Test names and messages come from the code under test: control characters are
-//! made visible, so they cannot move the cursor, retitle the window or forge colour.
+//! or with `--color never`. Test names and messages come from the code under test: a tab is shown as spaces
+//! and every other control character made visible, so they cannot move the cursor, retitle the window or
+//! forge colour.
 
-use super::{Outcome, Round, RoundKind, RunReport};
+use super::{Outcome, Round, RoundKind, RunReport, counted};
 use crate::runner::{Observer, RoundPlan};
 use anstyle::{AnsiColor, Style};
 use std::fmt::Write as _;
@@ -122,16 +123,12 @@ impl<W: Write> Observer for TerminalObserver<W> {
         if plan.kind == RoundKind::First {
             return;
         }
-        let what = match plan.kind {
-            RoundKind::Continuation => "running the tests that had not run yet",
-            _ => "rerunning failed tests",
-        };
+        let what = round_title(plan);
         let n = plan.tests.len();
         let mut text = format!(
-            "{CYAN}smart-rerun{CYAN:#} {BOLD}round {}{BOLD:#}: {what} ({n} test{}{})",
+            "{CYAN}smart-rerun{CYAN:#} {BOLD}round {}{BOLD:#}: {what}{}",
             plan.number,
-            plural(n),
-            if plan.serial { "" } else { ", in parallel" }
+            if plan.serial { "" } else { " (in parallel)" }
         );
         for (nodeid, attempt, max) in plan.tests.iter().take(10) {
             let _ = write!(
@@ -146,12 +143,8 @@ impl<W: Write> Observer for TerminalObserver<W> {
         self.line(&text);
         if self.github_groups {
             // Our own text only: a test name could carry a workflow command.
-            let title = match plan.kind {
-                RoundKind::Continuation => format!("running {n} test{} not run yet", plural(n)),
-                _ => format!("rerunning {n} test{}", plural(n)),
-            };
             self.line(&format!(
-                "::group::smart-rerun round {}: {title}",
+                "::group::smart-rerun round {}: {what}",
                 plan.number
             ));
             self.group_open = true;
@@ -209,6 +202,26 @@ impl<W: Write> Observer for TerminalObserver<W> {
         if std::mem::take(&mut self.group_open) {
             self.line("::endgroup::");
         }
+    }
+}
+
+/// What a later round does, counted: "rerunning 2 failed tests", "running 3 tests not yet run", or both
+/// when a round reruns failures and also runs the tests that never ran (after `-x` or a crash). A test
+/// on its first attempt has never run.
+fn round_title(plan: &RoundPlan<'_>) -> String {
+    let fresh = plan
+        .tests
+        .iter()
+        .filter(|&&(_, attempt, _)| attempt <= 1)
+        .count();
+    let reruns = plan.tests.len() - fresh;
+    match (reruns, fresh) {
+        (0, fresh) => format!("running {} not yet run", counted(fresh, "test")),
+        (reruns, 0) => format!("rerunning {}", counted(reruns, "failed test")),
+        (reruns, fresh) => format!(
+            "rerunning {} and running {fresh} not yet run",
+            counted(reruns, "failed test")
+        ),
     }
 }
 
@@ -452,12 +465,17 @@ fn sanitize_lines(text: &str) -> String {
         .join("\n  ")
 }
 
-/// Makes untrusted text safe for one terminal line: control characters (ESC, CR, BEL, newlines, ...)
-/// become visible escapes.
+/// Makes untrusted text safe for one terminal line: a tab becomes spaces (it moves the cursor only
+/// forward, and a message is aligned with tabs as often as not), every other control character (ESC, CR,
+/// BEL, newlines, ...) and the invisible direction and width marks become visible escapes.
 pub fn sanitize_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control()
+        if c == '\t' {
+            // Fixed, not to the next tab stop: the text lands mid-line, after a label whose width
+            // varies, so no stop would line up anyway; and the live line's width stays countable.
+            out.push_str("    ");
+        } else if c.is_control()
             || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
         {
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
@@ -482,6 +500,15 @@ mod tests {
         let clean = sanitize_line(hostile);
         assert!(!clean.chars().any(|c| c.is_control()), "{clean:?}");
         assert!(clean.contains("\\u{1b}]0;pwned"));
+    }
+
+    #[test]
+    fn a_tab_is_spaces_and_other_control_characters_are_escaped() {
+        assert_eq!(
+            one_line("AssertionError", "expected:\t1\u{1b}[31m"),
+            "AssertionError: expected:    1\\u{1b}[31m"
+        );
+        assert_eq!(sanitize_line("a\tb\rc\u{7}"), "a    b\\u{d}c\\u{7}");
     }
 
     #[test]
@@ -552,7 +579,10 @@ mod tests {
         // Everything before the round's header is drawn on one line, frame over frame.
         let (live, header) = out.split_once("\rsmart-rerun round 2").unwrap();
         assert!(!live.contains('\n'), "{live:?}");
-        assert!(header.starts_with(": rerunning failed tests"), "{header:?}");
+        assert!(
+            header.starts_with(": rerunning 4 failed tests\n"),
+            "{header:?}"
+        );
         let frames: Vec<&str> = live.split('\r').filter(|f| !f.is_empty()).collect();
         insta::assert_debug_snapshot!("live_countdown_frames", frames);
         assert_eq!(frames.len(), 4, "three draws and the clearing blank");
@@ -570,6 +600,51 @@ mod tests {
         assert!(
             frames[3].len() >= widest && frames[3].trim().is_empty(),
             "the status is blanked out"
+        );
+    }
+
+    #[test]
+    fn a_round_says_how_many_tests_it_reruns_and_how_many_it_runs_for_the_first_time() {
+        let header = |tests: Vec<(&'static str, u32, u32)>, serial| {
+            let mut obs = fake(false, false);
+            obs.round_starting(&RoundPlan {
+                number: 2,
+                kind: if tests.iter().all(|t| t.1 == 1) {
+                    RoundKind::Continuation
+                } else {
+                    RoundKind::Rerun
+                },
+                tests,
+                serial,
+            });
+            let out = without_our_styles(&String::from_utf8(obs.into_inner()).unwrap());
+            out.lines().next().unwrap().to_owned()
+        };
+        assert_eq!(
+            header(vec![("t.py::a", 2, 3)], true),
+            "smart-rerun round 2: rerunning 1 failed test"
+        );
+        assert_eq!(
+            header(vec![("t.py::a", 2, 3), ("t.py::b", 3, 3)], false),
+            "smart-rerun round 2: rerunning 2 failed tests (in parallel)"
+        );
+        // After `-x` or a crash, a rerun round also runs the tests that never ran.
+        assert_eq!(
+            header(
+                vec![
+                    ("t.py::a", 2, 2),
+                    ("t.py::b", 2, 2),
+                    ("t.py::c", 1, 2),
+                    ("t.py::d", 1, 2),
+                    ("t.py::e", 1, 2)
+                ],
+                true
+            ),
+            "smart-rerun round 2: rerunning 2 failed tests and running 3 not yet run"
+        );
+        assert_eq!(
+            header(vec![("t.py::c", 1, 2)], true),
+            "smart-rerun round 2: running 1 test not yet run"
         );
     }
 
@@ -653,9 +728,9 @@ mod tests {
         assert_eq!(
             groups,
             [
-                &"::group::smart-rerun round 2: rerunning 4 tests",
+                &"::group::smart-rerun round 2: rerunning 4 failed tests",
                 &"::endgroup::",
-                &"::group::smart-rerun round 3: running 1 test not run yet",
+                &"::group::smart-rerun round 3: running 1 test not yet run",
                 &"::endgroup::"
             ],
             "{out}"

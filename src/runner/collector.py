@@ -212,6 +212,32 @@ def _outcome_of(phases):
     return outcome
 
 
+_PHASES = ("setup", "call", "teardown")
+
+
+def _crash_failure(rep):
+    """The failure xdist reports when a worker dies mid-test: a report with the phase ``???`` and a bare
+    string for longrepr. Told as the crash it is, the way smart-rerun tells a pytest that died unassisted."""
+    node = getattr(rep, "node", None)
+    worker = getattr(getattr(node, "gateway", None), "id", None)
+    if worker:
+        message = "worker %s crashed while running this test" % worker
+    else:
+        message = "a pytest worker crashed while running this test"
+    text = getattr(rep, "longreprtext", None) or (str(rep.longrepr) if rep.longrepr is not None else None)
+    return {
+        "phase": "crash",
+        "type": "smart_rerun.PytestCrash",
+        "mro": [],
+        "message": message,
+        "crash_path": None,
+        "crash_line": None,
+        "test_line": None,
+        "traceback": _cap(text),
+        "sections": [],
+    }
+
+
 def _skip_reason(rep):
     longrepr = rep.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
@@ -360,6 +386,8 @@ class Collector:
         self.events.emit("test", payload)
 
     def _failure(self, rep):
+        if rep.when not in _PHASES:
+            return _crash_failure(rep)
         exc = getattr(rep, _EXC_ATTR, None) or {}
         crash = getattr(getattr(rep, "longrepr", None), "reprcrash", None)
         message = exc.get("message")

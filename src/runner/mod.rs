@@ -26,7 +26,7 @@ use crate::config::{self, ConfigErrors, RawLayer, Settings, marker::MarkerPolicy
 use crate::policy::{RetryPolicy, plan_next_round};
 use crate::report::{
     Attempt, CapturedSection, CollectionError, ExceptionInfo, Location, Outcome, Phase, PolicyInfo,
-    Round, RoundKind, RunInfo, RunReport, SCHEMA_VERSION, Summary, TestResult, Tool,
+    Round, RoundKind, RunInfo, RunReport, SCHEMA_VERSION, Summary, TestResult, Tool, counted,
 };
 use events::{Collected, Event, FailureEvent, SessionFinish, SessionStart, TestEvent};
 use signals::Interrupts;
@@ -1132,7 +1132,8 @@ impl Run<'_> {
             return;
         }
         let why = format!(
-            "{failed} tests failed in the first round, more than max_failures = {limit}: the build looks broken, not flaky, so nothing was rerun"
+            "{} failed in the first round, more than max_failures = {limit}: the build looks broken, not flaky, so nothing was rerun",
+            counted(failed, "test")
         );
         let mut held = 0;
         for t in &mut self.tests {
@@ -1575,8 +1576,12 @@ impl Run<'_> {
             self.attempts_saved += left as usize;
             self.seconds_saved += per_attempt * left as f64 + waits;
             notes.stopped_because = Some(format!(
-                "failed the same way twice: a deterministic failure, so the {left} remaining attempt{} were not spent (smart_rerun_early_stop)",
-                if left == 1 { "" } else { "s" }
+                "failed the same way twice: a deterministic failure, so the {} not spent (smart_rerun_early_stop)",
+                if left == 1 {
+                    "1 remaining attempt was".to_owned()
+                } else {
+                    format!("{left} remaining attempts were")
+                }
             ));
         } else {
             notes.stopped_because = None;
@@ -1846,6 +1851,7 @@ fn phase(name: &str) -> Option<Phase> {
         "setup" => Some(Phase::Setup),
         "call" => Some(Phase::Call),
         "teardown" => Some(Phase::Teardown),
+        "crash" => Some(Phase::Crash),
         _ => None,
     }
 }

@@ -692,7 +692,6 @@ fn ctrl_c_during_an_ai_call_stops_the_run_at_once() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(2), "interrupted");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(p.report_path()).unwrap()).unwrap();
+    let report = common::read_report(&p.report_path());
     assert_eq!(report["run"]["interrupted"], true);
 }

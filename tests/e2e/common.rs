@@ -33,6 +33,79 @@ def attempt(request):
     return sr_counter.bump(request.node.nodeid)
 "#;
 
+/// Validates each file given after the schema; prints a JSON list with, per file, the list of every error.
+/// `date-time` is checked by hand: jsonschema checks it only with the optional `rfc3339-validator`.
+const VALIDATE: &str = r#"
+import datetime, json, re, sys
+from jsonschema import Draft202012Validator
+
+RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})\Z")
+checker = Draft202012Validator.FORMAT_CHECKER
+
+@checker.checks("date-time", raises=ValueError)
+def date_time(value):
+    if not isinstance(value, str):
+        return True
+    m = RFC3339.match(value)
+    if not m:
+        return False
+    date, time, frac, zone = m.groups()
+    frac = (frac or "")[:6].ljust(6, "0")
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    datetime.datetime.fromisoformat(date + "T" + time + "." + frac + zone)
+    return True
+
+with open(sys.argv[1], encoding="utf-8") as f:
+    schema = json.load(f)
+Draft202012Validator.check_schema(schema)
+validator = Draft202012Validator(schema, format_checker=checker)
+results = []
+for path in sys.argv[2:]:
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    errors = []
+    for e in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = "/" + "/".join(str(p) for p in e.absolute_path)
+        errors.append("%s: %s (%s)" % (where, e.message, "/".join(str(p) for p in e.schema_path)))
+    results.append(errors)
+print(json.dumps(results))
+"#;
+
+/// Every error of each document against `schema/report.schema.json`, one list per document.
+pub fn schema_errors(docs: &[&Value]) -> Vec<Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(python());
+    cmd.arg("-c")
+        .arg(VALIDATE)
+        .arg(repo_root().join("schema/report.schema.json"));
+    for (i, doc) in docs.iter().enumerate() {
+        let path = dir.path().join(format!("report-{i}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+        cmd.arg(path);
+    }
+    let out = cmd.output().expect("the venv's python runs");
+    assert!(
+        out.status.success(),
+        "the validator failed\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results.len(), docs.len());
+    results
+}
+
+/// Asserts that a JSON report matches `schema/report.schema.json`; `context` says which run wrote it.
+pub fn assert_matches_schema(doc: &Value, context: &dyn Fn() -> String) {
+    let errors = schema_errors(&[doc]).remove(0);
+    assert!(
+        errors.is_empty(),
+        "the report does not match schema/report.schema.json:\n  {}\n{}",
+        errors.join("\n  "),
+        context()
+    );
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -163,15 +236,13 @@ impl Project {
     pub fn output(&self, mut cmd: Command) -> RunOutput {
         let _ = std::fs::remove_file(self.report_path());
         let out = cmd.output().expect("smart-rerun runs");
-        let report = std::fs::read_to_string(self.report_path())
-            .ok()
-            .map(|s| serde_json::from_str(&s).expect("the report is JSON"));
         RunOutput {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            report,
+            report: None,
         }
+        .with_report(&self.report_path())
     }
 
     /// How many times `sr_counter` counted `key` (a nodeid for the `attempt` fixture).
@@ -215,7 +286,52 @@ pub struct RunOutput {
     pub report: Option<Value>,
 }
 
+/// A float sum of nothing is -0.0 in Rust; a report must never say `-0.0` (a schema cannot tell).
+pub fn assert_no_negative_zero(value: &Value, at: &str, context: &dyn Fn() -> String) {
+    match value {
+        Value::Number(n) => {
+            let negative_zero = n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative());
+            assert!(!negative_zero, "{at} is -0.0\n{}", context());
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                assert_no_negative_zero(item, &format!("{at}/{i}"), context);
+            }
+        }
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                assert_no_negative_zero(field, &format!("{at}/{key}"), context);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads the JSON report at `path`, which must match the published schema.
+pub fn read_report(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("no report at {}: {e}", path.display()));
+    let report = serde_json::from_str(&text).expect("the report is JSON");
+    let context = || format!("the report at {}", path.display());
+    assert_matches_schema(&report, &context);
+    assert_no_negative_zero(&report, "", &context);
+    report
+}
+
 impl RunOutput {
+    /// This run's output with the JSON report it wrote at `path`, if it wrote one, which must match the
+    /// published schema.
+    pub fn with_report(mut self, path: &Path) -> RunOutput {
+        self.report = std::fs::read_to_string(path)
+            .ok()
+            .map(|s| serde_json::from_str(&s).expect("the report is JSON"));
+        if let Some(report) = &self.report {
+            assert_matches_schema(report, &|| self.dump());
+            assert_no_negative_zero(report, "", &|| self.dump());
+        }
+        self
+    }
+
     pub fn report(&self) -> &Value {
         self.report
             .as_ref()

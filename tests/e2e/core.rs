@@ -154,7 +154,9 @@ def test_network(attempt):
         broken["stopped_because"]
             .as_str()
             .unwrap()
-            .contains("failed the same way twice")
+            .contains("failed the same way twice: a deterministic failure, so the 3 remaining attempts were not spent"),
+        "{}",
+        out.dump()
     );
     let fp = &broken["attempts"][0]["fingerprint"];
     assert!(fp.is_string() && *fp == broken["attempts"][1]["fingerprint"]);
@@ -175,4 +177,16 @@ def test_network(attempt):
     all.assert_code(1);
     assert_eq!(all.attempts("test_a.py::test_broken"), 5);
     assert_eq!(all.summary("attempts_saved"), 0);
+
+    // One attempt left is one attempt, not "1 remaining attempt were".
+    let one = p.run(&["--max", "3"], &["test_a.py::test_broken"]);
+    one.assert_code(1);
+    assert!(
+        one.test("test_a.py::test_broken")["stopped_because"]
+            .as_str()
+            .unwrap()
+            .contains("so the 1 remaining attempt was not spent"),
+        "{}",
+        one.dump()
+    );
 }

@@ -396,8 +396,7 @@ fn a_run_in_actions_annotates_summarises_sets_outputs_and_comments_and_the_tests
     assert!(api.log().iter().all(|l| l.authorized));
 
     // The report carries the pull request and commit.
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(p.report_path()).unwrap()).unwrap();
+    let report = common::read_report(&p.report_path());
     assert_eq!(
         report["ci"],
         json!({

@@ -2,7 +2,7 @@
 //! notes, merge request and user APIs do, the job's environment made of GitLab's predefined variables,
 //! the JUnit layout GitLab's test report reads, and the CI/CD component file.
 
-use crate::common::{Project, RunOutput, bin, python, repo_root};
+use crate::common::{self, Project, RunOutput, bin, python, repo_root};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -1307,9 +1307,7 @@ fn the_component_installs_a_checked_release_and_runs_the_suite() {
     );
     assert!(log.contains("FLAKY"), "{log}");
     // The defaults: reports in the project directory, the GitLab JUnit layout, the note attempted.
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(p.path().join("smart-rerun.json")).unwrap())
-            .unwrap();
+    let report = common::read_report(&p.path().join("smart-rerun.json"));
     assert_eq!(report["run"]["policy"]["max_attempts"], 3);
     let junit = std::fs::read_to_string(p.path().join("smart-rerun-junit.xml")).unwrap();
     assert!(junit.contains("test_flaky [flaky]"), "{junit}");

@@ -70,15 +70,13 @@ fn collect(
     stdout: std::thread::JoinHandle<String>,
     stderr: std::thread::JoinHandle<String>,
 ) -> RunOutput {
-    let report = std::fs::read_to_string(p.report_path())
-        .ok()
-        .map(|s| serde_json::from_str(&s).expect("the report is JSON"));
     RunOutput {
         code,
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
-        report,
+        report: None,
     }
+    .with_report(&p.report_path())
 }
 
 fn rounds(out: &RunOutput) -> &Vec<Value> {
@@ -280,6 +278,29 @@ fn tests_after_a_crash_run_in_a_continuation_round_that_charges_no_attempt() {
     assert_eq!(rounds[1]["kind"], "continuation");
     assert_eq!(rounds[1]["selected"], 2);
     assert_eq!(rounds[1]["exit_status"], 0);
+}
+
+#[test]
+fn a_round_that_reruns_a_crash_and_runs_the_tests_after_it_says_both() {
+    let p = Project::new();
+    p.file(
+        "test_crash.py",
+        "import os\n\ndef test_dies_once(attempt):\n    if attempt == 1:\n        os._exit(3)\n\n\
+         def test_after(attempt):\n    pass\n\n\
+         def test_last(attempt):\n    pass\n",
+    );
+    let out = run(&p, &["--max", "2"], &[]);
+    out.assert_code(0);
+    assert_eq!(out.outcome("test_crash.py::test_dies_once"), "flaky");
+    let rounds = rounds(&out);
+    assert_eq!(rounds.len(), 2, "{}", out.dump());
+    assert_eq!(rounds[1]["kind"], "rerun");
+    assert_eq!(rounds[1]["selected"], 3);
+    assert_contains(
+        &out.stdout,
+        "smart-rerun round 2: rerunning 1 failed test and running 2 not yet run\n",
+        &out,
+    );
 }
 
 #[test]

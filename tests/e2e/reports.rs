@@ -513,6 +513,7 @@ fn render_merges_two_runs_into_one_json_markdown_and_junit() {
     let (code, json) = render(&a, &["--format", "json"], &reports);
     assert_eq!(code, 0, "{json}");
     let merged: Value = serde_json::from_str(&json).unwrap();
+    common::assert_matches_schema(&merged, &|| json.clone());
     let ids: Vec<&str> = merged["tests"]
         .as_array()
         .unwrap()
@@ -600,7 +601,7 @@ fn in_github_actions_each_rerun_rounds_output_is_a_log_group() {
     assert_eq!(
         groups.iter().map(|(_, l)| *l).collect::<Vec<_>>(),
         [
-            "::group::smart-rerun round 2: rerunning 1 test",
+            "::group::smart-rerun round 2: rerunning 1 failed test",
             "::endgroup::"
         ],
         "{}",
@@ -623,4 +624,87 @@ fn in_github_actions_each_rerun_rounds_output_is_a_log_group() {
         .position(|l| l.contains("smart-rerun summary"))
         .unwrap();
     assert!(close < summary_at, "the summary is outside the group");
+}
+
+/// The mode of each report file smart-rerun writes, and of the JUnit XML pytest writes itself, for a run
+/// under `umask`.
+#[cfg(unix)]
+fn modes_under_umask(umask: u32) -> (Vec<(&'static str, u32)>, u32) {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let p = Project::new();
+    p.file("test_a.py", FLAKY_AND_OK);
+    let with_umask = |cmd: &mut Command| {
+        // SAFETY: umask(2) is async-signal-safe and only changes the child's own mask.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::umask(umask as libc::mode_t);
+                Ok(())
+            });
+        }
+    };
+    let mut cmd = p.command(&[
+        "--junit-xml",
+        "out/junit.xml",
+        "--markdown",
+        "out/summary.md",
+        "--ai",
+        "--ai-protocol",
+        "http",
+        // Nothing listens there: the AI report is written all the same, saying so.
+        "--ai-endpoint",
+        "http://127.0.0.1:9/",
+        "--ai-report",
+        "out/ai.json",
+    ]);
+    cmd.arg("--").arg(common::python()).args(["-m", "pytest"]);
+    with_umask(&mut cmd);
+    p.output(cmd).assert_code(0);
+    let mode = |rel: &str| {
+        let path = p.path().join(rel);
+        let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        meta.permissions().mode() & 0o777
+    };
+    let ours = vec![
+        ("report.json", mode("report.json")),
+        ("out/junit.xml", mode("out/junit.xml")),
+        ("out/summary.md", mode("out/summary.md")),
+        ("out/ai.json", mode("out/ai.json")),
+    ];
+    let mut plain = Command::new(common::python());
+    plain
+        .current_dir(p.path())
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--junitxml=plain.xml",
+        ])
+        .env("COUNTER_DIR", p.counters())
+        .env_remove("PYTEST_ADDOPTS")
+        .env_remove("PYTEST_PLUGINS");
+    with_umask(&mut plain);
+    plain.output().unwrap();
+    (ours, mode("plain.xml"))
+}
+
+#[cfg(unix)]
+#[test]
+fn report_files_follow_the_umask_as_pytests_own_junitxml_does() {
+    for umask in [0o022, 0o077] {
+        let (ours, pytests) = modes_under_umask(umask);
+        assert_eq!(
+            pytests,
+            0o666 & !umask,
+            "pytest's --junitxml under {umask:03o}"
+        );
+        for (file, mode) in ours {
+            assert_eq!(
+                mode, pytests,
+                "{file} under umask {umask:03o}: {mode:03o}, pytest's own --junitxml {pytests:03o}"
+            );
+        }
+    }
 }

@@ -6,84 +6,11 @@
 //! are checked here in Rust. Hand-built reports cover the optional fields no scenario produces, and a
 //! negative test proves that the validation can fail.
 
-use crate::common::{self, Project, RunOutput};
+use crate::common::{self, Project, RunOutput, assert_matches_schema, schema_errors};
 use serde_json::{Value, json};
 use smart_rerun::report::{
     Outcome, PolicyInfo, RoundKind, RunInfo, RunReport, SCHEMA_VERSION, Summary, Tool,
 };
-use std::process::Command;
-
-/// Validates each file given after the schema; prints a JSON list with, per file, the list of every error.
-/// `date-time` is checked by hand: jsonschema checks it only with the optional `rfc3339-validator`.
-const VALIDATE: &str = r#"
-import datetime, json, re, sys
-from jsonschema import Draft202012Validator
-
-RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})\Z")
-checker = Draft202012Validator.FORMAT_CHECKER
-
-@checker.checks("date-time", raises=ValueError)
-def date_time(value):
-    if not isinstance(value, str):
-        return True
-    m = RFC3339.match(value)
-    if not m:
-        return False
-    date, time, frac, zone = m.groups()
-    frac = (frac or "")[:6].ljust(6, "0")
-    zone = "+00:00" if zone in ("Z", "z") else zone
-    datetime.datetime.fromisoformat(date + "T" + time + "." + frac + zone)
-    return True
-
-with open(sys.argv[1], encoding="utf-8") as f:
-    schema = json.load(f)
-Draft202012Validator.check_schema(schema)
-validator = Draft202012Validator(schema, format_checker=checker)
-results = []
-for path in sys.argv[2:]:
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
-    errors = []
-    for e in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
-        where = "/" + "/".join(str(p) for p in e.absolute_path)
-        errors.append("%s: %s (%s)" % (where, e.message, "/".join(str(p) for p in e.schema_path)))
-    results.append(errors)
-print(json.dumps(results))
-"#;
-
-/// Every schema error of each document, one list per document.
-fn schema_errors(docs: &[&Value]) -> Vec<Vec<String>> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(common::python());
-    cmd.arg("-c")
-        .arg(VALIDATE)
-        .arg(common::repo_root().join("schema/report.schema.json"));
-    for (i, doc) in docs.iter().enumerate() {
-        let path = dir.path().join(format!("report-{i}.json"));
-        std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
-        cmd.arg(path);
-    }
-    let out = cmd.output().expect("the venv's python runs");
-    assert!(
-        out.status.success(),
-        "the validator failed\n--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(results.len(), docs.len());
-    results
-}
-
-fn assert_matches_schema(doc: &Value, context: &dyn Fn() -> String) {
-    let errors = schema_errors(&[doc]).remove(0);
-    assert!(
-        errors.is_empty(),
-        "the report does not match schema/report.schema.json:\n  {}\n{}",
-        errors.join("\n  "),
-        context()
-    );
-}
 
 /// What a schema cannot say: the summary adds up, attempts are numbered in order, the outcome follows
 /// from the attempts, the exit code is the one the process returned.
@@ -414,6 +341,46 @@ fn an_xdist_run_matches_the_schema() {
     check(&out, 0);
     let first = &attempts(&out, "test_par.py::test_flaky")[0];
     assert!(first["worker"].is_string(), "{}", out.dump());
+}
+
+#[test]
+fn an_xdist_worker_crash_matches_the_schema_and_says_which_worker_crashed() {
+    let p = Project::new();
+    p.file(
+        "test_crash.py",
+        "import os\n\ndef test_ok():\n    pass\n\ndef test_exits_once(attempt):\n    if attempt == 1:\n        os._exit(1)\n",
+    );
+    let junit = p.path().join("junit.xml");
+    let out = p.run(
+        &["--max", "2", "--junit-xml", junit.to_str().unwrap()],
+        &["-n", "2"],
+    );
+    check(&out, 0);
+    let id = "test_crash.py::test_exits_once";
+    assert_eq!(out.outcome(id), "flaky");
+    let first = &attempts(&out, id)[0];
+    assert_eq!(first["phase"], "crash", "{}", out.dump());
+    assert_eq!(first["outcome"], "error");
+    assert_eq!(first["exception"]["type"], "smart_rerun.PytestCrash");
+    let worker = first["worker"].as_str().expect("the worker that crashed");
+    let said = format!("worker {worker} crashed while running this test");
+    assert_eq!(
+        first["exception"]["message"],
+        said.as_str(),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("(first failed: smart_rerun.PytestCrash: {said})")),
+        "{}",
+        out.dump()
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(&format!("message=\"smart_rerun.PytestCrash: {said}\"")),
+        "{xml}"
+    );
 }
 
 #[cfg(unix)]
