@@ -1,6 +1,6 @@
 //! The GitHub Action: `action.yml` against the settings table and the README, its scripts through
-//! shellcheck, the installer against a local release (asset choice, sha256 check, tool cache, the
-//! build-from-source fallback), and the run script's command line.
+//! shellcheck, the pins of every action it and the workflows use, and the run script's command line. The
+//! installer has its own end-to-end tests in install.rs.
 
 use crate::common;
 use serde_yaml_ng::Value;
@@ -15,6 +15,8 @@ const ACTION_ONLY: &[&str] = &[
     "working-directory",
     "python",
     "version",
+    "sha256",
+    "download-url",
     "upload-artifacts",
     "artifact-name",
 ];
@@ -250,7 +252,14 @@ fn dist_scripts_pass_shellcheck() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "sh"))
         .collect();
-    for s in ["bootstrap-python", "test", "lint-actions", "demo", "bench"] {
+    for s in [
+        "bootstrap-python",
+        "test",
+        "lint-actions",
+        "release",
+        "demo",
+        "bench",
+    ] {
         scripts.push(root.join("scripts").join(s));
     }
     assert!(scripts.len() >= 8, "{scripts:?}");
@@ -272,257 +281,11 @@ fn dist_scripts_pass_shellcheck() {
     }
 }
 
-/// A fake action checkout at `.../_actions/o/smart-rerun/REF` with version 0.1.0, and a fake release
-/// (a `file://` base URL) holding a Linux x86_64 asset and its SHA256SUMS.
-struct Installer {
-    dir: tempfile::TempDir,
-    action: PathBuf,
-}
-
-impl Installer {
-    fn new(reference: &str) -> Installer {
-        let dir = tempfile::tempdir().unwrap();
-        let action = dir.path().join("_actions/o/smart-rerun").join(reference);
-        std::fs::create_dir_all(action.join("dist")).unwrap();
-        std::fs::copy(
-            common::repo_root().join("dist/install.sh"),
-            action.join("dist/install.sh"),
-        )
-        .unwrap();
-        std::fs::write(
-            action.join("Cargo.toml"),
-            "[package]\nname = \"smart-rerun\"\nversion = \"0.1.0\"\n",
-        )
-        .unwrap();
-        // The release: a tarball with a `smart-rerun` script, and its checksum.
-        let release = dir.path().join("release/v0.1.0");
-        let staging = dir.path().join("staging");
-        std::fs::create_dir_all(&release).unwrap();
-        std::fs::create_dir_all(&staging).unwrap();
-        std::fs::write(staging.join("smart-rerun"), "#!/bin/sh\necho released\n").unwrap();
-        let asset = "smart-rerun-v0.1.0-x86_64-unknown-linux-musl.tar.gz";
-        assert!(
-            Command::new("tar")
-                .args(["-czf"])
-                .arg(release.join(asset))
-                .arg("-C")
-                .arg(&staging)
-                .arg("smart-rerun")
-                .status()
-                .unwrap()
-                .success()
-        );
-        let sum = Command::new("sha256sum")
-            .arg(asset)
-            .current_dir(&release)
-            .output()
-            .unwrap();
-        std::fs::write(release.join("SHA256SUMS"), sum.stdout).unwrap();
-        Installer { dir, action }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// Runs install.sh as the main action does; returns (exit code, stdout+stderr, outputs).
-    fn run(&self, os: &str, arch: &str) -> (i32, String, String) {
-        self.run_as(&self.action, os, arch)
-    }
-
-    /// Runs install.sh with GITHUB_ACTION_PATH = `action_path`.
-    fn run_as(&self, action_path: &Path, os: &str, arch: &str) -> (i32, String, String) {
-        let outputs = self.path("outputs");
-        let _ = std::fs::remove_file(&outputs);
-        // A `cargo` that records how it was called and installs a stub.
-        let fake_cargo = self.path("cargo");
-        std::fs::write(
-            &fake_cargo,
-            format!(
-                "#!/bin/sh\necho \"$@\" >> {}\nwhile [ \"$1\" != --root ]; do shift; done\nmkdir -p \"$2/bin\"\nfor f in smart-rerun smart-rerun.exe; do printf '#!/bin/sh\\necho built\\n' > \"$2/bin/$f\"; chmod +x \"$2/bin/$f\"; done\n",
-                self.path("cargo.log").display()
-            ),
-        )
-        .unwrap();
-        make_executable(&fake_cargo);
-        let out = Command::new("bash")
-            .arg(self.action.join("dist/install.sh"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("GITHUB_ACTION_PATH", action_path)
-            .env("GITHUB_OUTPUT", &outputs)
-            .env("GITHUB_PATH", self.path("path"))
-            .env("GITHUB_JOB", "test")
-            .env("GITHUB_RUN_ATTEMPT", "2")
-            .env(
-                "SMART_RERUN_GITHUB_MATRIX",
-                "{\n  \"python\": \"3.12\",\n  \"os\": \"ubuntu-latest\"\n}",
-            )
-            .env("RUNNER_OS", os)
-            .env("RUNNER_ARCH", arch)
-            .env("RUNNER_TEMP", self.path("temp"))
-            .env("RUNNER_TOOL_CACHE", self.path("toolcache"))
-            .env(
-                "SR_RELEASE_BASE",
-                format!("file://{}", self.path("release").display()),
-            )
-            .env("SR_CARGO", &fake_cargo)
-            .output()
-            .unwrap();
-        std::fs::create_dir_all(self.path("temp")).unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            std::fs::read_to_string(&outputs).unwrap_or_default(),
-        )
-    }
-}
-
 fn make_executable(p: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-}
-
-fn output<'a>(outputs: &'a str, name: &str) -> &'a str {
-    outputs
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no output {name} in {outputs}"))
-}
-
-#[cfg(unix)]
-#[test]
-fn the_installer_verifies_the_release_asset_caches_it_and_builds_when_there_is_none() {
-    let i = Installer::new("v0.1.0");
-    std::fs::create_dir_all(i.path("temp")).unwrap();
-    let (code, log, outputs) = i.run("Linux", "X64");
-    assert_eq!(code, 0, "{log}");
-    let bin = output(&outputs, "bin");
-    assert_eq!(
-        Path::new(bin),
-        i.path("toolcache/smart-rerun/0.1.0/X64/smart-rerun")
-    );
-    assert!(i.path("toolcache/smart-rerun/0.1.0/X64.complete").exists());
-    assert_eq!(
-        output(&outputs, "artifact"),
-        "smart-rerun-test-3.12-ubuntu-latest-2"
-    );
-    let ran = Command::new(bin).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&ran.stdout), "released\n");
-
-    // Cached: no download the second time (the release is gone).
-    std::fs::remove_dir_all(i.path("release")).unwrap();
-    let (code, log, outputs) = i.run("Linux", "X64");
-    assert_eq!(code, 0, "{log}");
-    assert!(log.contains("cached"), "{log}");
-    assert_eq!(
-        Path::new(output(&outputs, "bin")),
-        i.path("toolcache/smart-rerun/0.1.0/X64/smart-rerun")
-    );
-    assert!(!i.path("cargo.log").exists(), "nothing was built");
-
-    // The install-only action, one directory down, finds the same checkout and the cache.
-    std::fs::create_dir_all(i.action.join("install")).unwrap();
-    let (code, log, outputs) = i.run_as(&i.action.join("install"), "Linux", "X64");
-    assert_eq!(code, 0, "{log}");
-    assert!(log.contains("smart-rerun 0.1.0: cached"), "{log}");
-    assert!(output(&outputs, "bin").ends_with("/smart-rerun/0.1.0/X64/smart-rerun"));
-
-    // A major tag whose checkout is 0.1.0 uses the 0.1.0 release.
-    let i = Installer::new("v0");
-    std::fs::create_dir_all(i.path("temp")).unwrap();
-    let (code, log, _) = i.run("Linux", "X64");
-    assert_eq!(code, 0, "{log}");
-    assert!(log.contains("smart-rerun 0.1.0: installed"), "{log}");
-}
-
-#[cfg(unix)]
-#[test]
-fn a_tampered_asset_is_refused_and_not_replaced_by_a_build() {
-    let i = Installer::new("v0.1.0");
-    std::fs::create_dir_all(i.path("temp")).unwrap();
-    let sums = i.path("release/v0.1.0/SHA256SUMS");
-    let text = std::fs::read_to_string(&sums).unwrap();
-    std::fs::write(&sums, format!("{}{}", "0".repeat(64), &text[64..])).unwrap();
-    let (code, log, outputs) = i.run("Linux", "X64");
-    assert_ne!(code, 0, "{log}");
-    assert!(
-        log.contains("::error title=smart-rerun install::checksum mismatch for smart-rerun-v0.1.0-x86_64-unknown-linux-musl.tar.gz"),
-        "{log}"
-    );
-    assert!(!outputs.contains("bin="), "{outputs}");
-    assert!(!i.path("toolcache/smart-rerun/0.1.0/X64.complete").exists());
-    assert!(!i.path("cargo.log").exists());
-
-    // A checksum pinned in the action's checkout wins over the release's list.
-    let i = Installer::new("v0.1.0");
-    std::fs::create_dir_all(i.path("temp")).unwrap();
-    std::fs::write(
-        i.action.join("dist/checksums.txt"),
-        format!(
-            "{}  smart-rerun-v0.1.0-x86_64-unknown-linux-musl.tar.gz\n",
-            "f".repeat(64)
-        ),
-    )
-    .unwrap();
-    let (code, log, _) = i.run("Linux", "X64");
-    assert_ne!(code, 0, "{log}");
-    assert!(log.contains("checksum mismatch"), "{log}");
-}
-
-#[cfg(unix)]
-#[test]
-fn without_a_matching_release_the_installer_builds_the_actions_checkout() {
-    for (reference, os, arch, why) in [
-        ("main", "Linux", "X64", "ref 'main' is not a release"),
-        (
-            "v0.1.0",
-            "FreeBSD",
-            "X64",
-            "no release asset for FreeBSD/X64",
-        ),
-        (
-            "v0.1.0",
-            "Windows",
-            "ARM64",
-            "no release asset for Windows/ARM64",
-        ),
-        (
-            "v0.1.0",
-            "macOS",
-            "ARM64",
-            "no asset smart-rerun-v0.1.0-aarch64-apple-darwin.tar.gz",
-        ),
-    ] {
-        let i = Installer::new(reference);
-        std::fs::create_dir_all(i.path("temp")).unwrap();
-        let (code, log, outputs) = i.run(os, arch);
-        assert_eq!(code, 0, "{reference} {os}/{arch}: {log}");
-        assert!(log.contains(why), "{reference} {os}/{arch}: {log}");
-        let calls = std::fs::read_to_string(i.path("cargo.log")).unwrap();
-        assert!(
-            calls.starts_with(&format!(
-                "install --locked --quiet --path {}",
-                i.action.display()
-            )),
-            "{calls}"
-        );
-        let exe = if os == "Windows" {
-            "smart-rerun.exe"
-        } else {
-            "smart-rerun"
-        };
-        assert!(
-            output(&outputs, "bin").ends_with(&format!("smart-rerun-build/bin/{exe}")),
-            "{outputs}"
-        );
     }
 }
 
