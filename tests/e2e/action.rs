@@ -454,6 +454,56 @@ fn the_workflows_test_the_action_from_the_repo_and_release_every_asset_the_insta
             .contains("smart-rerun-$TAG-$TARGET.tar.gz"),
         "the asset name the installer downloads"
     );
+
+    // Dispatched by hand, so the tag is created once, at the release commit that holds the checksums.
+    assert!(release["on"]["workflow_dispatch"]["inputs"]["version"].is_mapping());
+    assert!(release["on"]["push"].is_null(), "no tag-push trigger");
+    let wheels = release["jobs"]["wheels"]["strategy"]["matrix"]["include"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(
+        wheels.len(),
+        7,
+        "manylinux and musllinux x86_64/aarch64, macOS x2, Windows"
+    );
+    let tag_steps: Vec<String> = release["jobs"]["tag"]["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["run"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        tag_steps
+            .iter()
+            .any(|r| r.contains("scripts/release --stamp")),
+        "the release commit is stamped by the script the dry run tests"
+    );
+    assert!(
+        tag_steps
+            .iter()
+            .any(|r| r.contains("dist/checksums.txt") && r.contains("templates/smart-rerun.yml"))
+    );
+    // Trusted publishing: the OIDC permission in the PyPI job only, and no password.
+    for (name, job) in release["jobs"].as_mapping().unwrap() {
+        let oidc = job["permissions"]["id-token"].as_str() == Some("write");
+        assert_eq!(oidc, name.as_str() == Some("pypi"), "{name:?}");
+    }
+    let publish = &release["jobs"]["pypi"]["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("pypa/gh-action-pypi-publish@"))
+        })
+        .expect("pypa/gh-action-pypi-publish")["with"];
+    assert!(publish["password"].is_null(), "no token secret");
+    assert!(
+        release["permissions"]
+            .as_mapping()
+            .is_some_and(|m| m.is_empty())
+    );
 }
 
 /// The YAML files GitHub runs: the two actions and every workflow.

@@ -243,12 +243,20 @@ pub fn dry_run() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let out = common::repo_root().join("target/release-dry-run");
-        let run = Command::new("bash")
-            .arg(common::repo_root().join("scripts/release"))
+        let mut cmd = Command::new("bash");
+        cmd.arg(common::repo_root().join("scripts/release"))
             .arg("--dry-run")
-            .arg(&out)
-            .output()
-            .unwrap();
+            .arg(&out);
+        // The environment cargo gives a test (CARGO_*, the library path) would make cargo rebuild the
+        // release's dependencies whose build scripts watch it; scripts/test runs the same dry run
+        // outside the tests first.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("CARGO") || k == "LD_LIBRARY_PATH" || k == "RUST_TEST_THREADS" {
+                cmd.env_remove(k);
+            }
+        }
+        let run = cmd.output().unwrap();
         assert!(
             run.status.success(),
             "scripts/release --dry-run: {}{}",
