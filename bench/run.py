@@ -33,11 +33,13 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = ("plain", "rerunfailures", "smart-rerun", "smart-rerun-cold")
+TOOLS = ("plain", "rerunfailures", "smart-rerun", "smart-rerun-cold", "pytest-plugin")
 # smart-rerun-cold is smart-rerun with `--prestart false` (each round starts its own pytest), for measuring
-# what starting rerun rounds early pays; run it with --tools.
+# what starting rerun rounds early pays; pytest-plugin is `pytest --smart-rerun ...` through the plugin in
+# the wheel (python/pytest_smart_rerun, loaded with -p from the source tree, handing over to --binary),
+# for measuring what the hand-over costs. Run them with --tools.
 DEFAULT_TOOLS = TOOLS[:3]
-SMART = ("smart-rerun", "smart-rerun-cold")
+SMART = ("smart-rerun", "smart-rerun-cold", "pytest-plugin")
 SEED = 20240608
 STATE_ENV = "BENCH_STATE_DIR"
 
@@ -212,6 +214,17 @@ def command(tool, case, python, binary, scratch):
         pytest.append("--junit-xml=" + os.path.join(scratch, "junit.xml"))
     if tool == "plain":
         return pytest + ["-p", "no:rerunfailures"]
+    if tool == "pytest-plugin":
+        return pytest + [
+            "-p",
+            "no:rerunfailures",
+            "-p",
+            "pytest_smart_rerun.plugin",
+            "--smart-rerun",
+            "--smart-rerun-max=%d" % (case["reruns"] + 1),
+            "--smart-rerun-delay=%s" % case["delay"],
+            "--smart-rerun-report=" + os.path.join(scratch, "report.json"),
+        ]
     if tool == "rerunfailures":
         cmd = pytest + ["--reruns", str(case["reruns"])]
         if case["delay"]:
@@ -277,6 +290,9 @@ def run_once(tool, case, ctx, suite, rep):
     stats_path = os.path.join(scratch, "stats.json")
     if tool in SMART:
         env["SMART_RERUN_STATS"] = stats_path
+    if tool == "pytest-plugin":
+        env["SMART_RERUN_BIN"] = ctx["binary"]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.join(ROOT, "python"), env.get("PYTHONPATH")]))
     cmd = command(tool, case, ctx["python"], ctx["binary"], scratch)
     wall, cpu, rss, code = measure(cmd, suite, env, os.path.join(scratch, "output.log"))
     result = {"wall": wall, "cpu": cpu, "rss_kib": rss, "exit": code, "counts": read_counts(state), "imports": read_imports(state)}
@@ -466,6 +482,13 @@ def summarise(case, specials, runs, reps, load_before, load_after):
         # What starting rerun rounds early pays (with --tools ...,smart-rerun-cold).
         "smart_vs_cold": ratio("smart-rerun", "smart-rerun-cold", "wall_median"),
         "cold_vs_rerunfailures": ratio("smart-rerun-cold", "rerunfailures", "wall_median"),
+        # What `pytest --smart-rerun` pays over `smart-rerun run` (with --tools ...,pytest-plugin).
+        "plugin_vs_smart": ratio("pytest-plugin", "smart-rerun", "wall_median"),
+        "plugin_minus_smart_seconds": (
+            round(t["pytest-plugin"]["wall_median"] - t["smart-rerun"]["wall_median"], 3)
+            if "pytest-plugin" in t and "smart-rerun" in t
+            else None
+        ),
     }
     out["targets"] = targets(case, out)
     return out
