@@ -13,6 +13,8 @@ smart-rerun is asked for by any of:
 - a ``smart_rerun*`` key in the pytest configuration file (or ``-o smart_rerun_max=3``);
 - a ``SMART_RERUN*`` settings variable in the environment (``SMART_RERUN_MAX=3``).
 
+Otherwise a plain run retries only the tests marked ``@pytest.mark.smart_rerun`` that failed, through the
+binary, after pytest's summary (see ``_retry``); a run in which no marked test failed costs nothing.
 ``-p no:smart_rerun`` turns the plugin off. Inside one of the binary's rounds (its collector plugin is
 loaded) this plugin stays inert, so the round is a plain pytest run.
 """
@@ -110,17 +112,28 @@ def pytest_configure(config):
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     # A wrapper that runs first: before pytest's capture starts and before any conftest is imported.
-    if _wanted(early_config):
+    wanted = _wanted(early_config)
+    if wanted == HAND_OVER:
         _hand_over(early_config)
+    elif wanted == MARKED_ONLY:
+        from pytest_smart_rerun._retry import MarkedRetry
+
+        retry = MarkedRetry(early_config, _pytest_command(early_config), _find_binary)
+        early_config.pluginmanager.register(retry, "smart_rerun_marked_retry")
     yield
 
 
+HAND_OVER = "hand over"
+MARKED_ONLY = "marked only"
+
+
 def _wanted(config):
-    if COLLECTOR_MODULE in sys.modules:
-        return False
+    """HAND_OVER when smart-rerun was asked for; MARKED_ONLY for a plain run that may retry marked tests."""
+    if COLLECTOR_MODULE in sys.modules or hasattr(config, "workerinput"):
+        return None
     namespace = config.known_args_namespace
     if any(getattr(namespace, name, False) for name in _INFORMATIVE):
-        return False
+        return None
     explicit = bool(_option_values(namespace))
     if not _started_from_command_line(config):
         # pytest.main() from Python code (an IDE, pytester): the binary cannot take this process over.
@@ -129,10 +142,10 @@ def _wanted(config):
                 "--smart-rerun hands the run to the smart-rerun binary, which needs pytest started from "
                 "the command line (`pytest ...`, `python -m pytest ...`), not pytest.main() in Python code"
             )
-        return False
-    if explicit or _ini_names(config):
-        return True
-    return any(os.environ.get(ini.upper()) for ini, _, _, _ in KEYS)
+        return None
+    if explicit or _ini_names(config) or any(os.environ.get(ini.upper()) for ini, _, _, _ in KEYS):
+        return HAND_OVER
+    return MARKED_ONLY
 
 
 def _option_values(namespace):

@@ -493,3 +493,154 @@ def test_slow():
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("smart-rerun summary"), "{stdout}");
 }
+
+/// Marked tests in a plain run (no `--smart-rerun`, no ini key, no variable): one flaky, one broken, and
+/// an unmarked test that passes.
+const MARKED: &str = r#"
+import os
+import pytest
+
+@pytest.mark.smart_rerun(max=3)
+def test_marked_flaky(attempt):
+    with open("pids.txt", "a") as f:
+        f.write("%d\n" % os.getpid())
+    if attempt < 2:
+        raise ConnectionError("reset by peer (attempt %d)" % attempt)
+
+@pytest.mark.smart_rerun(max=3)
+def test_marked_broken(attempt):
+    assert attempt < 0, "broken on attempt %d" % attempt
+
+def test_fine():
+    pass
+"#;
+
+#[test]
+fn a_plain_run_retries_a_failed_marked_test_in_a_fresh_pytest() {
+    let p = Project::new();
+    p.file(
+        "test_marked.py",
+        &MARKED.replace(
+            "@pytest.mark.smart_rerun(max=3)\ndef test_marked_broken",
+            "def skipped_broken",
+        ),
+    );
+    let out = pytest(&p, &["-p", "no:cacheprovider", "--junitxml=junit.xml"]);
+    // pytest's own summary said "1 failed"; the retry passed, so the run passes, as it did in 0.1.x.
+    out.assert_code(0);
+    assert!(out.stdout.contains("1 failed, 1 passed"), "{}", out.dump());
+    assert!(
+        out.stdout.contains(
+            "smart-rerun: retrying 1 failed test marked @pytest.mark.smart_rerun in a fresh pytest"
+        ),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stdout.contains(
+            "smart-rerun: test_marked.py::test_marked_flaky is flaky: it failed, then passed on attempt 2"
+        ),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(p.count("test_marked.py::test_marked_flaky"), 2);
+    assert_eq!(p.count("test_marked.py::test_fine"), 0);
+    let pids = std::fs::read_to_string(p.path().join("pids.txt")).unwrap();
+    let pids: Vec<&str> = pids.lines().collect();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert_ne!(pids[0], pids[1], "the retry ran in the same process");
+    // The plain run's JUnit XML is the user's file; the retry does not replace it.
+    let junit = std::fs::read_to_string(p.path().join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 2, "{junit}");
+}
+
+#[test]
+fn a_broken_marked_test_gets_its_attempts_and_unmarked_failures_keep_the_run_failed() {
+    let p = Project::new();
+    p.file("test_marked.py", MARKED).file(
+        "test_unmarked.py",
+        "def test_unmarked_broken(attempt):\n    assert False\n",
+    );
+    let out = pytest(&p, &["-p", "no:cacheprovider"]);
+    out.assert_code(1);
+    // max=3 counts the plain run's attempt: two more, not three.
+    assert_eq!(p.count("test_marked.py::test_marked_broken"), 3);
+    assert_eq!(p.count("test_marked.py::test_marked_flaky"), 2);
+    // Unmarked tests are never retried in a plain run.
+    assert_eq!(p.count("test_unmarked.py::test_unmarked_broken"), 1);
+    assert!(
+        out.stdout.contains(
+            "smart-rerun: retrying 2 failed tests marked @pytest.mark.smart_rerun in a fresh pytest"
+        ),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stdout.contains(
+            "smart-rerun: test_marked.py::test_marked_broken still fails after 3 attempts"
+        ),
+        "{}",
+        out.dump()
+    );
+
+    // Without the unmarked failure, the marked broken test alone fails the run.
+    std::fs::remove_file(p.path().join("test_unmarked.py")).unwrap();
+    let out = pytest(&p, &["-p", "no:cacheprovider", "-k", "broken"]);
+    out.assert_code(1);
+    assert_eq!(p.count("test_marked.py::test_marked_broken"), 6);
+}
+
+#[test]
+fn a_plain_run_without_a_failed_marked_test_starts_nothing() {
+    let p = Project::new();
+    p.file(
+        "test_marked.py",
+        "import pytest\n\n@pytest.mark.smart_rerun(max=3)\ndef test_marked(attempt):\n    pass\n\n\
+         def test_unmarked_broken(attempt):\n    assert False\n",
+    );
+    let out = pytest(&p, &["-p", "no:cacheprovider"]);
+    out.assert_code(1);
+    assert!(!out.stdout.contains("smart-rerun:"), "{}", out.dump());
+    assert!(
+        !out.stdout.contains("smart-rerun summary"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(out.stdout.matches("test session starts").count(), 1);
+    assert_eq!(p.count("test_marked.py::test_unmarked_broken"), 1);
+}
+
+#[test]
+fn a_plain_run_stopped_by_x_does_not_retry() {
+    let p = Project::new();
+    p.file("test_marked.py", MARKED);
+    let out = pytest(&p, &["-p", "no:cacheprovider", "-x"]);
+    out.assert_code(1);
+    assert_eq!(p.count("test_marked.py::test_marked_flaky"), 1);
+    assert!(
+        out.stdout.contains(
+            "smart-rerun: not retrying 1 failed test marked @pytest.mark.smart_rerun: the run stopped \
+             early (-x or --maxfail); run with --smart-rerun to rerun failed tests"
+        ),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(out.stdout.matches("test session starts").count(), 1);
+}
+
+#[test]
+fn a_plain_run_under_xdist_retries_marked_tests() {
+    let p = Project::new();
+    p.file("test_marked.py", MARKED);
+    let out = pytest(&p, &["-p", "no:cacheprovider", "-n", "2"]);
+    out.assert_code(1);
+    assert_eq!(p.count("test_marked.py::test_marked_flaky"), 2);
+    assert_eq!(p.count("test_marked.py::test_marked_broken"), 3);
+    assert!(
+        out.stdout.contains(
+            "smart-rerun: test_marked.py::test_marked_flaky is flaky: it failed, then passed on attempt 2"
+        ),
+        "{}",
+        out.dump()
+    );
+}
