@@ -87,7 +87,10 @@ def _negation(ini):
     return "--smart-rerun-no-" + ini[len("smart_rerun_"):].replace("_", "-")
 
 
-def pytest_addoption(parser):
+def pytest_addoption(parser, pluginmanager):
+    config = pluginmanager.get_plugin("pytestconfig")
+    if config is not None:
+        _early_hand_over(config)
     group = parser.getgroup(
         "smart-rerun",
         "smart-rerun: rerun failed tests in fresh pytest processes (each switch has a --smart-rerun-no-NAME "
@@ -118,7 +121,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
     elif wanted == MARKED_ONLY:
         from pytest_smart_rerun._retry import MarkedRetry
 
-        retry = MarkedRetry(early_config, _pytest_command(early_config), _find_binary)
+        retry = MarkedRetry(early_config, _pytest_command(list(early_config.invocation_params.args)), _find_binary)
         early_config.pluginmanager.register(retry, "smart_rerun_marked_retry")
     yield
 
@@ -165,17 +168,21 @@ def _ini_names(config):
 
 
 def _hand_over(config):
+    _exec_binary(_option_values(config.known_args_namespace), _pytest_command(list(config.invocation_params.args)))
+
+
+def _exec_binary(values, command):
     binary = _find_binary()
     argv = [binary, "run", "--from-pytest"]
     env = dict(os.environ)
-    for ini, flag, kind, value in _option_values(config.known_args_namespace):
+    for ini, flag, kind, value in values:
         if kind == "secret":
             # Not on the binary's command line: the variable outranks the ini key, as the option does.
             env[ini.upper()] = value
         else:
             argv.append("%s=%s" % (flag, value))
     argv.append("--")
-    argv.extend(_pytest_command(config))
+    argv.extend(command)
     sys.stdout.flush()
     sys.stderr.flush()
     if os.name == "posix":
@@ -190,13 +197,72 @@ def _hand_over(config):
     raise SystemExit(code)
 
 
+# Arguments that make a pytest run informative only (never handed over); the early hand-over leaves runs
+# with any of them to the regular path.
+_EARLY_STOPPERS = ("-h", "--help", "-V", "--version", "--co", "--collect-only", "--collectonly", "--fixtures",
+                   "--funcargs", "--fixtures-per-test", "--markers", "--")
+
+
+def _early_hand_over(config):
+    """Hands over while pytest is still loading its plugins, when the arguments say so without doubt.
+
+    Called from this plugin's pytest_addoption, which pytest calls as it registers the plugin: before it
+    imports the environment's other plugins and parses the options, which the regular path
+    (pytest_load_initial_conftests) waits for. The ini file is read and addopts known by then. Arguments
+    this cannot read with certainty (an unknown --smart-rerun-* option, a bool option given a value) are
+    left to the regular path, which sees what pytest sees.
+    """
+    if COLLECTOR_MODULE in os.environ.get("PYTEST_PLUGINS", "") or COLLECTOR_MODULE in sys.modules:
+        return
+    if not _started_from_command_line(config):
+        return
+    import shlex
+
+    try:
+        addopts = shlex.split(os.environ.get("PYTEST_ADDOPTS", "")) + list(config.getini("addopts"))
+    except (ValueError, KeyError):
+        return
+    args = addopts + list(config.invocation_params.args)
+    by_option = {_option(ini): (ini, flag, kind) for ini, flag, kind, _ in KEYS}
+    negations = {_negation(ini): (ini, flag, kind) for ini, flag, kind, _ in KEYS if kind == "bool"}
+    values = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, value = arg.partition("=")
+        if name in _EARLY_STOPPERS:
+            return
+        if arg == "-p":
+            i += 1  # its value is a plugin name, not an option
+        elif name.startswith("--smart-rerun"):
+            if name in by_option:
+                ini, flag, kind = by_option[name]
+                if kind == "bool":
+                    if eq:
+                        return
+                    value = "true"
+                elif not eq:
+                    if i + 1 >= len(args):
+                        return
+                    i += 1
+                    value = args[i]
+            elif name in negations and not eq:
+                ini, flag, kind = negations[name]
+                value = "false"
+            else:
+                return
+            values[ini] = (ini, flag, kind, value)
+        i += 1
+    if values or _ini_names(config) or any(os.environ.get(ini.upper()) for ini, _, _, _ in KEYS):
+        _exec_binary(list(values.values()), _pytest_command(list(config.invocation_params.args)))
+
+
 def _started_from_command_line(config):
     return tuple(config.invocation_params.args) == tuple(sys.argv[1:])
 
 
-def _pytest_command(config):
+def _pytest_command(args):
     """The command the binary runs each round: this interpreter, running pytest as the user did."""
-    args = list(config.invocation_params.args)
     orig = getattr(sys, "orig_argv", None)
     if orig and len(orig) > len(args) and list(orig[len(orig) - len(args) :]) == args:
         # Python 3.10+: keep the interpreter's options (-X dev, -W error) and how pytest was started.

@@ -644,3 +644,28 @@ fn a_plain_run_under_xdist_retries_marked_tests() {
         out.dump()
     );
 }
+
+/// The hand-over reads the options wherever pytest takes them from (PYTEST_ADDOPTS, the space-separated
+/// form, -p before them), and leaves what it does not know to pytest's own error.
+#[test]
+fn options_from_pytest_addopts_and_unknown_options() {
+    let p = Project::new();
+    p.file("test_service.py", FLAKY_TWICE);
+    let report = report_flag(&p);
+    let mut cmd = venv_command(&p, "pytest", &["-p", "no:cacheprovider", &report]);
+    cmd.env("PYTEST_ADDOPTS", "--smart-rerun --smart-rerun-max 3");
+    let out = p.output(cmd);
+    out.assert_code(0);
+    assert_eq!(out.outcome("test_service.py::test_flaky"), "flaky");
+    assert_eq!(p.count("test_service.py::test_flaky"), 3);
+
+    let out = pytest(&p, &["--smart-rerun", "--smart-rerun-maximum=3"]);
+    out.assert_code(4);
+    assert!(
+        out.stderr
+            .contains("unrecognized arguments: --smart-rerun-maximum=3"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(p.count("test_service.py::test_flaky"), 3, "a test ran");
+}
