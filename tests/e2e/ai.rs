@@ -525,6 +525,103 @@ def test_leaks_raw():
     assert!(raw["message"].as_str().unwrap().contains(password));
 }
 
+/// Provider tokens in a failure's message and locals, over the plain HTTP protocol: none reaches the
+/// server, and the AI report counts what was scrubbed by kind. The fake secrets are put together at run
+/// time, so no secret scanner takes this file for a leak.
+#[test]
+fn provider_tokens_and_private_keys_never_reach_the_server() {
+    let server = Server::http(&[], json!({}));
+    let b62 = "Zq8xK2mP7vL4nR9sT1wY6bC3dF5gH0jA";
+    let secrets = [
+        ("aws-access-key-id", format!("AKIA{}", "Q7RT2XKW9PLM4ZNB")),
+        ("github-token", format!("ghp_{b62}a1B2")),
+        (
+            "github-token",
+            format!("github_pat_11AB{}_{b62}", "CDEF1234gh"),
+        ),
+        ("gitlab-token", format!("glpat-{}", &b62[..20])),
+        (
+            "jwt",
+            format!(
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.{}",
+                &b62[..22]
+            ),
+        ),
+        ("slack-token", format!("xoxb-1234567890-{}", &b62[..24])),
+        ("stripe-key", format!("sk_live_{}", &b62[..24])),
+    ];
+    let aws_secret = format!("{b62}{}", "aB3/+x9Y");
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC{b62}\\n-----END PRIVATE KEY-----"
+    );
+    let listed: Vec<String> = secrets.iter().map(|(_, s)| format!("{s:?}")).collect();
+    let p = Project::new();
+    p.file(
+        "test_tokens.py",
+        &format!(
+            r#"
+SECRETS = [{}]
+AWS = "aws_secret_access_key = {aws_secret}"
+PEM = "{pem}"
+
+def test_tokens():
+    raise ConnectionError("rejected: " + " ".join(SECRETS) + " " + AWS + " " + PEM)
+"#,
+            listed.join(", ")
+        ),
+    );
+    let ai_report = p.path().join("ai-report.json");
+    let out = run_ai(
+        &p,
+        &server.url(),
+        &[
+            "--ai-protocol",
+            "http",
+            "--max",
+            "1",
+            "--ai-report",
+            ai_report.to_str().unwrap(),
+        ],
+        &[("PYTEST_ADDOPTS", "-l")],
+    );
+    assert_eq!(server.calls().len(), 1, "{}", out.dump());
+    let sent = server.raw_calls();
+    let message = out.test("test_tokens.py::test_tokens")["attempts"][0]["exception"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut all: Vec<&str> = secrets.iter().map(|(_, s)| s.as_str()).collect();
+    all.push(&aws_secret);
+    all.push("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC");
+    for s in &all {
+        assert!(message.contains(s), "the test did not raise {s}: {message}");
+    }
+    assert_no_secret(&[("what the server received", &sent)], &all);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&ai_report).unwrap()).unwrap();
+    let redacted = &report["redacted"];
+    for kind in [
+        "aws-access-key-id",
+        "aws-secret-access-key",
+        "gitlab-token",
+        "jwt",
+        "private-key",
+        "slack-token",
+        "stripe-key",
+    ] {
+        assert!(
+            redacted[kind].as_u64().unwrap_or(0) >= 1,
+            "{kind}: {redacted}"
+        );
+    }
+    assert!(
+        redacted["github-token"].as_u64().unwrap_or(0) >= 2,
+        "{redacted}"
+    );
+    let report_text = std::fs::read_to_string(&ai_report).unwrap();
+    assert_no_secret(&[("the AI report", &report_text)], &all);
+}
+
 #[test]
 fn a_slow_server_is_given_up_on_and_the_run_is_not_held() {
     let server = Server::mcp(&["--sleep", "120"], json!({}));

@@ -215,6 +215,8 @@ pub struct AiAdvisor {
     /// The run's signals: a Ctrl-C ends the calls in flight.
     interrupts: Option<Interrupts>,
     pub stats: AiStats,
+    /// What was scrubbed from everything sent, by kind: counts for the AI report, never values.
+    pub redacted: redact::Redactions,
     /// Every note given, in order.
     pub notes: Vec<String>,
 }
@@ -365,12 +367,11 @@ impl Advisor for AiAdvisor {
         let redactor = Redactor::from_process_env(token.as_deref().as_slice());
         // The endpoint as printed: no credentials, even with redaction off.
         let shown = redactor.scrub(endpoint);
-        let payloads: Vec<Value> = ask
-            .iter()
-            .map(|q| {
-                serde_json::to_value(redactor.query(q, settings.redact)).unwrap_or(Value::Null)
-            })
-            .collect();
+        let mut payloads: Vec<Value> = Vec::with_capacity(ask.len());
+        for q in &ask {
+            let sent = redactor.query_counted(q, settings.redact, &mut self.redacted);
+            payloads.push(serde_json::to_value(sent).unwrap_or(Value::Null));
+        }
         let asked = ask_all(
             settings,
             endpoint,
@@ -613,6 +614,7 @@ pub fn write_report(
             "rootdir": run.rootdir,
         },
         "stats": advisor.stats,
+        "redacted": advisor.redacted,
         "notes": advisor.notes,
         "classifications": trail,
     });
