@@ -1041,3 +1041,36 @@ fn a_cancelled_run_still_annotates_and_sets_outputs_but_skips_the_comment() {
     assert!(api.log().is_empty());
     assert_eq!(step.output("exit-code"), "2");
 }
+
+/// ANSI colours, an OSC 8 hyperlink and a bell in a failure message: the annotation carries the text and
+/// none of the escapes.
+#[test]
+fn escape_sequences_in_test_output_never_reach_an_annotation() {
+    let api = FakeGitHub::start();
+    let p = Project::new();
+    p.file(
+        "test_ansi.py",
+        "def test_ansi():\n    raise AssertionError(\
+         '\\x1b[31mred\\x1b[0m \\x1b]8;;https://evil.example\\x07click\\x1b]8;;\\x07 \\x07bell\\tend')\n",
+    );
+    let step = Step::new(p.path(), &api.url);
+    let out = run_step(run_cmd(&p, &["--max", "1"]), &step);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let cmds = effective(&out.text);
+    let error = cmds
+        .iter()
+        .find(|c| c.name == "error")
+        .unwrap_or_else(|| panic!("no error annotation: {}", out.dump()));
+    assert!(
+        error
+            .data
+            .starts_with("AssertionError: red click bell end\n"),
+        "{:?}",
+        error.data
+    );
+    assert!(
+        !error.line.chars().any(char::is_control),
+        "{:?}",
+        error.line
+    );
+}

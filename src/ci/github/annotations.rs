@@ -57,19 +57,63 @@ impl Annotation {
         }
         props.push(format!(
             "title={}",
-            escape_property(&cut_utf16(&self.title, TITLE_LIMIT, "…"))
+            escape_property(&cut_utf16(&strip_controls(&self.title), TITLE_LIMIT, "…"))
         ));
         format!(
             "::{} {}::{}",
             self.level.command(),
             props.join(","),
             escape_data(&cut_utf16(
-                &self.message,
+                &strip_controls(&self.message),
                 MESSAGE_LIMIT,
                 "\n… (cut; the job summary and the JSON report have it all)"
             ))
         )
     }
+}
+
+/// Test output without what a terminal or the annotation renderer would act on: ANSI escape sequences
+/// (colours, OSC 8 hyperlinks, title changes) removed whole, other control characters but the newline
+/// dropped (a tab becomes a space), and the bidirectional overrides that can make text read differently
+/// from what it is.
+fn strip_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates up to a final byte in @..~.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC, DCS, SOS, PM, APC: up to BEL or ESC \.
+                Some(']' | 'P' | 'X' | '^' | '_') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' {
+                            break;
+                        }
+                        if c == '\u{1b}' {
+                            if chars.peek() == Some(&'\\') {
+                                chars.next();
+                            }
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            '\n' => out.push('\n'),
+            '\t' => out.push(' '),
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The annotations to emit and how many were left out.
@@ -526,5 +570,26 @@ mod tests {
         let title = &props.iter().find(|(k, _)| k == "title").unwrap().1;
         assert_eq!(title, "Failed: tests/test_a.py::test_x[::error::a,b:c]");
         assert_eq!(props.len(), 3, "file, line, title: {props:?}");
+    }
+
+    #[test]
+    fn escape_sequences_and_control_characters_never_reach_an_annotation() {
+        let message = "\u{1b}[31mred\u{1b}[0m \u{1b}]8;;https://evil.example\u{7}link\u{1b}]8;;\u{1b}\\ \
+                       bell\u{7} nul\u{0} tab\there \u{202e}txt.exe\u{9b}2J\nnext line";
+        let r = report(vec![test(
+            "tests/test_a.py::test_\u{1b}[2Jx",
+            "failed",
+            vec![attempt(1, "failed", message, 5)],
+        )]);
+        let line = annotations(&r, &paths(), 0).shown[0].to_command();
+        let (_, props, data) =
+            super::super::commands::tests::runner_parse(&line).expect("one command");
+        assert_eq!(
+            data,
+            "AssertionError: red link bell nul tab here txt.exe2J\nnext line\n\nFailed on its only attempt."
+        );
+        let title = &props.iter().find(|(k, _)| k == "title").unwrap().1;
+        assert_eq!(title, "Failed: tests/test_a.py::test_x");
+        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
     }
 }
