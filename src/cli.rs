@@ -297,6 +297,7 @@ impl RunArgs {
 
 /// Parses `args` and runs; returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    crate::hardening::protect_process();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {

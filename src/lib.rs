@@ -9,6 +9,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod devstats;
+mod hardening;
 pub mod policy;
 pub mod report;
 pub mod runner;

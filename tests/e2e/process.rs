@@ -1260,3 +1260,72 @@ def test_steady(attempt):
         out.dump()
     );
 }
+
+/// A test cannot read smart-rerun's environment (where the tokens are) through /proc: smart-rerun is not
+/// dumpable, so its /proc files belong to root. Root reads them anyway, so when these tests run as root
+/// the run is made as `nobody` (setpriv), one unprivileged user for smart-rerun and what it starts, as on
+/// a CI runner. The command is a plain Python script (the system's interpreter, which `nobody` can run):
+/// what matters is that smart-rerun started it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_test_cannot_read_smart_reruns_environment_through_proc() {
+    use std::os::unix::fs::PermissionsExt;
+    const TOKEN: &str = "sr-e2e-ai-token-4f9c2a";
+    let p = Project::new();
+    p.file(
+        "peek.py",
+        r#"
+import os
+
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        return repr(e).encode()
+
+parent = os.getppid()
+with open("peeked.txt", "wb") as f:
+    f.write(read("/proc/%d/environ" % parent).replace(b"\0", b" ") + b"\n")
+    f.write(read("/proc/%d/mem" % parent)[:40] + b"\n")
+    # The control: this process's own environment is readable.
+    f.write(b"self " + read("/proc/self/environ")[:20].replace(b"\0", b" ") + b"\n")
+"#,
+    );
+    let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(python);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        std::fs::set_permissions(p.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(crate::common::bin());
+        cmd
+    } else {
+        Command::new(crate::common::bin())
+    };
+    cmd.current_dir(p.path())
+        .args(["run", "--max", "1", "--"])
+        .arg(&python)
+        .arg("peek.py")
+        .env("SMART_RERUN_AI_TOKEN", TOKEN);
+    let out = bounded(&p, cmd);
+    let peeked = std::fs::read_to_string(p.path().join("peeked.txt"))
+        .unwrap_or_else(|e| panic!("the script did not run ({e}): {}", out.dump()));
+    assert!(
+        !peeked.contains(TOKEN),
+        "the script read the token: {peeked}"
+    );
+    let lines: Vec<&str> = peeked.lines().collect();
+    assert_eq!(lines.len(), 3, "{peeked}\n{}", out.dump());
+    assert!(lines[0].starts_with("PermissionError"), "environ: {peeked}");
+    assert!(lines[1].starts_with("PermissionError"), "mem: {peeked}");
+    assert!(
+        lines[2].starts_with("self ") && !lines[2].contains("Error"),
+        "control: {peeked}"
+    );
+}
