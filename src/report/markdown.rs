@@ -12,7 +12,9 @@
 //! escape it so it cannot inject Markdown or HTML, break a table, close a block, or @mention anyone.
 
 use super::{Outcome, RunReport, TestResult, counted};
+use regex::Regex;
 use std::fmt::Write as _;
+use std::sync::LazyLock;
 
 /// GitHub's limit for an issue or PR comment body.
 pub const COMMENT_BUDGET: usize = 65_536;
@@ -371,7 +373,31 @@ fn first_line(kind: &str, message: &str) -> String {
 /// Escapes untrusted text for one line inside an HTML element (`<summary>`): HTML-escaped, one line,
 /// no @mentions.
 pub fn html_inline(text: &str) -> String {
-    pre(&text.replace(['\n', '\r', '\t'], " "))
+    unlink(&pre(&text.replace(['\n', '\r', '\t'], " ")))
+}
+
+/// Keeps GitHub from turning escaped text into links: its renderer autolinks `www.x` and `http://x` in
+/// text, and links `#123` and `GH-45` to issues (cross-referencing them) everywhere but in code and
+/// `<pre>`. A zero-width space inside each pattern leaves the text readable and inert. The `#` of an HTML
+/// entity (`&#124;`) is left alone.
+fn unlink(text: &str) -> String {
+    static RULES: LazyLock<[(Regex, &str); 4]> = LazyLock::new(|| {
+        let re = |p: &str| Regex::new(p).expect("a valid pattern");
+        [
+            (re(r"(?i)\b(www)(\.)"), "${1}\u{200b}${2}"),
+            (re(r"(?i)\b(gh-)(\d)"), "${1}\u{200b}${2}"),
+            // `:` is escaped as `\:` in inline text.
+            (re(r"(\\?:)//"), "\u{200b}${1}//"),
+            (re(r"(^|[^&])#(\d)"), "${1}#\u{200b}${2}"),
+        ]
+    });
+    let mut out = text.to_owned();
+    for (re, with) in RULES.iter() {
+        if re.is_match(&out) {
+            out = re.replace_all(&out, *with).into_owned();
+        }
+    }
+    out
 }
 
 /// The first `head` lines and the last `tail` lines of a traceback: the test and the error, not the
@@ -417,7 +443,7 @@ pub fn inline(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+    unlink(&out)
 }
 
 /// Escapes untrusted text for the inside of a `<pre>` block: HTML-escaped (so `</pre>`, `</details>`
@@ -491,6 +517,23 @@ mod tests {
         assert!(
             !out.contains("**") && !out.contains("](") && !out.contains('`') || out.contains("\\`")
         );
+    }
+
+    #[test]
+    fn links_and_references_from_tested_code_are_disarmed() {
+        let z = '\u{200b}';
+        let out = inline("see www.evil-example.com, http://x.example/a #123 GH-45 gh-7 a&b#1 x#y");
+        assert_eq!(
+            out,
+            format!(
+                "see www{z}.evil-example.com, http{z}\\://x.example/a #{z}123 GH-{z}45 gh-{z}7 \
+                 a&amp;b#{z}1 x#y"
+            )
+        );
+        // Entities the escaping wrote stay entities.
+        assert_eq!(inline("a|b"), "a&#124;b");
+        let summary = html_inline("failed at WWW.Example.org see #9");
+        assert_eq!(summary, format!("failed at WWW{z}.Example.org see #{z}9"));
     }
 
     #[test]

@@ -1074,3 +1074,47 @@ fn escape_sequences_in_test_output_never_reach_an_annotation() {
         error.line
     );
 }
+
+/// A failure message with a bare domain, a URL and issue references: the job summary and the PR comment
+/// show them as text, never as links or cross-references (GitHub would link `#1` to this repository's
+/// issue 1 and notify it). Inside `<pre>` (the tracebacks) GitHub links nothing, so the text stays as it
+/// was there.
+#[test]
+fn links_and_issue_references_in_test_output_stay_text() {
+    let api = FakeGitHub::start();
+    let p = Project::new();
+    p.file(
+        "test_links.py",
+        "def test_links():\n    raise AssertionError(\
+         'visit www.evil-example.com or https://evil.example/x about #1 and GH-45')\n",
+    );
+    let step = Step::new(p.path(), &api.url);
+    let out = run_step(run_cmd(&p, &["--max", "1"]), &step);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let comments = api.comments();
+    assert_eq!(comments.len(), 1, "{}", out.dump());
+    for (what, text) in [
+        ("summary", step.summary()),
+        ("comment", comments[0].body.clone()),
+    ] {
+        assert!(text.contains("evil-example.com"), "{what}: {text}");
+        let text = outside_pre(&text);
+        for linkable in ["www.evil", "https://evil", "https\\://evil", "#1 ", "GH-45"] {
+            assert!(!text.contains(linkable), "{what} has {linkable:?}: {text}");
+        }
+    }
+}
+
+/// The text of a rendered Markdown body outside its `<pre>` blocks.
+fn outside_pre(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("<pre") {
+        out.push_str(&rest[..start]);
+        rest = rest[start..]
+            .find("</pre>")
+            .map_or("", |end| &rest[start + end + 6..]);
+    }
+    out.push_str(rest);
+    out
+}
