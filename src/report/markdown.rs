@@ -215,10 +215,10 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
                         .unwrap_or_default();
                     let _ = writeln!(
                         out,
-                        "| {} | attempt {} of {} | {first} | {} |",
+                        "| {} | attempt {} (of up to {}) | {first} | {} |",
                         test_cell(t, links),
                         t.passed_on_attempt().unwrap_or(0),
-                        t.attempts.len(),
+                        report.run.policy.max_attempts,
                         classification_cell(t)
                     );
                 }
