@@ -18,3 +18,4 @@ mod process;
 mod reports;
 mod schema;
 mod selection;
+mod snapshots;
