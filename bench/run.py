@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""smart-rerun benchmark harness (issue 8). Run it through `scripts/bench`; docs/benchmarks.md explains it.
+"""smart-rerun benchmark harness. Run it through `scripts/bench`; docs/benchmarks.md explains it.
 
 Generates synthetic pytest suites into a temporary directory and measures, in the same run, wall time and
 peak RSS of three tools on each suite:

@@ -1,4 +1,4 @@
-//! The GitHub Action: `action.yml` against the settings table and the README, its scripts through
+//! The GitHub Action: `action.yml` against the settings table and docs/github.md, its scripts through
 //! shellcheck, the pins of every action it and the workflows use, and the run script's command line. The
 //! installer has its own end-to-end tests in install.rs.
 
@@ -72,7 +72,7 @@ fn every_setting_is_an_input_and_every_input_is_a_documented_option() {
             k.flag
         );
     }
-    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+    let docs = std::fs::read_to_string(common::repo_root().join("docs/github.md")).unwrap();
     for (name, spec) in &inputs {
         assert!(
             key_of(name).is_some() || ACTION_ONLY.contains(&name.as_str()),
@@ -84,8 +84,8 @@ fn every_setting_is_an_input_and_every_input_is_a_documented_option() {
             "input {name} has no description"
         );
         assert!(
-            readme.contains(&format!("| `{name}` |")),
-            "the README's inputs table has no row for `{name}`"
+            docs.contains(&format!("| `{name}` |")),
+            "docs/github.md's inputs table has no row for `{name}`"
         );
     }
     let outputs: Vec<String> = action["outputs"]
@@ -110,7 +110,10 @@ fn every_setting_is_an_input_and_every_input_is_a_documented_option() {
             action["outputs"][o.as_str()]["value"].as_str(),
             Some(format!("${{{{ steps.run.outputs.{o} }}}}").as_str())
         );
-        assert!(readme.contains(&format!("| `{o}` |")), "README: output {o}");
+        assert!(
+            docs.contains(&format!("| `{o}` |")),
+            "docs/github.md: output {o}"
+        );
     }
 }
 

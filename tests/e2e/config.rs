@@ -1,4 +1,4 @@
-//! Configuration as pytest users write it (issue 3): the `smart_rerun_*` ini keys in every file pytest
+//! Configuration as pytest users write it: the `smart_rerun_*` ini keys in every file pytest
 //! discovers, `SMART_RERUN_*` variables, flags and the `smart_rerun` marker, in that order of precedence;
 //! validation that stops the run before any test body runs; budgets; flaky-marker migration; and
 //! `smart-rerun config`.

@@ -1,4 +1,4 @@
-//! The core loop: reruns of failed tests in fresh processes, under the retry policy (issue 2).
+//! The core loop: reruns of failed tests in fresh processes, under the retry policy.
 
 use crate::common::Project;
 
@@ -127,7 +127,7 @@ def test_other_variables_still_pass_through():
     }
 }
 
-/// Issue 7: a broken test with `--max 5` runs twice (the confirming attempt), a flaky one keeps its
+/// The early stop: a broken test with `--max 5` runs twice (the confirming attempt), a flaky one keeps its
 /// attempts, and the summary says what the early stop saved.
 #[test]
 fn a_failure_seen_twice_the_same_way_stops_early() {

@@ -1,4 +1,4 @@
-//! GitLab CI (issue 6): the sticky merge request note through a local server that answers as GitLab's
+//! GitLab CI: the sticky merge request note through a local server that answers as GitLab's
 //! notes, merge request and user APIs do, the job's environment made of GitLab's predefined variables,
 //! the JUnit layout GitLab's test report reads, and the CI/CD component file.
 
@@ -1168,10 +1168,10 @@ fn the_plain_gitlab_ci_example_uploads_the_junit_file_it_writes() {
         "{script:?}"
     );
     assert!(script.last().unwrap().starts_with("smart-rerun run"));
-    // The README shows the same job.
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    // docs/gitlab.md shows the same job.
+    let docs = std::fs::read_to_string(repo_root().join("docs/gitlab.md")).unwrap();
     for line in &script {
-        assert!(readme.contains(line), "README lacks {line}");
+        assert!(docs.contains(line), "docs/gitlab.md lacks {line}");
     }
 }
 

@@ -1,4 +1,4 @@
-//! Real processes (issue 2): pytest dying mid-round, signals reaching smart-rerun, exit codes, a wrapper
+//! Real processes: pytest dying mid-round, signals reaching smart-rerun, exit codes, a wrapper
 //! that loses the environment, interpreter discovery, and delays met by scheduling rounds.
 //!
 //! Every run here is bounded in time: a hang fails the test instead of blocking the suite.

@@ -1,4 +1,4 @@
-//! Reports the ecosystem reads (issue 4): JUnit XML read back by a real Python consumer (junitparser) and
+//! Reports the ecosystem reads: JUnit XML read back by a real Python consumer (junitparser) and
 //! checked against the Surefire schema's element order, Markdown rendered by a CommonMark renderer
 //! (markdown-it-py) to prove hostile test output stays text, the takeover of a user's `--junitxml`,
 //! `--junit-compat per-attempt`, `render` merging saved reports, and GitHub Actions log groups.

@@ -1,5 +1,5 @@
-//! The JSON report against its published JSON Schema, `schema/report.schema.json` (issue 2: "publish the
-//! JSON Schema in the repo and validate reports against it in tests").
+//! The JSON report against its published JSON Schema, `schema/report.schema.json`: what a consumer
+//! validates against must accept every report smart-rerun writes.
 //!
 //! Real runs of several scenarios are validated with the venv's `jsonschema` (Draft 2020-12, formats
 //! checked), and the invariants a schema cannot express (counts that add up, attempts numbered in order)

@@ -1,5 +1,5 @@
 //! Rerun rounds select exactly the failed items, whatever their ids look like and however pytest was
-//! invoked (issue 2). Each test checks three things a user would notice: the report's rounds, the
+//! invoked. Each test checks three things a user would notice: the report's rounds, the
 //! counters of the tests that passed (they ran once), and pytest's own output of the rerun round
 //! (what it collected and deselected).
 
