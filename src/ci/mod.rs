@@ -5,6 +5,7 @@
 pub mod comment;
 pub mod github;
 pub mod gitlab;
+pub mod http;
 
 use crate::report::markdown::Links;
 use std::path::Path;

@@ -162,17 +162,75 @@ impl Drop for FakeGitHub {
     }
 }
 
+/// A user as GitHub's REST API embeds one (`simple-user`).
+fn user_json(login: &str, user_type: &str, base: &str) -> Value {
+    let url = format!("{base}/users/{login}");
+    json!({
+        "login": login,
+        "id": 41898282,
+        "node_id": "MDM6Qm90NDE4OTgyODI=",
+        "avatar_url": "https://avatars.githubusercontent.com/in/15368?v=4",
+        "gravatar_id": "",
+        "url": url,
+        "html_url": format!("https://github.com/{login}"),
+        "followers_url": format!("{url}/followers"),
+        "following_url": format!("{url}/following{{/other_user}}"),
+        "gists_url": format!("{url}/gists{{/gist_id}}"),
+        "starred_url": format!("{url}/starred{{/owner}}{{/repo}}"),
+        "subscriptions_url": format!("{url}/subscriptions"),
+        "organizations_url": format!("{url}/orgs"),
+        "repos_url": format!("{url}/repos"),
+        "events_url": format!("{url}/events{{/privacy}}"),
+        "received_events_url": format!("{url}/received_events"),
+        "type": user_type,
+        "user_view_type": "public",
+        "site_admin": false,
+    })
+}
+
 fn comment_json(c: &Comment, base: &str) -> Value {
     json!({
         "id": c.id,
         "node_id": format!("IC_{}", c.id),
         "url": format!("{base}/repos/o/r/issues/comments/{}", c.id),
         "html_url": format!("https://github.com/o/r/pull/7#issuecomment-{}", c.id),
+        "issue_url": format!("{base}/repos/o/r/issues/7"),
         "body": c.body,
-        "user": {"login": c.login, "id": 41898282, "type": c.user_type},
+        "user": user_json(&c.login, &c.user_type, base),
         "author_association": c.association,
         "created_at": "2026-11-02T10:00:00Z",
         "updated_at": "2026-11-02T10:00:00Z",
+        "reactions": {"url": format!("{base}/repos/o/r/issues/comments/{}/reactions", c.id),
+                      "total_count": 0, "+1": 0, "-1": 0, "laugh": 0, "hooray": 0,
+                      "confused": 0, "heart": 0, "rocket": 0, "eyes": 0},
+        "performed_via_github_app": null,
+    })
+}
+
+/// A pull request as `GET /repos/{owner}/{repo}/pulls/{number}` answers (the fields smart-rerun and
+/// a typed client need; GitHub sends many more).
+fn pull_json(number: u64, sha: &str, base: &str) -> Value {
+    json!({
+        "url": format!("{base}/repos/o/r/pulls/{number}"),
+        "id": 1_000_000 + number,
+        "node_id": format!("PR_{number}"),
+        "html_url": format!("https://github.com/o/r/pull/{number}"),
+        "number": number,
+        "state": "open",
+        "locked": false,
+        "title": "a change",
+        "user": user_json("octocat", "User", base),
+        "body": null,
+        "created_at": "2026-11-02T09:00:00Z",
+        "updated_at": "2026-11-02T10:00:00Z",
+        "head": {"label": "fork:topic", "ref": "topic", "sha": sha,
+                 "user": user_json("fork", "User", base), "repo": null},
+        "base": {"label": "o:main", "ref": "main",
+                 "sha": "0000000000000000000000000000000000000000",
+                 "user": user_json("o", "Organization", base), "repo": null},
+        "author_association": "CONTRIBUTOR",
+        "draft": false,
+        "merged": false,
     })
 }
 
@@ -413,11 +471,7 @@ fn answer(
         ("GET", ["repos", "o", "r", "pulls", pr]) => {
             let pr: u64 = pr.parse().unwrap_or(0);
             match s.heads.iter().find(|(n, _)| *n == pr) {
-                Some((n, sha)) => (
-                    200,
-                    vec![],
-                    json!({"number": n, "head": {"sha": sha}}).to_string(),
-                ),
+                Some((n, sha)) => (200, vec![], pull_json(*n, sha, base).to_string()),
                 None => not_found(),
             }
         }

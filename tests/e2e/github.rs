@@ -1118,3 +1118,41 @@ fn outside_pre(body: &str) -> String {
     out.push_str(rest);
     out
 }
+
+#[test]
+fn a_redirect_to_another_server_does_not_take_the_token_there() {
+    let elsewhere = FakeGitHub::start();
+    let api = FakeGitHub::start();
+    api.script(Scripted {
+        method: "*",
+        times: 100,
+        status: 302,
+        headers: vec![(
+            "Location".into(),
+            format!("{}/repos/o/r/issues/7/comments?per_page=100", elsewhere.url),
+        )],
+        body: String::new(),
+    });
+    let ws = tempfile::tempdir().unwrap();
+    let step = Step::new(ws.path(), &api.url);
+    let a = saved_report(ws.path(), "a", "unit", Some(7), true);
+    let out = run_step(comment_cmd(&[&a], &[]), &step);
+    assert_eq!(out.code, 0, "never a failed job: {}", out.dump());
+    assert!(!api.log().is_empty() && api.log().iter().all(|l| l.authorized));
+    let reached = elsewhere.log();
+    assert!(
+        reached.iter().all(|l| !l.authorized),
+        "the token went to the other server: {reached:?}"
+    );
+    assert!(api.comments().is_empty() && elsewhere.comments().is_empty());
+    let warnings: Vec<Cmd> = effective(&out.text)
+        .into_iter()
+        .filter(|c| c.name == "warning")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.dump());
+    assert!(
+        warnings[0].data.contains("could not write the PR comment"),
+        "{}",
+        warnings[0].data
+    );
+}

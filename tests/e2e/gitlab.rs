@@ -72,6 +72,9 @@ struct State {
     rival_before_post: Option<String>,
     /// After the next PUT, overwrite the note with this (another job's stale write).
     clobber_after_put: Option<String>,
+    /// Answer every request with a 302 to the same path under this origin (a moved instance, or a
+    /// hostile proxy).
+    redirect_to: Option<String>,
 }
 
 struct FakeGitLab {
@@ -228,6 +231,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
+        302 => "Found",
         _ => "Whatever",
     };
     let mut out = format!(
@@ -254,6 +258,15 @@ fn note_json(n: &Note) -> Value {
 
 /// Answers as GitLab's API v4 does, for the few routes smart-rerun uses.
 fn answer(s: &mut State, r: &Request) -> (u16, Vec<(String, String)>, String) {
+    if let Some(origin) = &s.redirect_to {
+        let query = if r.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", r.query)
+        };
+        let location = format!("{origin}/api/v4{}{query}", r.path);
+        return (302, vec![("Location".into(), location)], String::new());
+    }
     if let Some(c) = s
         .canned
         .iter_mut()
@@ -1660,4 +1673,40 @@ fn without_curl_or_the_archive_the_component_still_installs_verified_bits() {
         "{log}"
     );
     assert!(!job.cargo_ran(), "{log}");
+}
+
+#[test]
+fn a_redirect_to_another_server_is_not_followed_with_the_token() {
+    // GitLab's token is a header of its own (`PRIVATE-TOKEN`), which an HTTP client's usual redirect
+    // rules do not know to drop: a 302 to another origin must not take it there.
+    let elsewhere = FakeGitLab::start();
+    let server = FakeGitLab::start();
+    server.state().redirect_to = Some(format!("http://127.0.0.1:{}", elsewhere.port));
+    let out = run_job(&flaky_project(), &server, &[], &[]);
+    out.assert_code(0);
+    assert!(
+        !server.requests().is_empty(),
+        "the first server was asked: {}",
+        out.dump()
+    );
+    let leaked: Vec<Request> = elsewhere
+        .requests()
+        .into_iter()
+        .filter(|r| r.token.is_some())
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the token went to the other server: {leaked:?}"
+    );
+    let lines = note_lines(&out);
+    assert_eq!(lines.len(), 1, "{}", out.dump());
+    assert!(
+        lines[0].starts_with("smart-rerun: warning: merge request note not posted")
+            && lines[0].contains(&format!(
+                "a redirect to http://127.0.0.1:{}, which is not followed",
+                elsewhere.port
+            )),
+        "{}",
+        lines[0]
+    );
 }

@@ -1,20 +1,24 @@
-//! The sticky PR comment through GitHub's REST API (octocrab, against `GITHUB_API_URL`, so GitHub
-//! Enterprise Server works). The main entry is [`post_sections`].
+//! The sticky PR comment through GitHub's REST API: octocrab's typed calls and models, against
+//! `GITHUB_API_URL`, so GitHub Enterprise Server works. The main entry is [`post_sections`]; the comment
+//! itself is [`crate::ci::comment::upsert`]'s, over the pull request's comments as a
+//! [`crate::ci::comment::Thread`].
 //!
 //! The comment is found by its hidden marker among *all* the pull request's comments (following the
-//! `Link` header page by page), written by a bot or by someone with write access, so a drive-by
-//! commenter cannot plant a marker and have smart-rerun rewrite their comment. It is re-read right before
-//! each write; a job only replaces its own sections. Two jobs that both find no comment both create one:
-//! the later one then folds its sections into the older and deletes its own. When the comment holds
-//! other jobs' sections, the job reads it back after a short pause and writes again if a concurrent
-//! writer dropped its section (GitHub has no conditional update for comments).
+//! `Link` header page by page, on the API's own origin only), written by a bot or by someone with write
+//! access, so a drive-by commenter cannot plant a marker and have smart-rerun rewrite their comment.
 //!
 //! Failures never fail the job: the caller turns a [`Failure`] into one warning. Only what retrying can
 //! fix is retried — 5xx, network errors, and rate limits that reset within [`ApiOptions::max_wait`] —
-//! with exponential backoff, within [`ApiOptions::deadline`].
+//! as [`crate::ci::http::retrying`] does it, within [`ApiOptions::deadline`]. octocrab's client sends the
+//! token to the API's host only and drops it on a redirect to another origin.
 
-use crate::ci::comment::{StickyComment, section_key};
-use std::time::{Duration, Instant};
+use crate::ci::comment::{self, Stored, Thread, Upsert, UpsertError, section_key};
+use crate::ci::http::{self, Failed, Retry, RetryPolicy};
+use octocrab::models::issues::Comment;
+use octocrab::models::{AuthorAssociation, CommentId};
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 /// GitHub's limit for a comment body.
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -63,6 +67,16 @@ impl Default for ApiOptions {
 }
 
 impl ApiOptions {
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.retries,
+            backoff: self.backoff,
+            // Doubling from `backoff` for every retry: the deadline bounds it.
+            max_backoff: self.backoff.saturating_mul(1 << self.retries.min(16)),
+            max_wait: self.max_wait,
+        }
+    }
+
     /// The defaults; the end-to-end tests shorten the pauses with `SMART_RERUN_TEST_GITHUB_PAUSE_MS`.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> ApiOptions {
         let mut o = ApiOptions::default();
@@ -197,64 +211,59 @@ pub fn post_sections(
     runtime.block_on(async {
         let client = Client::new(target, token, options)?;
         let deadline = options.deadline;
-        match tokio::time::timeout(deadline, client.upsert(keys, render)).await {
+        match tokio::time::timeout(deadline, client.post(keys, render)).await {
             Ok(result) => result,
             Err(_) => Err(Failure::Network {
                 message: format!("gave up after {}s", deadline.as_secs()),
-                tries: client.tries(),
+                tries: client.tries.load(Ordering::Relaxed),
             }),
         }
     })
 }
 
-struct Reply {
-    status: u16,
-    link_next: Option<String>,
-    rate: RateHeaders,
-    body: String,
-}
+/// Writes of the comment before giving up on other jobs that keep rewriting it.
+const WRITES: usize = 4;
+
+/// Most pages of comments read: 100 pages of 100.
+const MAX_PAGES: usize = 100;
 
 struct Client<'a> {
     octo: octocrab::Octocrab,
     target: &'a Target,
+    owner: String,
+    name: String,
     options: &'a ApiOptions,
-    started: Instant,
-    tries: std::sync::atomic::AtomicU32,
-    /// `scheme://authority` of the API, the only place `Link` pages are followed to.
+    retry: RetryPolicy,
+    deadline: Instant,
+    tries: AtomicU32,
+    /// The API's origin, the only place `Link` pages are followed to.
     origin: String,
-}
-
-#[derive(Clone, Copy)]
-enum Method {
-    Get,
-    Post,
-    Patch,
-    Delete,
-}
-
-/// A comment of ours, as listed.
-struct Found {
-    id: u64,
-    body: String,
 }
 
 impl<'a> Client<'a> {
     fn new(target: &'a Target, token: &str, options: &'a ApiOptions) -> Result<Self, Failure> {
-        let valid_repo = target.repo.split('/').count() == 2
-            && target.repo.split('/').all(|p| {
-                !p.is_empty()
-                    && p.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            });
-        if !valid_repo {
-            return Err(Failure::Config {
+        // `.` and `..` would move the request to another path.
+        let valid_part = |p: &str| {
+            !matches!(p, "" | "." | "..")
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        let (owner, name) = target
+            .repo
+            .split_once('/')
+            .filter(|(o, n)| valid_part(o) && valid_part(n))
+            .ok_or_else(|| Failure::Config {
                 message: format!("'{}' is not an owner/name repository", target.repo),
-            });
-        }
+            })?;
         let config = |e: &dyn std::fmt::Display| Failure::Config {
             message: format!("bad GitHub API URL '{}': {e}", target.api_url),
         };
-        let origin = origin_of(&target.api_url).ok_or_else(|| config(&"not http(s)"))?;
+        let origin = reqwest::Url::parse(&target.api_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "https" | "http"))
+            .ok_or_else(|| config(&"not http(s)"))?
+            .origin()
+            .ascii_serialization();
         // A secret pasted with a trailing newline is common; anything else a header cannot hold would make
         // the HTTP client panic, so it is refused here.
         let token = token.trim();
@@ -268,7 +277,7 @@ impl<'a> Client<'a> {
             .base_uri(target.api_url.as_str())
             .map_err(|e| config(&e))?
             // No Accept or X-GitHub-Api-Version header: the API's defaults (v3 JSON, 2022-11-28) are
-            // what this code reads.
+            // what octocrab's models read.
             .personal_token(token.to_owned())
             .set_connect_timeout(Some(options.timeout))
             .set_read_timeout(Some(options.timeout))
@@ -277,22 +286,17 @@ impl<'a> Client<'a> {
         Ok(Client {
             octo,
             target,
+            owner: owner.to_owned(),
+            name: name.to_owned(),
             options,
-            started: Instant::now(),
-            tries: Default::default(),
+            retry: options.retry_policy(),
+            deadline: Instant::now() + options.deadline,
+            tries: AtomicU32::new(0),
             origin,
         })
     }
 
-    fn tries(&self) -> u32 {
-        self.tries.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn repo_path(&self, rest: &str) -> String {
-        format!("/repos/{}{rest}", self.target.repo)
-    }
-
-    async fn upsert(
+    async fn post(
         &self,
         keys: &[String],
         render: &dyn Fn(&str, usize) -> String,
@@ -300,81 +304,60 @@ impl<'a> Client<'a> {
         if let Some(expected) = &self.target.verify_head {
             self.verify_head(expected).await?;
         }
-        let ours: Vec<String> = keys.iter().map(|k| section_key(k)).collect();
-        let mut rounds = 0;
-        loop {
-            rounds += 1;
-            // Re-read right before writing: another job may have written since.
-            let found = self.find().await?;
-            let mut sticky = found
-                .first()
-                .map(|f| StickyComment::parse(&f.body))
-                .unwrap_or_default();
-            fill(&mut sticky, &ours, render);
-            let body = sticky.render();
-            let mut posted = match found.first() {
-                Some(f) => Posted {
-                    id: f.id,
-                    created: false,
-                    url: self.patch(f.id, &body).await?,
-                },
-                None => {
-                    let (id, url) = self.create(&body).await?;
-                    Posted {
-                        id,
-                        created: true,
-                        url,
-                    }
-                }
-            };
-            if posted.created {
-                // A parallel job may have created one too: the oldest wins, the others fold into it.
-                let all = self.find().await?;
-                if let Some(oldest) = all.first().filter(|o| o.id < posted.id) {
-                    let mut merged = StickyComment::parse(&oldest.body);
-                    fill(&mut merged, &ours, render);
-                    let url = self.patch(oldest.id, &merged.render()).await?;
-                    let _ = self.delete(posted.id).await;
-                    posted = Posted {
-                        id: oldest.id,
-                        created: false,
-                        url,
-                    };
-                    sticky = merged;
-                }
-            }
-            let shared = sticky.sections.keys().any(|k| !ours.contains(k));
-            if !shared || rounds >= 4 {
-                return Ok(posted);
-            }
-            // Read it back after a pause: a job that read the comment before this write and wrote after
-            // it has dropped this job's sections.
-            let pause = self.options.verify_delay;
-            tokio::time::sleep(pause + jitter(pause * 4)).await;
-            let now = self.get_comment(posted.id).await?;
-            let now = StickyComment::parse(&now);
-            // Compared as written: parsing trims the newlines around a section's body.
-            let written = StickyComment::parse(&sticky.render());
-            if ours
-                .iter()
-                .all(|k| now.sections.get(k) == written.sections.get(k))
-            {
-                return Ok(posted);
-            }
+        let keys: Vec<String> = keys.iter().map(|k| section_key(k)).collect();
+        let upsert = Upsert {
+            keys: &keys,
+            limit: COMMENT_LIMIT,
+            render,
+            keep: &|_| Ok(()),
+            writes: WRITES,
+            settle: self.options.verify_delay,
+        };
+        match comment::upsert(self, &upsert).await {
+            // Unconfirmed after every write: other jobs kept rewriting; this job's last write stands.
+            Ok(c) => Ok(Posted {
+                id: c.id,
+                created: c.created,
+                url: c.url,
+            }),
+            Err(UpsertError::Api(f)) => Err(f),
+            Err(UpsertError::Declined(message)) => Err(Failure::Config { message }),
         }
     }
 
+    /// One API call, retried while retrying can help; `what` names the answer for a decoding error.
+    async fn call<T, Fut>(&self, what: &str, call: impl Fn() -> Fut) -> Result<T, Failure>
+    where
+        Fut: Future<Output = octocrab::Result<T>>,
+    {
+        let call = &call;
+        http::retrying(&self.retry, self.deadline, |attempt| async move {
+            self.tries.fetch_add(1, Ordering::Relaxed);
+            match tokio::time::timeout(self.options.timeout, call()).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => Err(judge(e, attempt, what)),
+                Err(_) => Err(Failed::new(
+                    Failure::Network {
+                        message: format!("no answer within {}s", self.options.timeout.as_secs()),
+                        tries: attempt,
+                    },
+                    Retry::Backoff,
+                )),
+            }
+        })
+        .await
+    }
+
     async fn verify_head(&self, expected: &str) -> Result<(), Failure> {
-        let uri = self.repo_path(&format!("/pulls/{}", self.target.pr));
-        let reply = self.request(Method::Get, &uri, None).await?;
-        let v: serde_json::Value =
-            serde_json::from_str(&reply.body).map_err(|e| Failure::Response {
-                message: format!("the pull request is not JSON: {e}"),
-            })?;
-        let head = v
-            .pointer("/head/sha")
-            .and_then(|s| s.as_str())
-            .unwrap_or("");
+        let pr = self
+            .call("the pull request", || async {
+                self.octo
+                    .pulls(&self.owner, &self.name)
+                    .get(self.target.pr)
+                    .await
+            })
+            .await?;
+        let head = pr.head.sha.as_str();
         if head.eq_ignore_ascii_case(expected) {
             Ok(())
         } else {
@@ -393,262 +376,207 @@ impl<'a> Client<'a> {
         }
     }
 
-    /// Our comments on the pull request, oldest first.
-    async fn find(&self) -> Result<Vec<Found>, Failure> {
-        let mut next =
-            Some(self.repo_path(&format!("/issues/{}/comments?per_page=100", self.target.pr)));
-        let mut found = Vec::new();
-        let mut pages = 0;
-        while let Some(uri) = next.take() {
-            pages += 1;
-            let reply = self.request(Method::Get, &uri, None).await?;
-            let comments: Vec<serde_json::Value> =
-                serde_json::from_str(&reply.body).map_err(|e| Failure::Response {
-                    message: format!("the comment list is not a JSON array: {e}"),
-                })?;
-            for c in &comments {
-                let body = c.get("body").and_then(|b| b.as_str()).unwrap_or("");
-                if StickyComment::is_ours(body) && trusted_author(c) {
-                    if let Some(id) = c.get("id").and_then(|i| i.as_u64()) {
-                        found.push(Found {
-                            id,
-                            body: body.to_owned(),
-                        });
-                    }
-                }
-            }
-            // Bounded: 100 pages of 100 comments.
-            if pages < 100 {
-                next = reply.link_next.filter(|n| n.starts_with(&self.origin));
-            }
-        }
-        found.sort_by_key(|f| f.id);
-        Ok(found)
-    }
-
-    async fn get_comment(&self, id: u64) -> Result<String, Failure> {
-        let reply = self
-            .request(
-                Method::Get,
-                &self.repo_path(&format!("/issues/comments/{id}")),
-                None,
-            )
-            .await?;
-        let v: serde_json::Value =
-            serde_json::from_str(&reply.body).map_err(|e| Failure::Response {
-                message: format!("the comment is not JSON: {e}"),
-            })?;
-        Ok(v.get("body")
-            .and_then(|b| b.as_str())
-            .unwrap_or("")
-            .to_owned())
-    }
-
-    async fn create(&self, body: &str) -> Result<(u64, Option<String>), Failure> {
-        let uri = self.repo_path(&format!("/issues/{}/comments", self.target.pr));
-        let reply = self
-            .request(
-                Method::Post,
-                &uri,
-                Some(&serde_json::json!({ "body": body })),
-            )
-            .await?;
-        let v: serde_json::Value =
-            serde_json::from_str(&reply.body).map_err(|e| Failure::Response {
-                message: format!("the new comment is not JSON: {e}"),
-            })?;
-        let id = v
-            .get("id")
-            .and_then(|i| i.as_u64())
-            .ok_or_else(|| Failure::Response {
-                message: "the new comment has no id".into(),
-            })?;
-        Ok((id, html_url(&v)))
-    }
-
-    async fn patch(&self, id: u64, body: &str) -> Result<Option<String>, Failure> {
-        let uri = self.repo_path(&format!("/issues/comments/{id}"));
-        let reply = self
-            .request(
-                Method::Patch,
-                &uri,
-                Some(&serde_json::json!({ "body": body })),
-            )
-            .await?;
-        Ok(serde_json::from_str::<serde_json::Value>(&reply.body)
-            .ok()
-            .and_then(|v| html_url(&v)))
-    }
-
-    async fn delete(&self, id: u64) -> Result<(), Failure> {
-        let uri = self.repo_path(&format!("/issues/comments/{id}"));
-        self.request(Method::Delete, &uri, None).await.map(|_| ())
-    }
-
-    /// One API call, retried while retrying can help.
-    async fn request(
-        &self,
-        method: Method,
-        uri: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<Reply, Failure> {
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            self.tries
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let backoff = self.options.backoff * 2u32.saturating_pow(attempt - 1);
-            let (failure, wait) = match self.send(method, uri, body).await {
-                Ok(reply) if (200..300).contains(&reply.status) => return Ok(reply),
-                Ok(reply) => match judge(&reply, backoff, self.options.max_wait) {
-                    Judged::Retry(failure, wait) => (failure, wait),
-                    Judged::Fail(failure) => return Err(failure),
-                },
-                Err(message) => (
-                    Failure::Network {
-                        message,
-                        tries: attempt,
-                    },
-                    backoff,
-                ),
-            };
-            let failure = match failure {
-                Failure::Server { status, .. } => Failure::Server {
-                    status,
-                    tries: attempt,
-                },
-                other => other,
-            };
-            let late = self.started.elapsed() + wait > self.options.deadline;
-            if attempt > self.options.retries || late {
-                return Err(failure);
-            }
-            tokio::time::sleep(wait + jitter(wait)).await;
-        }
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        uri: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<Reply, String> {
-        let call = async {
-            let response = match method {
-                Method::Get => self.octo._get(uri).await,
-                Method::Post => self.octo._post(uri, body).await,
-                Method::Patch => self.octo._patch(uri, body).await,
-                Method::Delete => self.octo._delete(uri, None::<&()>).await,
-            }
-            .map_err(|e| error_text(&e))?;
-            let status = response.status().as_u16();
-            let headers = response.headers();
-            let header = |name: &str| {
-                headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let link_next = header("link").and_then(|l| next_link(&l));
-            let rate = RateHeaders {
-                remaining: header("x-ratelimit-remaining"),
-                reset: header("x-ratelimit-reset"),
-                retry_after: header("retry-after"),
-            };
-            let text = self
-                .octo
-                .body_to_string(response)
-                .await
-                .map_err(|e| error_text(&e))?;
-            Ok::<_, String>((status, link_next, rate, text))
-        };
-        let (status, link_next, rate, body) = tokio::time::timeout(self.options.timeout, call)
-            .await
-            .map_err(|_| format!("no answer within {}s", self.options.timeout.as_secs()))??;
-        Ok(Reply {
-            status,
-            link_next,
-            rate,
-            body,
+    /// A `Link` page on the API's own origin; anything else is not followed.
+    fn follow<U: std::fmt::Display>(&self, next: Option<U>) -> Option<U> {
+        next.filter(|uri| {
+            reqwest::Url::parse(&uri.to_string())
+                .is_ok_and(|u| u.origin().ascii_serialization() == self.origin)
         })
     }
 }
 
-#[derive(Default)]
-struct RateHeaders {
-    remaining: Option<String>,
-    reset: Option<String>,
-    retry_after: Option<String>,
-}
+impl Thread for Client<'_> {
+    type Error = Failure;
 
-enum Judged {
-    Retry(Failure, Duration),
-    Fail(Failure),
-}
-
-/// Decides what an error answer means and whether waiting can fix it.
-fn judge(reply: &Reply, backoff: Duration, max_wait: Duration) -> Judged {
-    let message = api_message(&reply.body);
-    let status = reply.status;
-    let rate = &reply.rate;
-    let rate_limited = (status == 403 || status == 429)
-        && (rate.remaining.as_deref().map(str::trim) == Some("0")
-            || rate.retry_after.is_some()
-            || message.to_ascii_lowercase().contains("rate limit"));
-    if rate_limited {
-        let wait = rate
-            .retry_after
-            .as_deref()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Duration::from_secs)
-            .or_else(|| {
-                let reset = rate.reset.as_deref()?.trim().parse::<u64>().ok()?;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .ok()?
-                    .as_secs();
-                Some(Duration::from_secs(reset.saturating_sub(now) + 1))
-            });
-        let failure = Failure::RateLimited { wait, status };
-        return match wait {
-            Some(w) if w <= max_wait => Judged::Retry(failure, w),
-            _ => Judged::Fail(failure),
-        };
+    /// Our comments on the pull request, oldest first.
+    async fn list(&self) -> Result<Vec<Stored>, Failure> {
+        let mut ours = http::collect_pages(MAX_PAGES, |next| async move {
+            let page = match next {
+                None => {
+                    self.call("the comment list", || async {
+                        self.octo
+                            .issues(&self.owner, &self.name)
+                            .list_comments(self.target.pr)
+                            .per_page(100)
+                            .send()
+                            .await
+                    })
+                    .await?
+                }
+                Some(uri) => {
+                    let uri = Some(uri);
+                    match self
+                        .call("the comment list", || self.octo.get_page::<Comment>(&uri))
+                        .await?
+                    {
+                        Some(page) => page,
+                        None => return Ok((Vec::new(), None)),
+                    }
+                }
+            };
+            let next = self.follow(page.next);
+            let page: Vec<Stored> = page.items.into_iter().filter(ours).map(stored).collect();
+            Ok((page, next))
+        })
+        .await?;
+        ours.sort_by_key(|c| c.id);
+        Ok(ours)
     }
-    match status {
-        500..=599 => Judged::Retry(Failure::Server { status, tries: 0 }, backoff),
-        401 => Judged::Fail(Failure::Unauthorized { message }),
-        403 if message.contains("Resource not accessible by integration") => {
-            Judged::Fail(Failure::ReadOnly { message })
+
+    async fn get(&self, id: u64) -> Result<Option<Stored>, Failure> {
+        let got = self
+            .call("the comment", || async {
+                self.octo
+                    .issues(&self.owner, &self.name)
+                    .get_comment(CommentId(id))
+                    .await
+            })
+            .await;
+        match got {
+            Ok(c) => Ok(Some(stored(c))),
+            Err(Failure::NotFound { .. }) => Ok(None),
+            Err(f) => Err(f),
         }
-        403 => Judged::Fail(Failure::Forbidden { message }),
-        404 => Judged::Fail(Failure::NotFound { message }),
-        422 => Judged::Fail(Failure::Unprocessable { message }),
-        _ => Judged::Fail(Failure::Http { status, message }),
     }
+
+    async fn create(&self, body: &str) -> Result<Stored, Failure> {
+        self.call("the new comment", || async {
+            self.octo
+                .issues(&self.owner, &self.name)
+                .create_comment(self.target.pr, body)
+                .await
+        })
+        .await
+        .map(stored)
+    }
+
+    async fn update(&self, id: u64, body: &str) -> Result<Stored, Failure> {
+        // GitHub documents PATCH for this; octocrab's `update_comment` sends POST (an old alias that
+        // GitHub Enterprise proxies need not pass), so the route is called directly, still typed.
+        let route = format!("/repos/{}/{}/issues/comments/{id}", self.owner, self.name);
+        let payload = serde_json::json!({ "body": body });
+        self.call("the updated comment", || {
+            self.octo
+                .patch::<Comment, _, _>(route.as_str(), Some(&payload))
+        })
+        .await
+        .map(stored)
+    }
+
+    async fn delete(&self, id: u64) -> Result<(), Failure> {
+        self.call("the deletion", || async {
+            self.octo
+                .issues(&self.owner, &self.name)
+                .delete_comment(CommentId(id))
+                .await
+        })
+        .await
+    }
+}
+
+fn stored(c: Comment) -> Stored {
+    Stored {
+        id: c.id.0,
+        body: c.body.unwrap_or_default(),
+        url: Some(c.html_url.to_string()),
+    }
+}
+
+/// Comments smart-rerun may take as its own: with the marker, by a bot (the Actions token, an app) or by
+/// someone with write access (a personal token).
+fn ours(c: &Comment) -> bool {
+    let bot = c.user.r#type == "Bot";
+    let writer = matches!(
+        c.author_association,
+        Some(
+            AuthorAssociation::Owner | AuthorAssociation::Member | AuthorAssociation::Collaborator
+        )
+    );
+    c.body
+        .as_deref()
+        .is_some_and(comment::StickyComment::is_ours)
+        && (bot || writer)
+}
+
+/// What a failed call means, and whether waiting can fix it.
+fn judge(e: octocrab::Error, attempt: u32, what: &str) -> Failed<Failure> {
+    let error = match e {
+        octocrab::Error::GitHub { source, .. } => source,
+        octocrab::Error::Serde { .. } | octocrab::Error::Json { .. } => {
+            return Failed::fatal(Failure::Response {
+                message: format!("{what} is not what the API documents: {}", error_text(&e)),
+            });
+        }
+        other => {
+            return Failed::new(
+                Failure::Network {
+                    message: error_text(&other),
+                    tries: attempt,
+                },
+                Retry::Backoff,
+            );
+        }
+    };
+    let none = Default::default();
+    let headers = error.headers.as_ref().unwrap_or(&none);
+    let message = api_message(&error.message, error.errors.as_deref());
+    judge_status(
+        error.status_code,
+        headers,
+        message,
+        attempt,
+        SystemTime::now(),
+    )
+}
+
+/// What an error answer means, and whether waiting can fix it.
+fn judge_status(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    message: String,
+    attempt: u32,
+    now: SystemTime,
+) -> Failed<Failure> {
+    if let Some(wait) = http::rate_limit(status, headers, &message, now) {
+        let failure = Failure::RateLimited {
+            wait,
+            status: status.as_u16(),
+        };
+        return Failed::new(failure, wait.map_or(Retry::Backoff, Retry::After));
+    }
+    let retry = http::judge(status, headers, &message, now);
+    let failure = match status.as_u16() {
+        status @ 500..=599 => Failure::Server {
+            status,
+            tries: attempt,
+        },
+        401 => Failure::Unauthorized { message },
+        403 if message.contains("Resource not accessible by integration") => {
+            Failure::ReadOnly { message }
+        }
+        403 => Failure::Forbidden { message },
+        404 => Failure::NotFound { message },
+        422 => Failure::Unprocessable { message },
+        status => Failure::Http { status, message },
+    };
+    Failed::new(failure, retry)
 }
 
 /// GitHub's error `message`, with a 422's `errors`, cut to one short line.
-fn api_message(body: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    let mut message = v
-        .get("message")
-        .and_then(|m| m.as_str())
-        .map(str::to_owned)
-        .unwrap_or_else(|| body.trim().to_owned());
-    if let Some(errors) = v.get("errors").and_then(|e| e.as_array()) {
-        let details: Vec<String> = errors
-            .iter()
-            .map(|e| {
-                e.get("message")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| e.to_string())
-            })
-            .collect();
-        if !details.is_empty() {
-            message = format!("{message}: {}", details.join("; "));
-        }
+fn api_message(message: &str, errors: Option<&[serde_json::Value]>) -> String {
+    let mut message = message.trim().to_owned();
+    let details: Vec<String> = errors
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            e.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| e.to_string())
+        })
+        .collect();
+    if !details.is_empty() {
+        message = format!("{message}: {}", details.join("; "));
     }
     let one_line: String = message
         .chars()
@@ -656,63 +584,6 @@ fn api_message(body: &str) -> String {
         .take(300)
         .collect();
     one_line.trim().to_owned()
-}
-
-/// Writes `keys`' sections into `sticky`, each within a fair share of the comment's limit.
-fn fill(sticky: &mut StickyComment, keys: &[String], render: &dyn Fn(&str, usize) -> String) {
-    for k in keys {
-        sticky.sections.remove(k);
-    }
-    let total = sticky.sections.len() + keys.len();
-    for (i, k) in keys.iter().enumerate() {
-        let fair = COMMENT_LIMIT / total.max(1);
-        let room = (sticky.room_for(k, COMMENT_LIMIT) / (keys.len() - i)).min(fair);
-        let body = render(k, room);
-        sticky.set(k, body);
-    }
-}
-
-/// Comments smart-rerun may take as its own: by a bot (the Actions token, an app), or by someone with
-/// write access (a personal token).
-fn trusted_author(comment: &serde_json::Value) -> bool {
-    let bot = comment.pointer("/user/type").and_then(|t| t.as_str()) == Some("Bot");
-    let association = comment
-        .get("author_association")
-        .and_then(|a| a.as_str())
-        .unwrap_or("");
-    bot || matches!(association, "OWNER" | "MEMBER" | "COLLABORATOR")
-}
-
-fn html_url(v: &serde_json::Value) -> Option<String> {
-    v.get("html_url")
-        .and_then(|u| u.as_str())
-        .map(str::to_owned)
-}
-
-/// The `rel="next"` target of a `Link` header.
-fn next_link(header: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        let is_next = params
-            .split(';')
-            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
-        is_next.then(|| {
-            url.trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_owned()
-        })
-    })
-}
-
-/// `scheme://authority` of a URL.
-fn origin_of(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    if scheme != "https" && scheme != "http" {
-        return None;
-    }
-    let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
-    Some(format!("{scheme}://{authority}"))
 }
 
 /// An error and its causes, on one line (octocrab's errors never hold the token).
@@ -731,116 +602,145 @@ fn error_text(e: &dyn std::error::Error) -> String {
     line.chars().take(300).collect()
 }
 
-/// Up to a quarter of `d`, so parallel jobs don't retry in step.
-fn jitter(d: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    let _ = getrandom::fill(&mut b);
-    d.mul_f64(f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) / 4.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::StatusCode;
+    use reqwest::header::{HeaderMap, HeaderValue};
 
-    #[test]
-    fn link_headers() {
-        let h = r#"<https://api.github.com/repositories/1/issues/7/comments?page=2>; rel="next", <https://api.github.com/repositories/1/issues/7/comments?page=5>; rel="last""#;
-        assert_eq!(
-            next_link(h).as_deref(),
-            Some("https://api.github.com/repositories/1/issues/7/comments?page=2")
-        );
-        assert_eq!(next_link(r#"<https://x/?page=1>; rel="prev""#), None);
-        assert_eq!(
-            origin_of("https://ghe.example.com/api/v3").as_deref(),
-            Some("https://ghe.example.com")
-        );
-        assert_eq!(origin_of("file:///etc/passwd"), None);
-    }
-
-    fn reply(
-        status: u16,
-        body: &str,
-        remaining: Option<&str>,
-        reset: Option<&str>,
-        retry_after: Option<&str>,
-    ) -> Reply {
-        let own = |v: Option<&str>| v.map(str::to_owned);
-        Reply {
-            status,
-            link_next: None,
-            rate: RateHeaders {
-                remaining: own(remaining),
-                reset: own(reset),
-                retry_after: own(retry_after),
-            },
-            body: body.to_owned(),
+    fn judged(status: u16, body: &str, rows: &[(&'static str, &str)]) -> (Failure, Retry) {
+        let mut headers = HeaderMap::new();
+        for (k, v) in rows {
+            headers.insert(*k, HeaderValue::from_str(v).unwrap());
         }
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let errors = v.get("errors").and_then(|e| e.as_array()).cloned();
+        let message = api_message(v["message"].as_str().unwrap_or(""), errors.as_deref());
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_793_613_600);
+        let f = judge_status(
+            StatusCode::from_u16(status).unwrap(),
+            &headers,
+            message,
+            2,
+            now,
+        );
+        (f.error, f.retry)
     }
 
     #[test]
     fn errors_are_judged_as_github_sends_them() {
-        let b = Duration::from_millis(10);
-        let max = Duration::from_secs(30);
-        let body = r#"{"message":"Resource not accessible by integration","documentation_url":"https://docs.github.com/rest"}"#;
-        assert!(matches!(
-            judge(&reply(403, body, Some("4999"), None, None), b, max),
-            Judged::Fail(Failure::ReadOnly { .. })
-        ));
+        let (f, retry) = judged(
+            403,
+            r#"{"message":"Resource not accessible by integration","documentation_url":"https://docs.github.com/rest"}"#,
+            &[("x-ratelimit-remaining", "4999")],
+        );
+        assert!(
+            matches!(f, Failure::ReadOnly { .. }) && retry == Retry::No,
+            "{f:?}"
+        );
+        assert!(f.is_permission());
+
         let limited = r#"{"message":"API rate limit exceeded for installation ID 1."}"#;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let soon = (now + 2).to_string();
-        let later = (now + 3600).to_string();
-        assert!(
-            matches!(judge(&reply(403, limited, Some("0"), Some(&soon), None), b, max), Judged::Retry(Failure::RateLimited { .. }, w) if w <= Duration::from_secs(3))
+        let (f, retry) = judged(
+            403,
+            limited,
+            &[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "1793613602"),
+            ],
         );
-        assert!(
-            matches!(judge(&reply(403, limited, Some("0"), Some(&later), None), b, max), Judged::Fail(Failure::RateLimited { wait: Some(w), .. }) if w > max)
+        let soon = Some(Duration::from_secs(3));
+        assert_eq!(
+            f,
+            Failure::RateLimited {
+                wait: soon,
+                status: 403
+            }
         );
-        assert!(
-            matches!(judge(&reply(429, "{}", None, None, Some("1")), b, max), Judged::Retry(_, w) if w == Duration::from_secs(1))
+        assert_eq!(retry, Retry::After(Duration::from_secs(3)));
+
+        let (f, _) = judged(
+            403,
+            limited,
+            &[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "1793617200"),
+            ],
         );
-        assert!(matches!(
-            judge(
-                &reply(502, "<html>bad gateway</html>", None, None, None),
-                b,
-                max
-            ),
-            Judged::Retry(Failure::Server { status: 502, .. }, _)
-        ));
+        let target = Target {
+            api_url: "https://api.github.com".into(),
+            repo: "o/r".into(),
+            pr: 7,
+            verify_head: None,
+        };
+        assert_eq!(
+            f.reason(&target),
+            "the API rate limit is exhausted for another 3601s (403)"
+        );
+
+        let (f, retry) = judged(502, "{}", &[]);
+        assert_eq!(
+            f,
+            Failure::Server {
+                status: 502,
+                tries: 2
+            }
+        );
+        assert_eq!(retry, Retry::Backoff);
+        assert_eq!(f.reason(&target), "GitHub answered 502 to 2 tries");
+
         let invalid = r#"{"message":"Validation Failed","errors":[{"resource":"IssueComment","code":"custom","field":"body","message":"body is too long (maximum is 65536 characters)"}]}"#;
-        match judge(&reply(422, invalid, None, None, None), b, max) {
-            Judged::Fail(Failure::Unprocessable { message }) => assert_eq!(
-                message,
-                "Validation Failed: body is too long (maximum is 65536 characters)"
-            ),
-            _ => panic!("422 is final"),
-        }
-        assert!(matches!(
-            judge(
-                &reply(404, r#"{"message":"Not Found"}"#, None, None, None),
-                b,
-                max
-            ),
-            Judged::Fail(Failure::NotFound { .. })
-        ));
+        let (f, retry) = judged(422, invalid, &[]);
+        assert_eq!(retry, Retry::No);
+        assert_eq!(
+            f.reason(&target),
+            "GitHub refused the comment (422 Validation Failed: body is too long (maximum is 65536 characters))"
+        );
+
+        let (f, retry) = judged(404, r#"{"message":"Not Found"}"#, &[]);
+        assert_eq!(retry, Retry::No);
+        assert_eq!(
+            f.reason(&target),
+            "o/r or pull request #7 is not visible to this token (404 Not Found)"
+        );
     }
 
     #[test]
-    fn sections_share_the_limit_fairly() {
-        let mut sticky = StickyComment::default();
-        sticky.set("other", "o".repeat(40_000));
-        let keys = vec!["a".to_owned(), "b".to_owned()];
-        fill(&mut sticky, &keys, &|_, room| "x".repeat(room));
-        assert!(sticky.render().len() <= COMMENT_LIMIT);
-        let (a, b) = (sticky.sections["a"].len(), sticky.sections["b"].len());
-        assert!(a <= COMMENT_LIMIT / 3 && b > 10_000, "{a} {b}");
+    fn a_bad_repository_api_url_or_token_is_refused_before_any_call() {
+        // octocrab's client starts a task when it is built.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _inside = runtime.enter();
+        let options = ApiOptions::default();
+        let target = |api: &str, repo: &str| Target {
+            api_url: api.into(),
+            repo: repo.into(),
+            pr: 7,
+            verify_head: None,
+        };
+        let refused = |t: &Target, token: &str| match Client::new(t, token, &options) {
+            Err(Failure::Config { message }) => message,
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("accepted {t:?}"),
+        };
+        let ok = target("https://ghe.example.com/api/v3", "o/r");
+        assert!(refused(&target("file:///etc/passwd", "o/r"), "t").contains("not http(s)"));
+        assert!(refused(&target("https://api.github.com", "o/r/x"), "t").contains("owner/name"));
+        assert!(refused(&target("https://api.github.com", "../r"), "t").contains("owner/name"));
+        assert!(refused(&ok, "ghs_one\ttwo").contains("characters an HTTP header cannot"));
+        let client = Client::new(&ok, "ghs_token\n", &options).unwrap();
+        assert_eq!(client.origin, "https://ghe.example.com");
         assert_eq!(
-            sticky.sections["other"].len(),
-            40_000,
-            "others' sections are kept"
+            client.follow(Some(
+                "https://ghe.example.com/api/v3/repositories/1/issues/7/comments?page=2"
+            )),
+            Some("https://ghe.example.com/api/v3/repositories/1/issues/7/comments?page=2")
+        );
+        assert_eq!(
+            client.follow(Some("https://elsewhere.example/api/v3?page=2")),
+            None
         );
     }
 }

@@ -1,18 +1,32 @@
-//! The few GitLab REST API calls the merge request note needs, over reqwest. The main type is [`Api`].
+//! The few GitLab REST API calls the merge request note needs, over reqwest. The main type is [`Api`];
+//! retries, paging and the client's redirect rule are [`crate::ci::http`]'s.
 //!
 //! - The token goes in the `PRIVATE-TOKEN` header, marked sensitive, and nowhere else: not in a URL, an
-//!   error or a log line. reqwest's errors name the URL only.
-//! - 5xx and 429 answers are retried with backoff (429 honours `Retry-After`, capped); 401, 403 and 404
+//!   error or a log line. reqwest's errors name the URL only. A redirect to another origin is not
+//!   followed (reqwest would carry `PRIVATE-TOKEN` along): it comes back as [`ApiError::Redirected`].
+//! - 5xx, 429 and transport errors are retried with backoff (429 honours `Retry-After`); 401, 403 and 404
 //!   are final and come back as [`ApiError::Status`] with GitLab's own message, for a one-line warning.
 //! - Lists are paginated with `X-Next-Page` (GitLab leaves it empty on the last page, and omits
 //!   `X-Total-Pages` past 10,000 items), 100 per page, and bounded.
 
+use crate::ci::http::{self, Failed, RetryPolicy};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Most pages read from one list: 100 × 100 notes is far more than a merge request has.
-const MAX_PAGES: u32 = 100;
+const MAX_PAGES: usize = 100;
+
+/// One call's longest wait for an answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What stays unencoded in a path segment: RFC 3986's unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// A failed API call.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +39,17 @@ pub enum ApiError {
         status: u16,
         /// GitLab's `message` or `error` field, one line.
         message: String,
+    },
+    #[error(
+        "GitLab answered {method} {path} with a redirect to {to}, which is not followed: the token stays with {from}"
+    )]
+    Redirected {
+        method: &'static str,
+        path: String,
+        /// The origin the redirect points at.
+        to: String,
+        /// The API's origin.
+        from: String,
     },
     #[error("could not reach GitLab at {url}")]
     Transport {
@@ -60,23 +85,9 @@ impl ApiError {
     }
 }
 
-/// How failed calls are retried. Only 5xx and 429 are: anything else will not change by asking again.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    pub retries: u32,
-    /// The first wait; each later one doubles, up to `max_delay`.
-    pub first_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            retries: 3,
-            first_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(10),
-        }
-    }
+/// How failed calls are retried: the shared policy, with GitLab's pauses (at most 10s between tries).
+pub fn retry_policy() -> RetryPolicy {
+    RetryPolicy::default()
 }
 
 /// A note on a merge request, as the notes API returns it.
@@ -112,24 +123,23 @@ pub struct Api {
     /// `CI_API_V4_URL`, without a trailing slash.
     base: String,
     token: reqwest::header::HeaderValue,
-    retry: Retry,
+    retry: RetryPolicy,
     deadline: Instant,
     budget: Duration,
 }
 
 impl Api {
     /// `base` is `CI_API_V4_URL`; every call, retries included, ends within `budget`.
-    pub fn new(base: &str, token: &str, retry: Retry, budget: Duration) -> Result<Api, String> {
-        // rustls needs a process-wide crypto provider; cli::main installs ring, tests may not have.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+    pub fn new(
+        base: &str,
+        token: &str,
+        retry: RetryPolicy,
+        budget: Duration,
+    ) -> Result<Api, String> {
         let mut token = reqwest::header::HeaderValue::from_str(token.trim())
             .map_err(|_| "the token has characters an HTTP header cannot carry".to_owned())?;
         token.set_sensitive(true);
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("smart-rerun/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .build()
+        let client = http::client(Duration::from_secs(10), CALL_TIMEOUT)
             .map_err(|e| format!("cannot set up HTTPS: {e}"))?;
         Ok(Api {
             client,
@@ -167,18 +177,15 @@ impl Api {
         keep: &dyn Fn(&Note) -> bool,
     ) -> Result<Vec<Note>, ApiError> {
         let path = format!("/projects/{}/merge_requests/{mr}/notes", encode(project));
-        let mut found = Vec::new();
-        let mut page = 1u32;
-        for _ in 0..MAX_PAGES {
+        let path = path.as_str();
+        http::collect_pages(MAX_PAGES, |page: Option<u32>| async move {
+            let page = page.unwrap_or(1);
             let query = format!("sort=asc&order_by=created_at&per_page=100&page={page}");
-            let (notes, headers): (Vec<Note>, _) = self.get_json(&path, &query).await?;
-            found.extend(notes.into_iter().filter(|n| keep(n)));
-            match next_page(&headers, page) {
-                Some(next) => page = next,
-                None => break,
-            }
-        }
-        Ok(found)
+            let (notes, headers): (Vec<Note>, _) = self.get_json(path, &query).await?;
+            let notes: Vec<Note> = notes.into_iter().filter(|n| keep(n)).collect();
+            Ok((notes, next_page(&headers, page)))
+        })
+        .await
     }
 
     pub async fn create_note(&self, project: &str, mr: u64, body: &str) -> Result<Note, ApiError> {
@@ -221,7 +228,7 @@ impl Api {
         Ok((decode("GET", path, &text)?, headers))
     }
 
-    /// One call, retried on 5xx and 429. Returns the headers and body of a 2xx answer.
+    /// One call, retried as [`http::retrying`] decides. Returns the headers and body of a 2xx answer.
     async fn send(
         &self,
         method: &'static str,
@@ -234,54 +241,73 @@ impl Api {
         } else {
             format!("{}{path}?{query}", self.base)
         };
-        let mut attempt = 0u32;
-        loop {
+        let (url, path) = (url.as_str(), path);
+        http::retrying(&self.retry, self.deadline, |_| async move {
             let remaining = self
                 .deadline
                 .checked_duration_since(Instant::now())
-                .ok_or(ApiError::Deadline(self.budget))?;
+                .ok_or_else(|| Failed::fatal(ApiError::Deadline(self.budget)))?;
             let m = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
             let mut request = self
                 .client
-                .request(m, &url)
+                .request(m, url)
                 .header("PRIVATE-TOKEN", self.token.clone())
                 .header(reqwest::header::ACCEPT, "application/json")
-                .timeout(remaining.min(Duration::from_secs(30)));
+                .timeout(remaining.min(CALL_TIMEOUT));
             if let Some(b) = body {
                 request = request.json(b);
             }
-            let response = request.send().await.map_err(|source| ApiError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+            let transport = |source| {
+                Failed::new(
+                    ApiError::Transport {
+                        url: url.to_owned(),
+                        source,
+                    },
+                    http::Retry::Backoff,
+                )
+            };
+            let response = request.send().await.map_err(transport)?;
             let status = response.status();
             let headers = response.headers().clone();
-            let text = response
-                .text()
-                .await
-                .map_err(|source| ApiError::Transport {
-                    url: url.clone(),
-                    source,
-                })?;
+            if status.is_redirection() {
+                return Err(Failed::fatal(self.redirected(method, path, &headers)));
+            }
+            let text = response.text().await.map_err(transport)?;
             if status.is_success() {
                 return Ok((headers, text));
             }
-            let retryable = status.is_server_error() || status.as_u16() == 429;
-            if retryable && attempt < self.retry.retries {
-                let backoff = self
-                    .retry
-                    .first_delay
-                    .saturating_mul(1 << attempt.min(16))
-                    .min(self.retry.max_delay);
-                let wait = retry_after(&headers).map_or(backoff, |w| w.min(self.retry.max_delay));
-                if Instant::now() + wait >= self.deadline {
-                    return Err(status_error(method, path, status.as_u16(), &text));
-                }
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-                continue;
-            }
-            return Err(status_error(method, path, status.as_u16(), &text));
+            let message = error_message(&text);
+            let retry = http::judge(status, &headers, &message, SystemTime::now());
+            Err(Failed::new(
+                ApiError::Status {
+                    method,
+                    path: path.to_owned(),
+                    status: status.as_u16(),
+                    message,
+                },
+                retry,
+            ))
+        })
+        .await
+    }
+
+    fn redirected(
+        &self,
+        method: &'static str,
+        path: &str,
+        headers: &reqwest::header::HeaderMap,
+    ) -> ApiError {
+        let origin = |u: reqwest::Url| u.origin().ascii_serialization();
+        // Only a redirect elsewhere comes back here: one within the origin was followed.
+        let to = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| reqwest::Url::parse(l.to_str().ok()?).ok())
+            .map_or_else(|| "another address".to_owned(), origin);
+        ApiError::Redirected {
+            method,
+            path: path.to_owned(),
+            to,
+            from: reqwest::Url::parse(&self.base).map_or_else(|_| self.base.clone(), origin),
         }
     }
 }
@@ -296,15 +322,6 @@ fn decode<T: DeserializeOwned>(
         path: path.to_owned(),
         source,
     })
-}
-
-fn status_error(method: &'static str, path: &str, status: u16, body: &str) -> ApiError {
-    ApiError::Status {
-        method,
-        path: path.to_owned(),
-        status,
-        message: error_message(body),
-    }
 }
 
 /// GitLab's error body, `{"message": "403 Forbidden"}` or `{"error": "insufficient_scope", ...}`, as one
@@ -345,30 +362,9 @@ fn next_page(headers: &reqwest::header::HeaderMap, page: u32) -> Option<u32> {
     }
 }
 
-/// `Retry-After` in seconds (GitLab's rate limiter sends seconds, not dates).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-/// Percent-encodes a path segment (a project id may be `group%2Fproject`'s unencoded form).
+/// Percent-encodes a path segment (a project id may be `group/project`, sent as `group%2Fproject`).
 pub fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 #[cfg(test)]
@@ -430,7 +426,7 @@ mod tests {
         let api = Api::new(
             "https://gitlab.example.com/api/v4/",
             "glpat-s3cr3t",
-            Retry::default(),
+            retry_policy(),
             Duration::from_secs(1),
         )
         .unwrap();

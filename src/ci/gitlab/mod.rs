@@ -24,11 +24,12 @@
 
 pub mod api;
 
-use super::comment::{StickyComment, section_key};
+use super::comment::{self, StickyComment, Stored, Thread, Upsert, UpsertError, section_key};
+use super::http::RetryPolicy;
 use crate::config::{GitlabSettings, Settings};
 use crate::report::markdown::{self, Links};
 use crate::report::{CiInfo, RunReport};
-use api::{Api, ApiError, Note, Retry};
+use api::{Api, ApiError, Note};
 use std::time::Duration;
 
 /// GitLab's limit for a note body, in characters (this module counts bytes, which is stricter).
@@ -215,7 +216,7 @@ pub fn publish_run(report: &RunReport, settings: &Settings, out: &mut dyn std::i
         key: job.key.clone(),
         render: Box::new(|budget| markdown::render(report, &links, budget)),
     };
-    publish_note(&job, &[section], Retry::default()).print(out);
+    publish_note(&job, &[section], api::retry_policy()).print(out);
 }
 
 /// Why `smart-rerun comment` cannot post to GitLab (a usage error).
@@ -324,20 +325,20 @@ pub fn comment_from_reports(
             render: Box::new(move |budget| markdown::render(report, links, budget)),
         })
         .collect();
-    Ok(publish_note(&job, &sections, Retry::default()))
+    Ok(publish_note(&job, &sections, api::retry_policy()))
 }
 
 /// Posts (or updates) `sections` of the sticky merge request note; never blocks longer than about two
 /// minutes. Whatever happens inside, even a panic, comes back as an outcome: the job's exit code stays
 /// the tests'.
-pub fn publish_note(job: &Job, sections: &[Section], retry: Retry) -> NoteOutcome {
+pub fn publish_note(job: &Job, sections: &[Section], retry: RetryPolicy) -> NoteOutcome {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         publish_note_inner(job, sections, retry)
     }))
     .unwrap_or_else(|_| NoteOutcome::Failed("internal error while posting (see above)".into()))
 }
 
-fn publish_note_inner(job: &Job, sections: &[Section], retry: Retry) -> NoteOutcome {
+fn publish_note_inner(job: &Job, sections: &[Section], retry: RetryPolicy) -> NoteOutcome {
     let Some(token) = job.token.as_deref() else {
         return NoteOutcome::Skipped(if job.job_token {
             format!("merge request note skipped: CI_JOB_TOKEN cannot write notes; {TOKEN_FIX}")
@@ -401,10 +402,11 @@ async fn post(
         Err(e) if e.status() == Some(401) => return Err(e),
         Err(_) => None,
     };
-    let ours = |n: &Note| {
-        !n.system
-            && StickyComment::is_ours(&n.body)
-            && me.is_none_or(|me| n.author.as_ref().is_some_and(|a| a.id == me))
+    let notes = Notes {
+        api,
+        project: &project,
+        mr,
+        me,
     };
     let keys: Vec<String> = sections.iter().map(|s| section_key(&s.key)).collect();
     let named = keys
@@ -417,79 +419,94 @@ async fn post(
     } else {
         "sections"
     };
-    // (note id, our sections as written, whether we created the note)
-    let mut written: Option<(u64, Vec<String>, bool)> = None;
-    for round in 0..=WRITES {
-        let notes = api.notes(&project, mr, &ours).await?;
-        if let Some((id, bodies, created)) = &written {
-            let first = notes.first();
-            let intact = |n: &Note| {
-                n.id == *id
-                    && keys
-                        .iter()
-                        .zip(bodies)
-                        .all(|(k, b)| same_text(section_in(&n.body, k), b))
-            };
-            if first.is_some_and(intact) {
-                let verb = if *created { "posted" } else { "updated" };
-                return Ok(NoteOutcome::Posted(format!(
-                    "{verb} the merge request note on !{mr} ({what} {named})"
-                )));
-            }
-            if *created && first.is_some_and(|n| n.id != *id) {
-                // Another job created the note at the same time: keep the oldest, drop ours.
-                api.delete_note(&project, mr, *id).await?;
-            }
-            // Otherwise another job wrote a copy it read before our write: write our sections again.
-        }
-        if round == WRITES {
-            break;
-        }
-        let existing = notes.first();
-        let mut comment = existing
-            .map(|n| StickyComment::parse(&n.body))
-            .unwrap_or_default();
-        if let Err(newer) = prune(&mut comment, job.pipeline_id) {
-            return Ok(NoteOutcome::Skipped(format!(
+    let render = |key: &str, room: usize| match sections.iter().find(|s| section_key(&s.key) == key)
+    {
+        Some(section) => fit(room, job, key, &*section.render),
+        None => String::new(),
+    };
+    let keep = |comment: &mut StickyComment| {
+        prune(comment, job.pipeline_id).map_err(|newer| {
+            format!(
                 "merge request note left as it is: !{mr} already shows pipeline {newer}, newer than this one"
-            )));
+            )
+        })
+    };
+    let upsert = Upsert {
+        keys: &keys,
+        limit: NOTE_LIMIT,
+        render: &render,
+        keep: &keep,
+        writes: WRITES,
+        settle: Duration::ZERO,
+    };
+    match comment::upsert(&notes, &upsert).await {
+        Ok(note) if note.confirmed => {
+            let verb = if note.created { "posted" } else { "updated" };
+            Ok(NoteOutcome::Posted(format!(
+                "{verb} the merge request note on !{mr} ({what} {named})"
+            )))
         }
-        let mut bodies = Vec::new();
-        for (key, section) in keys.iter().zip(sections) {
-            let body = fit(&comment, job, key, &*section.render);
-            comment.set(key, body.clone());
-            bodies.push(body);
-        }
-        let body = comment.render();
-        written = Some(match existing {
-            Some(note) => {
-                api.update_note(&project, mr, note.id, &body).await?;
-                (note.id, bodies, false)
-            }
-            None => {
-                let note = api.create_note(&project, mr, &body).await?;
-                (note.id, bodies, true)
-            }
-        });
+        Ok(_) => Ok(NoteOutcome::Failed(format!(
+            "other jobs kept rewriting the note on !{mr}; {what} {named} may be missing"
+        ))),
+        Err(UpsertError::Declined(why)) => Ok(NoteOutcome::Skipped(why)),
+        Err(UpsertError::Api(e)) => Err(e),
     }
-    Ok(NoteOutcome::Failed(format!(
-        "other jobs kept rewriting the note on !{mr}; {what} {named} may be missing"
-    )))
 }
 
-/// Whether the note holds our section, whatever whitespace GitLab normalised.
-fn same_text(stored: Option<&str>, ours: &str) -> bool {
-    let squeeze = |t: &str| t.chars().filter(|c| !c.is_whitespace()).collect::<String>();
-    stored.is_some_and(|s| squeeze(s) == squeeze(ours))
+/// A merge request's notes as the sticky note sees them: the token user's own, with the marker.
+struct Notes<'a> {
+    api: &'a Api,
+    project: &'a str,
+    mr: u64,
+    /// The token's user, when the token may read it.
+    me: Option<u64>,
 }
 
-/// This job's section as the note holds it.
-fn section_in<'a>(body: &'a str, key: &str) -> Option<&'a str> {
-    let open = format!("<!-- smart-rerun:section key=\"{key}\" -->");
-    let start = body.find(&open)? + open.len();
-    let rest = &body[start..];
-    let end = rest.find("<!-- smart-rerun:end-section -->")?;
-    Some(rest[..end].trim())
+fn stored(note: Note) -> Stored {
+    Stored {
+        id: note.id,
+        body: note.body,
+        url: None,
+    }
+}
+
+impl Thread for Notes<'_> {
+    type Error = ApiError;
+
+    async fn list(&self) -> Result<Vec<Stored>, ApiError> {
+        let ours = |n: &Note| {
+            !n.system
+                && StickyComment::is_ours(&n.body)
+                && self
+                    .me
+                    .is_none_or(|me| n.author.as_ref().is_some_and(|a| a.id == me))
+        };
+        let notes = self.api.notes(self.project, self.mr, &ours).await?;
+        Ok(notes.into_iter().map(stored).collect())
+    }
+
+    /// Read back through the list, where the note was found in the first place.
+    async fn get(&self, id: u64) -> Result<Option<Stored>, ApiError> {
+        Ok(self.list().await?.into_iter().find(|n| n.id == id))
+    }
+
+    async fn create(&self, body: &str) -> Result<Stored, ApiError> {
+        let note = self.api.create_note(self.project, self.mr, body).await?;
+        Ok(stored(note))
+    }
+
+    async fn update(&self, id: u64, body: &str) -> Result<Stored, ApiError> {
+        let note = self
+            .api
+            .update_note(self.project, self.mr, id, body)
+            .await?;
+        Ok(stored(note))
+    }
+
+    async fn delete(&self, id: u64) -> Result<(), ApiError> {
+        self.api.delete_note(self.project, self.mr, id).await
+    }
 }
 
 /// Drops sections written by older pipelines; `Err(newer)` when a newer pipeline has written one.
@@ -519,10 +536,8 @@ fn pipeline_of(section: &str) -> Option<u64> {
         .ok()
 }
 
-/// A section: pipeline tag, a line naming the job, then the report, within the room the other sections
-/// leave.
-fn fit(comment: &StickyComment, job: &Job, key: &str, render: &dyn Fn(usize) -> String) -> String {
-    let room = comment.room_for(key, NOTE_LIMIT);
+/// A section: pipeline tag, a line naming the job, then the report, within `room` bytes.
+fn fit(room: usize, job: &Job, key: &str, render: &dyn Fn(usize) -> String) -> String {
     let mut head = String::new();
     if let Some(p) = job.pipeline_id {
         head.push_str(&format!("{PIPELINE_TAG}{p} -->\n"));
@@ -850,7 +865,7 @@ mod tests {
             key: job.key.clone(),
             render: Box::new(|b| markdown::render(&report, &Links::default(), b)),
         };
-        let out = publish_note(&job, &[section], Retry::default());
+        let out = publish_note(&job, &[section], api::retry_policy());
         let NoteOutcome::Skipped(line) = out else {
             panic!("{out:?}")
         };
@@ -907,7 +922,7 @@ mod tests {
         let job = Job::from_env(&env_of(&[("CI_JOB_NAME", "me"), ("CI_PIPELINE_ID", "5")]));
         // A renderer that fills its budget with text GitLab would act on.
         let render = |budget: usize| "/x #1\n".repeat(budget / 6);
-        let section = fit(&c, &job, "me", &render);
+        let section = fit(c.room_for("me", NOTE_LIMIT), &job, "me", &render);
         assert!(section.starts_with(&format!("{PIPELINE_TAG}5 -->\n")));
         c.set("me", section);
         assert!(c.render().len() <= NOTE_LIMIT);
