@@ -253,6 +253,20 @@ impl Iterator for BackoffIter {
 
 impl ExactSizeIterator for BackoffIter {}
 
+/// The global policy as the report shows it.
+impl From<&RetryPolicy> for crate::model::PolicyInfo {
+    fn from(p: &RetryPolicy) -> Self {
+        crate::model::PolicyInfo {
+            enabled: p.enabled,
+            max_attempts: p.max_attempts,
+            delay_seconds: p.delay.as_secs_f64(),
+            backoff: p.backoff.to_string(),
+            max_delay_seconds: p.max_delay.map(|d| d.as_secs_f64()),
+            errors: p.errors.iter().map(|e| e.as_str().to_owned()).collect(),
+        }
+    }
+}
+
 mod secs {
     use serde::Serializer;
     use std::time::Duration;

@@ -18,18 +18,19 @@
 
 pub mod command;
 pub mod events;
-pub mod signals;
 
 use crate::classify::advisor::{Advisor, AttemptSummary, FailureQuery};
-use crate::classify::{Action, Classification, ClassificationSource};
 use crate::config::{self, ConfigErrors, RawLayer, Settings, marker::MarkerPolicy};
-use crate::policy::{RetryPolicy, plan_next_round};
-use crate::report::{
-    Attempt, CapturedSection, CollectionError, ExceptionInfo, Location, Outcome, Phase, PolicyInfo,
-    Round, RoundKind, RunInfo, RunReport, SCHEMA_VERSION, Summary, TestResult, Tool, counted,
+use crate::model::{
+    Action, Attempt, CapturedSection, Classification, ClassificationSource, CollectionError,
+    ExceptionInfo, ExitCode, Location, Outcome, Phase, PlannedTest, PolicyInfo, ProgressEvent,
+    ProgressSink, Round, RoundKind, RoundPlan, RunInfo, RunReport, SCHEMA_VERSION, Summary,
+    TestResult, Tool,
 };
+use crate::policy::{RetryPolicy, plan_next_round};
+use crate::report::counted;
+use crate::signals::Interrupts;
 use events::{Collected, Event, FailureEvent, SessionFinish, SessionStart, TestEvent};
-use signals::Interrupts;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::hash::BuildHasher;
@@ -41,24 +42,6 @@ use std::time::{Duration, Instant, SystemTime};
 pub const COLLECTOR_SOURCE: &str = include_str!("collector.py");
 /// The module name PYTEST_PLUGINS loads.
 pub const COLLECTOR_MODULE: &str = "_smart_rerun_collector";
-
-/// pytest's exit codes, which smart-rerun's follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i32)]
-pub enum ExitCode {
-    Ok = 0,
-    TestsFailed = 1,
-    Interrupted = 2,
-    InternalError = 3,
-    UsageError = 4,
-    NoTestsCollected = 5,
-}
-
-impl ExitCode {
-    pub fn code(self) -> i32 {
-        self as i32
-    }
-}
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -129,44 +112,18 @@ impl RunError {
     }
 }
 
-/// A round about to start, for progress output.
-#[derive(Debug)]
-pub struct RoundPlan<'a> {
-    pub number: u32,
-    pub kind: RoundKind,
-    /// `(nodeid, attempt number, max attempts)` of each selected test; empty for the first round.
-    pub tests: Vec<(&'a str, u32, u32)>,
-    pub serial: bool,
-}
-
-/// Receives progress as the run goes; the terminal renderer implements it.
-pub trait Observer {
-    fn round_starting(&mut self, _plan: &RoundPlan<'_>) {}
-    fn round_finished(&mut self, _round: &Round) {}
-    fn waiting(&mut self, _wait: Duration, _plan: &RoundPlan<'_>) {}
-    /// How often [`Observer::waiting_tick`] is called during a wait (`None`: never), for a live countdown.
-    fn tick_interval(&self) -> Option<Duration> {
-        None
-    }
-    /// The wait goes on; the round starts in `left`.
-    fn waiting_tick(&mut self, _left: Duration) {}
-    /// The wait is over, elapsed or cut short by a signal: clear any live status.
-    fn waiting_done(&mut self) {}
-    fn note(&mut self, _message: &str) {}
-}
-
-/// Waits `wait` before a round, ticking the observer at its interval; `false` when a signal cut the wait
+/// Waits `wait` before a round, ticking the progress sink at its interval; `false` when a signal cut the wait
 /// short.
 fn wait_before_round(
     interrupts: &Interrupts,
-    observer: &mut dyn Observer,
+    progress: &mut dyn ProgressSink,
     wait: Duration,
     plan: &RoundPlan<'_>,
 ) -> bool {
     let deadline = Instant::now() + wait;
-    observer.waiting(wait, plan);
+    progress.event(ProgressEvent::Waiting { wait, plan });
     let completed = loop {
-        let next = match observer.tick_interval() {
+        let next = match progress.tick_interval() {
             Some(every) => (Instant::now() + every).min(deadline),
             None => deadline,
         };
@@ -177,15 +134,13 @@ fn wait_before_round(
         if now >= deadline {
             break true;
         }
-        observer.waiting_tick(deadline - now);
+        progress.event(ProgressEvent::WaitingTick {
+            left: deadline - now,
+        });
     };
-    observer.waiting_done();
+    progress.event(ProgressEvent::WaitingDone);
     completed
 }
-
-/// An observer that shows nothing.
-pub struct Silent;
-impl Observer for Silent {}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Status {
@@ -241,7 +196,7 @@ impl TestState {
 struct Run<'a> {
     config: &'a RunConfig,
     interrupts: &'a Interrupts,
-    observer: &'a mut dyn Observer,
+    progress: &'a mut dyn ProgressSink,
     temp: tempfile::TempDir,
     tests: Vec<TestState>,
     /// Positions in `tests` by node id, hashed with `hasher`: each node id is stored once, in its test.
@@ -395,21 +350,14 @@ impl RoundProgress {
     }
 }
 
-/// Runs the suite and its reruns. Errors are for runs that could not start; everything else, including a
-/// pytest that crashed, ends in a report. Also returns the settings in force (ini values included).
-pub fn run(
-    config: &RunConfig,
-    interrupts: &Interrupts,
-    observer: &mut dyn Observer,
-) -> Result<(RunReport, Settings), RunError> {
-    run_advised(config, interrupts, observer, None).map(|(report, settings, _)| (report, settings))
-}
-
-/// [`run`] with an AI [`Advisor`] consulted after each round; also returns the advisor's trail.
-pub fn run_advised<'a>(
+/// Runs the suite and its reruns, telling `progress` as it goes and consulting the AI [`Advisor`], if
+/// any, after each round. Errors are for runs that could not start; everything else, including a pytest
+/// that crashed, ends in a report. Also returns the settings in force (ini values included) and the
+/// advisor's trail.
+pub fn run<'a>(
     config: &'a RunConfig,
     interrupts: &'a Interrupts,
-    observer: &'a mut dyn Observer,
+    progress: &'a mut dyn ProgressSink,
     advisor: Option<&'a mut dyn Advisor>,
 ) -> Result<(RunReport, Settings, Vec<AdviceRecord>), RunError> {
     if config.command.is_empty() {
@@ -422,7 +370,7 @@ pub fn run_advised<'a>(
     let mut run = Run {
         config,
         interrupts,
-        observer,
+        progress,
         temp,
         tests: Vec::new(),
         index: hashbrown::HashTable::new(),
@@ -470,7 +418,7 @@ impl Run<'_> {
             tests: Vec::new(),
             serial: false,
         };
-        self.observer.round_starting(&first);
+        self.progress.event(ProgressEvent::RoundStarting(&first));
         let (mut progress, status, round) = self.run_round(1, RoundKind::First, None, false)?;
         self.absorb_first(&mut progress, status);
         if self.early_exit.is_none() {
@@ -540,9 +488,13 @@ impl Run<'_> {
                 tests: selected
                     .iter()
                     .zip(maxes)
-                    .map(|(&i, max)| {
+                    .map(|(&i, max_attempts)| {
                         let t = &self.tests[i as usize];
-                        (&*t.nodeid, t.runs + 1, max)
+                        PlannedTest {
+                            nodeid: &t.nodeid,
+                            attempt: t.runs + 1,
+                            max_attempts,
+                        }
                     })
                     .collect(),
                 serial,
@@ -550,12 +502,13 @@ impl Run<'_> {
             let wait = plan.start_at - epoch_now();
             if wait > 0.0 {
                 let wait = Duration::from_secs_f64(wait);
-                if !wait_before_round(self.interrupts, self.observer, wait, &round_plan) {
+                if !wait_before_round(self.interrupts, self.progress, wait, &round_plan) {
                     self.interrupted = true;
                     break;
                 }
             }
-            self.observer.round_starting(&round_plan);
+            self.progress
+                .event(ProgressEvent::RoundStarting(&round_plan));
             let (mut progress, status, round) =
                 self.run_round(number, kind, Some(&selected), serial)?;
             let progressed = self.absorb(&mut progress, status, Some(&selected));
@@ -594,7 +547,7 @@ impl Run<'_> {
     }
 
     fn finish_round(&mut self, round: Round) {
-        self.observer.round_finished(&round);
+        self.progress.event(ProgressEvent::RoundFinished(&round));
         self.rounds.push(round);
     }
 
@@ -1650,7 +1603,7 @@ impl Run<'_> {
                 started_at,
                 finished_at: now_rfc3339(),
                 duration_seconds: elapsed.as_secs_f64(),
-                exit_code: 0,
+                exit_code: ExitCode::Ok,
                 exit_reason: String::new(),
                 interrupted,
                 policy: PolicyInfo::from(&self.settings.policy),
@@ -1687,7 +1640,7 @@ impl Run<'_> {
                 warnings.push(note);
             }
         }
-        report.run.exit_code = exit.code();
+        report.run.exit_code = exit;
         report.run.exit_reason = reason;
         report.warnings = warnings;
         if config.keep_temp {
@@ -2168,18 +2121,17 @@ mod wait_tests {
         done: usize,
     }
 
-    impl Observer for Ticks {
-        fn waiting(&mut self, _wait: Duration, _plan: &RoundPlan<'_>) {
-            self.waits += 1;
+    impl ProgressSink for Ticks {
+        fn event(&mut self, event: ProgressEvent<'_>) {
+            match event {
+                ProgressEvent::Waiting { .. } => self.waits += 1,
+                ProgressEvent::WaitingTick { left } => self.ticks.push(left),
+                ProgressEvent::WaitingDone => self.done += 1,
+                ProgressEvent::RoundStarting(_) | ProgressEvent::RoundFinished(_) => {}
+            }
         }
         fn tick_interval(&self) -> Option<Duration> {
             self.every
-        }
-        fn waiting_tick(&mut self, left: Duration) {
-            self.ticks.push(left);
-        }
-        fn waiting_done(&mut self) {
-            self.done += 1;
         }
     }
 
@@ -2187,13 +2139,17 @@ mod wait_tests {
         RoundPlan {
             number: 2,
             kind: RoundKind::Rerun,
-            tests: vec![("t.py::test_a", 2, 3)],
+            tests: vec![PlannedTest {
+                nodeid: "t.py::test_a",
+                attempt: 2,
+                max_attempts: 3,
+            }],
             serial: true,
         }
     }
 
     #[test]
-    fn a_wait_ticks_the_observer_with_the_time_left() {
+    fn a_wait_ticks_the_progress_sink_with_the_time_left() {
         let mut obs = Ticks {
             every: Some(Duration::from_millis(40)),
             ..Ticks::default()
@@ -2235,7 +2191,7 @@ mod wait_tests {
         let signaller = interrupts.clone();
         let thread = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(150));
-            signaller.simulate(signals::SIGINT);
+            signaller.simulate(crate::signals::SIGINT);
         });
         let mut obs = Ticks {
             every: Some(Duration::from_millis(100)),

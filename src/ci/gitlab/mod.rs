@@ -26,8 +26,8 @@ pub mod api;
 
 use super::comment::{StickyComment, section_key};
 use crate::config::{GitlabSettings, Settings};
+use crate::model::{CiInfo, RunReport};
 use crate::report::markdown::{self, Links};
-use crate::report::{CiInfo, RunReport};
 use api::{Api, ApiError, Note, Retry};
 use std::time::Duration;
 
