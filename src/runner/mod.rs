@@ -99,7 +99,7 @@ pub enum RunError {
     Events {
         path: String,
         #[source]
-        source: std::io::Error,
+        source: events::ReadError,
     },
 }
 
@@ -707,7 +707,7 @@ impl Run<'_> {
         progress: &mut RoundProgress,
         tail: &mut events::Tail,
         worker_tail: &mut events::Tail,
-    ) -> std::io::Result<bool> {
+    ) -> Result<bool, events::ReadError> {
         let mut fresh = tail.poll(|event| self.absorb_event(progress, event))?;
         if progress.collected_items.is_none() {
             fresh |= worker_tail.poll(|event| self.absorb_event(progress, event))?;
@@ -759,7 +759,6 @@ impl Run<'_> {
             Event::Interrupted => progress.interrupted = true,
             Event::SessionFinish(finish) => progress.finish = Some(finish),
             Event::Done { exitstatus } => progress.done = exitstatus,
-            Event::Unknown => {}
         }
     }
 
@@ -1722,14 +1721,7 @@ fn decide_exit(
 }
 
 fn attempt_from_event(event: &TestEvent, round: u32, rootdir: &Path) -> Attempt {
-    let outcome = match event.outcome.as_str() {
-        "passed" => Outcome::Passed,
-        "failed" => Outcome::Failed,
-        "skipped" => Outcome::Skipped,
-        "xfailed" => Outcome::Xfailed,
-        "xpassed" => Outcome::Xpassed,
-        _ => Outcome::Error,
-    };
+    let outcome = Outcome::from(event.outcome);
     let mut attempt = Attempt {
         number: 0,
         round,
@@ -1749,16 +1741,13 @@ fn attempt_from_event(event: &TestEvent, round: u32, rootdir: &Path) -> Attempt 
     };
     if let Some(first) = event.failures.first() {
         fill_failure(&mut attempt, first, rootdir);
-        attempt.also_failed = event.failures[1..]
-            .iter()
-            .filter_map(|f| phase(&f.phase))
-            .collect();
+        attempt.also_failed = event.failures[1..].iter().map(|f| f.phase).collect();
     }
     attempt
 }
 
 fn fill_failure(attempt: &mut Attempt, f: &FailureEvent, rootdir: &Path) {
-    attempt.phase = phase(&f.phase);
+    attempt.phase = Some(f.phase);
     let type_name = f
         .type_name
         .clone()
@@ -1797,16 +1786,6 @@ fn fill_failure(attempt: &mut Attempt, f: &FailureEvent, rootdir: &Path) {
             text: text.clone().unwrap_or_default(),
         })
         .collect();
-}
-
-fn phase(name: &str) -> Option<Phase> {
-    match name {
-        "setup" => Some(Phase::Setup),
-        "call" => Some(Phase::Call),
-        "teardown" => Some(Phase::Teardown),
-        "crash" => Some(Phase::Crash),
-        _ => None,
-    }
 }
 
 /// Writes `value` to `path` whole, then renames it into place: a pytest waiting for the file never reads
