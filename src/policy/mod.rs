@@ -169,9 +169,16 @@ impl RetryPolicy {
         }
     }
 
-    /// The wait between a test's failed attempt `attempt` (1-based) and the next one.
+    /// The wait between a test's failed attempt `attempt` (1-based) and the next one: the scheduler's
+    /// delays are [`RetryPolicy::delays`], read past `max_attempts` for a marker that allows more.
     pub fn delay_after(&self, attempt: u32) -> Duration {
-        backoff_delay(self.delay, self.backoff, self.max_delay, attempt.max(1))
+        let mut delays = BackoffIter {
+            remaining: u32::MAX,
+            ..self.delays()
+        };
+        delays
+            .nth(attempt.max(1) as usize - 1)
+            .unwrap_or(Duration::ZERO)
     }
 
     /// The wait after failed attempt `attempt` of the test `key` (its node id), jitter included. The
@@ -201,7 +208,7 @@ impl RetryPolicy {
 }
 
 /// The k-th retry's delay (k from 1): `delay`, `delay × k` or `delay × 2^(k-1)`, capped at `max_delay`.
-pub fn backoff_delay(
+fn backoff_delay(
     delay: Duration,
     backoff: Backoff,
     max_delay: Option<Duration>,

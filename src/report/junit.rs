@@ -16,6 +16,7 @@
 //! flaky test, because GitLab's test report ignores the flaky elements and shows no output for a passed
 //! test.
 
+use super::truncate;
 use crate::model::{Attempt, Outcome, Phase, RunReport, TestResult};
 use quick_junit::{
     NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite, XmlString,
@@ -672,13 +673,6 @@ fn captured(a: &Attempt, stream: &str) -> Option<String> {
         .map(|s| format!("----- {} -----\n{}", s.name, s.text))
         .collect();
     (!parts.is_empty()).then(|| parts.join("\n"))
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
 }
 
 fn secs(s: f64) -> Duration {

@@ -11,7 +11,7 @@
 //! Everything from the tested code (node ids, messages, tracebacks) is untrusted: [`inline`] and [`pre`]
 //! escape it so it cannot inject Markdown or HTML, break a table, close a block, or @mention anyone.
 
-use super::counted;
+use super::{counted, truncate};
 use crate::model::{ExitCode, Outcome, RunReport, TestResult};
 use std::fmt::Write as _;
 
@@ -465,13 +465,6 @@ fn safe_url(url: &str) -> Option<String> {
                 || matches!(c, '(' | ')' | '<' | '>' | '"' | '\'' | '`')
         });
     ok.then(|| url.to_owned())
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,14 @@ pub fn counted(n: usize, noun: &str) -> String {
     }
 }
 
+/// `text` cut to `max_chars` characters, with an ellipsis when something was cut.
+pub(crate) fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read report {path}")]
@@ -229,6 +237,13 @@ mod tests {
             ..Summary::default()
         };
         assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn truncation_counts_characters_and_says_it_cut() {
+        assert_eq!(truncate("héllo wörld", 5), "héllo…");
+        assert_eq!(truncate("héllo", 5), "héllo");
+        assert_eq!(truncate("", 0), "");
     }
 
     #[test]

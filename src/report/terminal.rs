@@ -6,7 +6,7 @@
 //! and every other control character made visible, so they cannot move the cursor, retitle the window or
 //! forge colour.
 
-use super::counted;
+use super::{counted, truncate};
 use crate::model::{
     ExitCode, Outcome, ProgressEvent, ProgressSink, RoundKind, RoundPlan, RunReport,
 };
@@ -456,13 +456,6 @@ fn one_line(kind: &str, message: &str) -> String {
         format!("{kind}: {first}")
     };
     sanitize_line(&truncate(&text, 200))
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
 }
 
 /// Like [`sanitize_line`], keeping line breaks (indented under the first line).
