@@ -3,8 +3,10 @@
 //! can be checked without sleeping, and [`schedule`] turns per-test ready times into the next round.
 
 mod schedule;
+mod step;
 
 pub use schedule::{NextRound, plan_next_round};
+pub use step::{Step, StopReason, next_step};
 
 use serde::Serialize;
 use std::fmt;

@@ -2,6 +2,7 @@
 //! never ran, a pytest that crashed mid-test), and the final report with its exit code.
 
 use super::*;
+use crate::policy::{Step, StopReason, next_step};
 
 impl Run<'_> {
     /// Makes the tests' states from the first round's collection, moving the node ids into them.
@@ -320,45 +321,24 @@ impl Run<'_> {
             return;
         }
         t.status = Status::Done;
-        if !policy.enabled {
-            notes.stopped_because =
-                Some("reruns are off for unmarked tests (smart_rerun = false)".into());
-        } else if t.runs >= policy.max_attempts {
-            notes.stopped_because = Some(format!(
-                "reached the attempt limit ({})",
-                policy.max_attempts
-            ));
-        } else if !policy.allows(&mro) {
-            let class = mro.first().map(|s| s.as_str()).unwrap_or("a crash");
-            let allowed: Vec<&str> = policy.errors.iter().map(|e| e.as_str()).collect();
-            notes.stopped_because = Some(format!(
-                "{class} is not in the errors allow-list ({})",
-                allowed.join(", ")
-            ));
-        } else if self.settings.early_stop
-            && crate::classify::confirmed_deterministic(&notes.attempts)
-        {
-            // The same failure twice, nothing transient about it: more attempts would fail the same way.
-            let left = policy.max_attempts - t.runs;
-            let per_attempt = t.last_duration;
-            let waits: f64 = (t.runs..policy.max_attempts)
-                .map(|k| policy.delay_for(&t.nodeid, k).as_secs_f64())
-                .sum();
-            self.attempts_saved += left as usize;
-            self.seconds_saved += per_attempt * left as f64 + waits;
-            notes.stopped_because = Some(format!(
-                "failed the same way twice: a deterministic failure, so the {} not spent (smart_rerun_early_stop)",
-                if left == 1 {
-                    "1 remaining attempt was".to_owned()
-                } else {
-                    format!("{left} remaining attempts were")
+        let deterministic =
+            self.settings.early_stop && crate::classify::confirmed_deterministic(&notes.attempts);
+        match next_step(&policy, &t.nodeid, t.runs, &mro, deterministic, stop) {
+            Step::Retry { at } => {
+                notes.stopped_because = None;
+                t.status = Status::Queued { ready_at: at };
+            }
+            Step::Stop(reason) => {
+                if let StopReason::Deterministic {
+                    attempts_left,
+                    waits,
+                } = reason
+                {
+                    self.attempts_saved += attempts_left as usize;
+                    self.seconds_saved += t.last_duration * f64::from(attempts_left) + waits;
                 }
-            ));
-        } else {
-            notes.stopped_because = None;
-            t.status = Status::Queued {
-                ready_at: stop + policy.delay_for(&t.nodeid, t.runs).as_secs_f64(),
-            };
+                notes.stopped_because = Some(reason.to_string());
+            }
         }
     }
 
