@@ -4,8 +4,11 @@
 use crate::ci::github;
 use crate::config;
 use crate::devstats;
-use crate::report::{RunReport, junit, markdown, terminal};
-use crate::runner::{self, ExitCode, RunConfig, signals::Interrupts};
+use crate::model::ExitCode;
+use crate::model::RunReport;
+use crate::report::{junit, markdown, terminal};
+use crate::runner::{self, RunConfig};
+use crate::signals::Interrupts;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::io::Write;
@@ -296,15 +299,17 @@ impl RunArgs {
 }
 
 /// Parses `args` and runs; returns the process exit code.
-pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     crate::hardening::protect_process();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
             return match err.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => ExitCode::UsageError.code(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::Ok
+                }
+                _ => ExitCode::UsageError,
             };
         }
     };
@@ -316,10 +321,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         ColorWhen::Never => anstream::ColorChoice::Never.write_global(),
     }
     match cli.command {
-        Command::Run(args) => run(args).code(),
-        Command::Config(args) => show_config(args).code(),
-        Command::Render(args) => render(args).code(),
-        Command::Comment(args) => comment(args).code(),
+        Command::Run(args) => run(args),
+        Command::Config(args) => show_config(args),
+        Command::Render(args) => render(args),
+        Command::Comment(args) => comment(args),
     }
 }
 
@@ -383,8 +388,8 @@ fn run(args: RunArgs) -> ExitCode {
         Some(_) => github::commands::CommandGuard::new(std::io::stdout()),
         None => github::commands::CommandGuard::disabled(std::io::stdout()),
     };
-    let mut observer = github::commands::GuardedObserver::new(
-        terminal::TerminalObserver::stdout(),
+    let mut progress = github::commands::GuardedProgress::new(
+        terminal::TerminalProgress::stdout(),
         guard,
         settings.github.stop_commands,
     );
@@ -392,8 +397,8 @@ fn run(args: RunArgs) -> ExitCode {
     // Always there, and idle unless smart_rerun_ai is on: the ini values that may switch it on are only
     // known once pytest has started, so the advisor reads the settings the runner hands it.
     let mut advisor = crate::classify::ai::AiAdvisor::new().with_interrupts(interrupts.clone());
-    let outcome = runner::run_advised(&config, &interrupts, &mut observer, Some(&mut advisor));
-    let (_, mut guard) = observer.into_parts();
+    let outcome = runner::run(&config, &interrupts, &mut progress, Some(&mut advisor));
+    let (_, mut guard) = progress.into_parts();
     let (mut report, settings, trail) = match outcome {
         Ok(done) => done,
         Err(e) => {
@@ -593,7 +598,7 @@ fn render(args: RenderArgs) -> ExitCode {
         RenderFormat::Terminal => terminal::render_summary(&report),
     };
     let written = match &args.output {
-        Some(path) => crate::report::write_atomic(path, |f| f.write_all(text.as_bytes())),
+        Some(path) => crate::output::write_atomic(path, |f| f.write_all(text.as_bytes())),
         None => {
             let mut out = anstream::stdout();
             out.write_all(text.as_bytes()).and_then(|_| out.flush())
@@ -731,7 +736,7 @@ fn finish(report: &RunReport, settings: &config::Settings, run_time: Duration) -
     let summary_started = Instant::now();
     let _ = terminal::print_summary(report, anstream::stdout());
     let summary_time = summary_started.elapsed();
-    let mut code = exit_code_of(report.run.exit_code);
+    let mut code = report.run.exit_code;
     let mut report_time = None;
     let mut failed_write = |what: &str, path: &Path, e: std::io::Error| {
         let _ = writeln!(
@@ -778,7 +783,7 @@ fn finish(report: &RunReport, settings: &config::Settings, run_time: Duration) -
             crate::ci::markdown_links(&|n| std::env::var(n).ok(), report.run.rootdir.as_deref());
         links.report_hint = settings.report.as_ref().map(|p| p.display().to_string());
         let text = markdown::render(report, &links, markdown::COMMENT_BUDGET);
-        if let Err(e) = crate::report::write_atomic(path, |f| f.write_all(text.as_bytes())) {
+        if let Err(e) = crate::output::write_atomic(path, |f| f.write_all(text.as_bytes())) {
             failed_write("Markdown report", path, e);
         }
     }
@@ -795,17 +800,6 @@ fn finish(report: &RunReport, settings: &config::Settings, run_time: Duration) -
         }
     }
     code
-}
-
-fn exit_code_of(code: i32) -> ExitCode {
-    match code {
-        0 => ExitCode::Ok,
-        1 => ExitCode::TestsFailed,
-        2 => ExitCode::Interrupted,
-        4 => ExitCode::UsageError,
-        5 => ExitCode::NoTestsCollected,
-        _ => ExitCode::InternalError,
-    }
 }
 
 /// Errors are worded as pytest's own usage errors (`ERROR: ...`) when `pytest --smart-rerun` handed the

@@ -6,7 +6,7 @@
 //! and JUnit reports and printing the summary took, and each round's timing. Nothing is written without
 //! the variable, and a failure to write it only prints a warning.
 
-use crate::report::{RoundKind, RunReport};
+use crate::model::{RoundKind, RunReport};
 use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
@@ -188,9 +188,9 @@ mod tests {
         ]))
         .expect("rounds");
         let report = RunReport {
-            schema_version: crate::report::SCHEMA_VERSION,
+            schema_version: crate::model::SCHEMA_VERSION,
             tool: Default::default(),
-            run: crate::report::RunInfo {
+            run: crate::model::RunInfo {
                 rounds,
                 ..Default::default()
             },

@@ -1,7 +1,8 @@
 //! smart-rerun runs a pytest suite, reruns only the tests that failed — each round in a fresh pytest
 //! process — under a retry policy, and reports flaky and broken tests where the team looks.
 //!
-//! Data flows one way: [`config`] → [`policy`] → [`runner`] → [`report`] (renderers). The binary in
+//! Data flows one way: [`config`] → [`policy`] → [`runner`] → [`report`] (renderers) → [`ci`]; every
+//! one of them speaks the vocabulary of [`model`], which depends on none of them. The binary in
 //! `main.rs` only calls [`cli::main`].
 
 pub mod ci;
@@ -10,6 +11,11 @@ pub mod cli;
 pub mod config;
 pub mod devstats;
 mod hardening;
+pub mod model;
+pub mod output;
 pub mod policy;
 pub mod report;
 pub mod runner;
+#[cfg(test)]
+pub(crate) mod sample;
+pub mod signals;

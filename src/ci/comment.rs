@@ -108,10 +108,10 @@ fn section_overhead(key: &str) -> usize {
 /// `key_of` gives each, in the order the keys first appear, each group merged into one report. A group
 /// whose reports cannot be merged is left out.
 pub fn merge_by_section(
-    reports: Vec<(String, crate::report::RunReport)>,
-    key_of: impl Fn(String, &crate::report::RunReport) -> String,
-) -> Vec<(String, crate::report::RunReport)> {
-    let mut groups: Vec<(String, Vec<crate::report::RunReport>)> = Vec::new();
+    reports: Vec<(String, crate::model::RunReport)>,
+    key_of: impl Fn(String, &crate::model::RunReport) -> String,
+) -> Vec<(String, crate::model::RunReport)> {
+    let mut groups: Vec<(String, Vec<crate::model::RunReport>)> = Vec::new();
     for (name, report) in reports {
         let key = key_of(name, &report);
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -121,7 +121,7 @@ pub fn merge_by_section(
     }
     groups
         .into_iter()
-        .filter_map(|(key, list)| Some((key, crate::report::RunReport::merge(list)?)))
+        .filter_map(|(key, list)| Some((key, crate::model::RunReport::merge(list)?)))
         .collect()
 }
 

@@ -4,8 +4,8 @@
 //! retrying. An advisor can never fail or hang the run: it returns what it has by its deadline, and the
 //! runner keeps the heuristics' classification for everything else.
 
-use super::{Action, Category, Classification, ClassificationSource};
-use crate::report::PolicyInfo;
+use crate::model::PolicyInfo;
+use crate::model::{Action, Category, Classification, ClassificationSource};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

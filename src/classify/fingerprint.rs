@@ -2,7 +2,7 @@
 //! normalised away (numbers, addresses, temp paths, timestamps, UUIDs), and the crash frame. Two attempts
 //! with the same fingerprint failed the same way.
 
-use crate::report::Attempt;
+use crate::model::Attempt;
 
 /// The normalised message: what stays the same when a failure repeats.
 pub fn normalize(message: &str) -> String {
@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn the_same_failure_gets_the_same_fingerprint_and_a_different_one_does_not() {
-        use crate::report::{ExceptionInfo, Location, Outcome, Phase};
+        use crate::model::{ExceptionInfo, Location, Outcome, Phase};
         let attempt = |msg: &str, line: u32| Attempt {
             number: 1,
             round: 1,

@@ -2,8 +2,8 @@
 //! patterns decide a category, a confidence, an action and a one-line reason that cites the evidence.
 //! Outcomes observed on reruns outrank these guesses (see [`super::observe`]).
 
-use super::{Action, Category, Classification, ClassificationSource};
-use crate::report::{Attempt, Phase};
+use crate::model::{Action, Category, Classification, ClassificationSource};
+use crate::model::{Attempt, Phase};
 
 /// A rule: any of these classes (short or qualified, matched against the MRO) or message fragments
 /// (lowercase) means this category.
@@ -227,7 +227,7 @@ fn class_matches(name: &str, class: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{ExceptionInfo, Outcome};
+    use crate::model::{ExceptionInfo, Outcome};
 
     fn failed(mro: &[&str], message: &str) -> Attempt {
         Attempt {

@@ -3,8 +3,10 @@
 //! can be checked without sleeping, and [`schedule`] turns per-test ready times into the next round.
 
 mod schedule;
+mod step;
 
 pub use schedule::{NextRound, plan_next_round};
+pub use step::{Step, StopReason, next_step};
 
 use serde::Serialize;
 use std::fmt;
@@ -169,9 +171,16 @@ impl RetryPolicy {
         }
     }
 
-    /// The wait between a test's failed attempt `attempt` (1-based) and the next one.
+    /// The wait between a test's failed attempt `attempt` (1-based) and the next one: the scheduler's
+    /// delays are [`RetryPolicy::delays`], read past `max_attempts` for a marker that allows more.
     pub fn delay_after(&self, attempt: u32) -> Duration {
-        backoff_delay(self.delay, self.backoff, self.max_delay, attempt.max(1))
+        let mut delays = BackoffIter {
+            remaining: u32::MAX,
+            ..self.delays()
+        };
+        delays
+            .nth(attempt.max(1) as usize - 1)
+            .unwrap_or(Duration::ZERO)
     }
 
     /// The wait after failed attempt `attempt` of the test `key` (its node id), jitter included. The
@@ -201,7 +210,7 @@ impl RetryPolicy {
 }
 
 /// The k-th retry's delay (k from 1): `delay`, `delay × k` or `delay × 2^(k-1)`, capped at `max_delay`.
-pub fn backoff_delay(
+fn backoff_delay(
     delay: Duration,
     backoff: Backoff,
     max_delay: Option<Duration>,
@@ -252,6 +261,20 @@ impl Iterator for BackoffIter {
 }
 
 impl ExactSizeIterator for BackoffIter {}
+
+/// The global policy as the report shows it.
+impl From<&RetryPolicy> for crate::model::PolicyInfo {
+    fn from(p: &RetryPolicy) -> Self {
+        crate::model::PolicyInfo {
+            enabled: p.enabled,
+            max_attempts: p.max_attempts,
+            delay_seconds: p.delay.as_secs_f64(),
+            backoff: p.backoff.to_string(),
+            max_delay_seconds: p.max_delay.map(|d| d.as_secs_f64()),
+            errors: p.errors.iter().map(|e| e.as_str().to_owned()).collect(),
+        }
+    }
+}
 
 mod secs {
     use serde::Serializer;

@@ -16,7 +16,8 @@
 //! flaky test, because GitLab's test report ignores the flaky elements and shows no output for a passed
 //! test.
 
-use super::{Attempt, Outcome, Phase, RunReport, TestResult};
+use super::truncate;
+use crate::model::{Attempt, Outcome, Phase, RunReport, TestResult};
 use quick_junit::{
     NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite, XmlString,
 };
@@ -78,7 +79,7 @@ pub fn pytest_names(nodeid: &str) -> (String, String) {
 
 /// Writes the JUnit XML for `report` to `path` (atomically), streamed: see [`write`].
 pub fn save(report: &RunReport, options: &JunitOptions, path: &std::path::Path) -> io::Result<()> {
-    super::write_atomic(path, |file| {
+    crate::output::write_atomic(path, |file| {
         let mut out = io::BufWriter::new(file);
         write(report, options, &mut out).map_err(io::Error::other)?;
         out.flush()
@@ -674,13 +675,6 @@ fn captured(a: &Attempt, stream: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("\n"))
 }
 
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
-}
-
 fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.max(0.0)).unwrap_or_default()
 }
@@ -756,8 +750,8 @@ mod tests {
         }
     }
 
-    use crate::report::sample;
-    use crate::report::{Outcome, Phase};
+    use crate::model::{Outcome, Phase};
+    use crate::sample;
     use quick_junit::{FlakyOrRerun, NonSuccessKind, TestCaseStatus};
 
     fn xml(report: &RunReport, compat: JunitCompat) -> String {
@@ -998,7 +992,7 @@ mod tests {
     #[test]
     fn mixed_failures_and_errors_keep_the_schemas_order() {
         let mut report = sample::empty();
-        let exc = |t: &str| crate::report::ExceptionInfo {
+        let exc = |t: &str| crate::model::ExceptionInfo {
             type_name: t.into(),
             mro: vec![],
             message: "boom".into(),

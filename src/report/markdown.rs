@@ -11,7 +11,8 @@
 //! Everything from the tested code (node ids, messages, tracebacks) is untrusted: [`inline`] and [`pre`]
 //! escape it so it cannot inject Markdown or HTML, break a table, close a block, or @mention anyone.
 
-use super::{Outcome, RunReport, TestResult, counted};
+use super::{counted, truncate};
+use crate::model::{ExitCode, Outcome, RunReport, TestResult};
 use regex::Regex;
 use std::fmt::Write as _;
 use std::sync::LazyLock;
@@ -82,7 +83,7 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
     let mut out = String::new();
     let mut left_out: Vec<String> = Vec::new();
 
-    let icon = if report.run.exit_code == 0 {
+    let icon = if report.run.exit_code == ExitCode::Ok {
         "✅"
     } else {
         "❌"
@@ -132,7 +133,7 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
         facts.push(format!("[CI run]({url})"));
     }
     let _ = writeln!(out, "{}\n", facts.join(" · "));
-    if report.run.exit_code != 0 && report.run.exit_code != 1 {
+    if !matches!(report.run.exit_code, ExitCode::Ok | ExitCode::TestsFailed) {
         let _ = writeln!(
             out,
             "> **Exit {}**: {}\n",
@@ -301,7 +302,7 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
 
 /// Deterministic failures rank first, then failures with other categories, then unclassified ones.
 fn failure_rank(t: &TestResult) -> u8 {
-    use crate::classify::Category;
+    use crate::model::Category;
     match t.classification.as_ref().map(|c| c.category) {
         Some(Category::Deterministic) => 0,
         Some(Category::Unknown) | None => 2,
@@ -314,10 +315,10 @@ fn classification_cell(t: &TestResult) -> String {
     match &t.classification {
         Some(c) => {
             let source = match c.source {
-                crate::classify::ClassificationSource::Heuristic => "heuristic",
-                crate::classify::ClassificationSource::Observed => "observed",
-                crate::classify::ClassificationSource::Ai => "AI",
-                crate::classify::ClassificationSource::Cache => "AI, cached",
+                crate::model::ClassificationSource::Heuristic => "heuristic",
+                crate::model::ClassificationSource::Observed => "observed",
+                crate::model::ClassificationSource::Ai => "AI",
+                crate::model::ClassificationSource::Cache => "AI, cached",
             };
             format!(
                 "{} ({source}): {}",
@@ -492,13 +493,6 @@ fn safe_url(url: &str) -> Option<String> {
     ok.then(|| url.to_owned())
 }
 
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,7 +544,7 @@ mod tests {
         assert_eq!(url_path("tests/a b/ü.py"), "tests/a%20b/%C3%BC.py");
     }
 
-    use crate::report::sample;
+    use crate::sample;
 
     fn links() -> Links {
         Links {

@@ -1,13 +1,15 @@
 //! The terminal: progress lines between rounds and the colourised end-of-run summary. The main types are
-//! [`TerminalObserver`] (implements the runner's [`Observer`]) and [`render_summary`].
+//! [`TerminalProgress`] (a [`ProgressSink`] for the runner's events) and [`render_summary`].
 //!
 //! Output goes through `anstream`, which drops colour when stdout is not a terminal, when `NO_COLOR` is set,
 //! or with `--color never`. Test names and messages come from the code under test: a tab is shown as spaces
 //! and every other control character made visible, so they cannot move the cursor, retitle the window or
 //! forge colour.
 
-use super::{Outcome, Round, RoundKind, RunReport, counted};
-use crate::runner::{Observer, RoundPlan};
+use super::{counted, truncate};
+use crate::model::{
+    ExitCode, Outcome, ProgressEvent, ProgressSink, RoundKind, RoundPlan, RunReport,
+};
 use anstyle::{AnsiColor, Style};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -31,7 +33,7 @@ pub const TICK: Duration = Duration::from_millis(200);
 /// On a terminal, the wait before a round is a live status line (the tests, attempt k of n, a countdown)
 /// redrawn in place and cleared before the round's pytest output; elsewhere it is one plain line. In
 /// GitHub Actions each later round's pytest output sits in a collapsible `::group::`.
-pub struct TerminalObserver<W: Write> {
+pub struct TerminalProgress<W: Write> {
     out: W,
     /// Redraw a status line in place while waiting (stdout is a terminal).
     live: bool,
@@ -44,23 +46,23 @@ pub struct TerminalObserver<W: Write> {
     group_open: bool,
 }
 
-impl TerminalObserver<anstream::Stdout> {
+impl TerminalProgress<anstream::Stdout> {
     /// Progress on stdout: live on a terminal (unless `TERM=dumb`), grouped in GitHub Actions.
     pub fn stdout() -> Self {
         use std::io::IsTerminal;
         let live =
             std::io::stdout().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
         let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
-        TerminalObserver::new(anstream::stdout())
+        TerminalProgress::new(anstream::stdout())
             .live(live)
             .github_groups(github)
     }
 }
 
-impl<W: Write> TerminalObserver<W> {
+impl<W: Write> TerminalProgress<W> {
     /// Plain lines, no live status, no groups.
     pub fn new(out: W) -> Self {
-        TerminalObserver {
+        TerminalProgress {
             out,
             live: false,
             github_groups: false,
@@ -118,7 +120,23 @@ impl<W: Write> TerminalObserver<W> {
     }
 }
 
-impl<W: Write> Observer for TerminalObserver<W> {
+impl<W: Write> ProgressSink for TerminalProgress<W> {
+    fn event(&mut self, event: ProgressEvent<'_>) {
+        match event {
+            ProgressEvent::Waiting { wait, plan } => self.waiting(wait, plan),
+            ProgressEvent::WaitingTick { left } => self.draw(left),
+            ProgressEvent::WaitingDone => self.waiting_done(),
+            ProgressEvent::RoundStarting(plan) => self.round_starting(plan),
+            ProgressEvent::RoundFinished(_) => self.round_finished(),
+        }
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        self.live.then_some(TICK)
+    }
+}
+
+impl<W: Write> TerminalProgress<W> {
     fn round_starting(&mut self, plan: &RoundPlan<'_>) {
         if plan.kind == RoundKind::First {
             return;
@@ -130,11 +148,13 @@ impl<W: Write> Observer for TerminalObserver<W> {
             plan.number,
             if plan.serial { "" } else { " (in parallel)" }
         );
-        for (nodeid, attempt, max) in plan.tests.iter().take(10) {
+        for t in plan.tests.iter().take(10) {
             let _ = write!(
                 text,
-                "\n  {} {DIM}attempt {attempt} of {max}{DIM:#}",
-                sanitize_line(nodeid)
+                "\n  {} {DIM}attempt {} of {}{DIM:#}",
+                sanitize_line(t.nodeid),
+                t.attempt,
+                t.max_attempts
             );
         }
         if n > 10 {
@@ -163,7 +183,7 @@ impl<W: Write> Observer for TerminalObserver<W> {
             return;
         }
         let mut rest = format!("until round {}:", plan.number);
-        for (i, (nodeid, attempt, max)) in plan.tests.iter().enumerate() {
+        for (i, t) in plan.tests.iter().enumerate() {
             if i == 3 {
                 let _ = write!(rest, " +{} more", n - 3);
                 break;
@@ -171,20 +191,14 @@ impl<W: Write> Observer for TerminalObserver<W> {
             let sep = if i == 0 { "" } else { "," };
             let _ = write!(
                 rest,
-                "{sep} {} (attempt {attempt} of {max})",
-                sanitize_line(nodeid)
+                "{sep} {} (attempt {} of {})",
+                sanitize_line(t.nodeid),
+                t.attempt,
+                t.max_attempts
             );
         }
         self.status = Some((rest, 0));
         self.draw(wait);
-    }
-
-    fn tick_interval(&self) -> Option<Duration> {
-        self.live.then_some(TICK)
-    }
-
-    fn waiting_tick(&mut self, left: Duration) {
-        self.draw(left);
     }
 
     fn waiting_done(&mut self) {
@@ -194,11 +208,7 @@ impl<W: Write> Observer for TerminalObserver<W> {
         }
     }
 
-    fn note(&mut self, message: &str) {
-        self.line(&format!("{CYAN}smart-rerun{CYAN:#} {message}"));
-    }
-
-    fn round_finished(&mut self, _round: &Round) {
+    fn round_finished(&mut self) {
         if std::mem::take(&mut self.group_open) {
             self.line("::endgroup::");
         }
@@ -209,11 +219,7 @@ impl<W: Write> Observer for TerminalObserver<W> {
 /// when a round reruns failures and also runs the tests that never ran (after `-x` or a crash). A test
 /// on its first attempt has never run.
 fn round_title(plan: &RoundPlan<'_>) -> String {
-    let fresh = plan
-        .tests
-        .iter()
-        .filter(|&&(_, attempt, _)| attempt <= 1)
-        .count();
+    let fresh = plan.tests.iter().filter(|t| t.attempt <= 1).count();
     let reruns = plan.tests.len() - fresh;
     match (reruns, fresh) {
         (0, fresh) => format!("running {} not yet run", counted(fresh, "test")),
@@ -369,7 +375,9 @@ pub fn render_summary(report: &RunReport) -> String {
         let _ = writeln!(out, "{YELLOW}warning{YELLOW:#}: {}", sanitize_lines(w));
     }
     let code = report.run.exit_code;
-    if (code == 3 || code == 4) && !report.warnings.contains(&report.run.exit_reason) {
+    if matches!(code, ExitCode::InternalError | ExitCode::UsageError)
+        && !report.warnings.contains(&report.run.exit_reason)
+    {
         let _ = writeln!(
             out,
             "{RED}error{RED:#}: {}",
@@ -450,13 +458,6 @@ fn one_line(kind: &str, message: &str) -> String {
     sanitize_line(&truncate(&text, 200))
 }
 
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
-}
-
 /// Like [`sanitize_line`], keeping line breaks (indented under the first line).
 fn sanitize_lines(text: &str) -> String {
     text.lines()
@@ -493,6 +494,15 @@ fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{PlannedTest, Round};
+
+    fn planned(nodeid: &str, attempt: u32, max_attempts: u32) -> PlannedTest<'_> {
+        PlannedTest {
+            nodeid,
+            attempt,
+            max_attempts,
+        }
+    }
 
     #[test]
     fn escape_sequences_in_test_names_are_neutralised() {
@@ -519,7 +529,7 @@ mod tests {
         assert!(line.ends_with('…'));
     }
 
-    use crate::report::sample;
+    use crate::sample;
 
     /// Removes the styles this module writes, so what is left over is text from elsewhere.
     fn without_our_styles(text: &str) -> String {
@@ -541,32 +551,40 @@ mod tests {
             number: 2,
             kind: RoundKind::Rerun,
             tests: vec![
-                ("tests/test_a.py::test_one", 2, 3),
-                (
+                planned("tests/test_a.py::test_one", 2, 3),
+                planned(
                     "tests/test_b.py::test_two[\u{1b}[2J\u{1b}]0;pwned\u{7}]",
                     2,
                     3,
                 ),
-                ("tests/test_c.py::test_three", 3, 3),
-                ("tests/test_d.py::test_four", 2, 2),
+                planned("tests/test_c.py::test_three", 3, 3),
+                planned("tests/test_d.py::test_four", 2, 2),
             ],
             serial: true,
         }
     }
 
-    fn fake(live: bool, github: bool) -> TerminalObserver<Vec<u8>> {
-        TerminalObserver::new(Vec::new())
+    fn fake(live: bool, github: bool) -> TerminalProgress<Vec<u8>> {
+        TerminalProgress::new(Vec::new())
             .live(live)
             .github_groups(github)
             .width_from(|| 100)
     }
 
-    fn countdown(obs: &mut dyn Observer) {
-        obs.waiting(Duration::from_millis(2500), &plan());
-        obs.waiting_tick(Duration::from_millis(2300));
-        obs.waiting_tick(Duration::from_millis(100));
-        obs.waiting_done();
-        obs.round_starting(&plan());
+    fn countdown(obs: &mut dyn ProgressSink) {
+        let plan = plan();
+        obs.event(ProgressEvent::Waiting {
+            wait: Duration::from_millis(2500),
+            plan: &plan,
+        });
+        obs.event(ProgressEvent::WaitingTick {
+            left: Duration::from_millis(2300),
+        });
+        obs.event(ProgressEvent::WaitingTick {
+            left: Duration::from_millis(100),
+        });
+        obs.event(ProgressEvent::WaitingDone);
+        obs.event(ProgressEvent::RoundStarting(&plan));
     }
 
     #[test]
@@ -605,11 +623,11 @@ mod tests {
 
     #[test]
     fn a_round_says_how_many_tests_it_reruns_and_how_many_it_runs_for_the_first_time() {
-        let header = |tests: Vec<(&'static str, u32, u32)>, serial| {
+        let header = |tests: Vec<PlannedTest<'static>>, serial| {
             let mut obs = fake(false, false);
             obs.round_starting(&RoundPlan {
                 number: 2,
-                kind: if tests.iter().all(|t| t.1 == 1) {
+                kind: if tests.iter().all(|t| t.attempt == 1) {
                     RoundKind::Continuation
                 } else {
                     RoundKind::Rerun
@@ -621,29 +639,32 @@ mod tests {
             out.lines().next().unwrap().to_owned()
         };
         assert_eq!(
-            header(vec![("t.py::a", 2, 3)], true),
+            header(vec![planned("t.py::a", 2, 3)], true),
             "smart-rerun round 2: rerunning 1 failed test"
         );
         assert_eq!(
-            header(vec![("t.py::a", 2, 3), ("t.py::b", 3, 3)], false),
+            header(
+                vec![planned("t.py::a", 2, 3), planned("t.py::b", 3, 3)],
+                false
+            ),
             "smart-rerun round 2: rerunning 2 failed tests (in parallel)"
         );
         // After `-x` or a crash, a rerun round also runs the tests that never ran.
         assert_eq!(
             header(
                 vec![
-                    ("t.py::a", 2, 2),
-                    ("t.py::b", 2, 2),
-                    ("t.py::c", 1, 2),
-                    ("t.py::d", 1, 2),
-                    ("t.py::e", 1, 2)
+                    planned("t.py::a", 2, 2),
+                    planned("t.py::b", 2, 2),
+                    planned("t.py::c", 1, 2),
+                    planned("t.py::d", 1, 2),
+                    planned("t.py::e", 1, 2)
                 ],
                 true
             ),
             "smart-rerun round 2: rerunning 2 failed tests and running 3 not yet run"
         );
         assert_eq!(
-            header(vec![("t.py::c", 1, 2)], true),
+            header(vec![planned("t.py::c", 1, 2)], true),
             "smart-rerun round 2: running 1 test not yet run"
         );
     }
@@ -654,11 +675,16 @@ mod tests {
         let long = RoundPlan {
             number: 3,
             kind: RoundKind::Rerun,
-            tests: vec![("tests/test_a.py::test_one", 2, 3)],
+            tests: vec![planned("tests/test_a.py::test_one", 2, 3)],
             serial: true,
         };
-        obs.waiting(Duration::from_secs(100), &long);
-        obs.waiting_tick(Duration::from_millis(9_900));
+        obs.event(ProgressEvent::Waiting {
+            wait: Duration::from_secs(100),
+            plan: &long,
+        });
+        obs.event(ProgressEvent::WaitingTick {
+            left: Duration::from_millis(9_900),
+        });
         let out = without_our_styles(&String::from_utf8(obs.into_inner()).unwrap());
         let frames: Vec<&str> = out.split('\r').filter(|f| !f.is_empty()).collect();
         assert_eq!(frames[0].len(), frames[1].len(), "{frames:?}");
@@ -669,7 +695,7 @@ mod tests {
     fn with_colour_off_the_live_status_writes_no_escape_at_all() {
         // NO_COLOR makes anstream choose `Never`; the countdown needs no escape sequence.
         let stream = anstream::AutoStream::new(Vec::new(), anstream::ColorChoice::Never);
-        let mut obs = TerminalObserver::new(stream).live(true).width_from(|| 40);
+        let mut obs = TerminalProgress::new(stream).live(true).width_from(|| 40);
         countdown(&mut obs);
         let out = String::from_utf8(obs.into_inner().into_inner()).unwrap();
         assert!(!out.contains('\u{1b}'), "{out:?}");
@@ -710,18 +736,22 @@ mod tests {
             signal: None,
             note: None,
         };
-        obs.round_starting(&first);
-        obs.round_finished(&round(1, RoundKind::First));
-        obs.round_starting(&plan());
-        obs.round_finished(&round(2, RoundKind::Rerun));
+        let second = plan();
+        obs.event(ProgressEvent::RoundStarting(&first));
+        obs.event(ProgressEvent::RoundFinished(&round(1, RoundKind::First)));
+        obs.event(ProgressEvent::RoundStarting(&second));
+        obs.event(ProgressEvent::RoundFinished(&round(2, RoundKind::Rerun)));
         let cont = RoundPlan {
             number: 3,
             kind: RoundKind::Continuation,
-            tests: vec![("tests/test_z.py::test_z", 1, 2)],
+            tests: vec![planned("tests/test_z.py::test_z", 1, 2)],
             serial: true,
         };
-        obs.round_starting(&cont);
-        obs.round_finished(&round(3, RoundKind::Continuation));
+        obs.event(ProgressEvent::RoundStarting(&cont));
+        obs.event(ProgressEvent::RoundFinished(&round(
+            3,
+            RoundKind::Continuation,
+        )));
         let out = without_our_styles(&String::from_utf8(obs.into_inner()).unwrap());
         let lines: Vec<&str> = out.lines().collect();
         let groups: Vec<&&str> = lines.iter().filter(|l| l.starts_with("::")).collect();

@@ -1,9 +1,14 @@
 //! The collector's JSON-lines protocol, read back. One [`Event`] per line; a torn last line (pytest died
 //! mid-write) is dropped, never an error. The plugin side is `collector.py`; both carry `PROTOCOL`.
 //!
+//! The collector is embedded in this binary, so a complete line that is not an event this binary knows
+//! (an unknown kind, outcome or phase, a missing field) is a bug, reported with its line number
+//! ([`ReadError::Event`]), never read as some default.
+//!
 //! Events are handed over one by one as they are read ([`Tail::poll`]), not gathered per round: the runner
 //! folds each into the run's state and drops it, so a round of 100,000 tests is never held in memory.
 
+use crate::model::Phase;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -32,21 +37,87 @@ pub enum Event {
     Done {
         exitstatus: Option<i32>,
     },
-    /// Lines from a newer collector that this binary does not know; ignored.
-    Unknown,
+}
+
+/// The kind of an event: its `event` tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Hello,
+    SessionStart,
+    Collected,
+    CollectError,
+    Start,
+    Test,
+    Interrupted,
+    SessionFinish,
+    Done,
+}
+
+/// A complete line that is not an event.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("no event kind")]
+    Tag(#[source] serde_json::Error),
+    #[error("malformed {kind:?} event")]
+    Payload {
+        kind: EventKind,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Why an events file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("failed to read the file")]
+    Io(#[from] std::io::Error),
+    #[error("line {line} is not a collector event")]
+    Event {
+        /// 1-based.
+        line: u64,
+        #[source]
+        source: EventError,
+    },
+}
+
+/// A test's outcome as the collector reports it (pytest's terminal summary's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestOutcome {
+    Passed,
+    Failed,
+    /// Setup or teardown failed.
+    Error,
+    Skipped,
+    Xfailed,
+    Xpassed,
+}
+
+impl From<TestOutcome> for crate::model::Outcome {
+    fn from(outcome: TestOutcome) -> Self {
+        use crate::model::Outcome;
+        match outcome {
+            TestOutcome::Passed => Outcome::Passed,
+            TestOutcome::Failed => Outcome::Failed,
+            TestOutcome::Error => Outcome::Error,
+            TestOutcome::Skipped => Outcome::Skipped,
+            TestOutcome::Xfailed => Outcome::Xfailed,
+            TestOutcome::Xpassed => Outcome::Xpassed,
+        }
+    }
 }
 
 impl Event {
-    /// Parses one line; `None` when it is not an event.
+    /// Parses one complete line.
     ///
     /// The collector writes the `event` tag last, so a serde internally tagged enum would first buffer
     /// every line into an untyped tree to find it: for the collection of 100,000 tests, tens of MiB. The
     /// tag is read instead in a first pass that skips everything else, then the line straight into its type.
-    pub fn parse(line: &str) -> Option<Event> {
+    pub fn parse(line: &str) -> Result<Event, EventError> {
         #[derive(Deserialize)]
-        struct Tag<'a> {
-            #[serde(borrow)]
-            event: std::borrow::Cow<'a, str>,
+        struct Tag {
+            event: EventKind,
         }
         #[derive(Deserialize)]
         struct Hello {
@@ -71,28 +142,44 @@ impl Event {
             #[allow(dead_code)]
             message: Option<String>,
         }
-        fn payload<'a, T: Deserialize<'a>>(line: &'a str) -> Option<T> {
-            serde_json::from_str(line).ok()
-        }
-        let tag: Tag<'_> = payload(line)?;
-        Some(match &*tag.event {
-            "hello" => payload::<Hello>(line).map(|_| Event::Hello)?,
-            "session_start" => Event::SessionStart(payload(line)?),
-            "collected" => Event::Collected(payload(line)?),
-            "collect_error" => {
-                let CollectError { nodeid, traceback } = payload(line)?;
+        let kind = serde_json::from_str::<Tag>(line)
+            .map_err(EventError::Tag)?
+            .event;
+        let payload = |line| Payload { kind, line };
+        Ok(match kind {
+            EventKind::Hello => payload(line).parse::<Hello>().map(|_| Event::Hello)?,
+            EventKind::SessionStart => Event::SessionStart(payload(line).parse()?),
+            EventKind::Collected => Event::Collected(payload(line).parse()?),
+            EventKind::CollectError => {
+                let CollectError { nodeid, traceback } = payload(line).parse()?;
                 Event::CollectError { nodeid, traceback }
             }
-            "start" => Event::Start {
-                nodeid: payload::<Start>(line)?.nodeid,
+            EventKind::Start => Event::Start {
+                nodeid: payload(line).parse::<Start>()?.nodeid,
             },
-            "test" => Event::Test(payload(line)?),
-            "interrupted" => payload::<Interrupted>(line).map(|_| Event::Interrupted)?,
-            "session_finish" => Event::SessionFinish(payload(line)?),
-            "done" => Event::Done {
-                exitstatus: payload::<Done>(line)?.exitstatus,
+            EventKind::Test => Event::Test(payload(line).parse()?),
+            EventKind::Interrupted => payload(line)
+                .parse::<Interrupted>()
+                .map(|_| Event::Interrupted)?,
+            EventKind::SessionFinish => Event::SessionFinish(payload(line).parse()?),
+            EventKind::Done => Event::Done {
+                exitstatus: payload(line).parse::<Done>()?.exitstatus,
             },
-            _ => Event::Unknown,
+        })
+    }
+}
+
+/// A line whose kind is known, to be read into that kind's type.
+struct Payload<'a> {
+    kind: EventKind,
+    line: &'a str,
+}
+
+impl<'a> Payload<'a> {
+    fn parse<T: Deserialize<'a>>(self) -> Result<T, EventError> {
+        serde_json::from_str(self.line).map_err(|source| EventError::Payload {
+            kind: self.kind,
+            source,
         })
     }
 }
@@ -141,7 +228,7 @@ pub struct Collected {
 #[derive(Debug, Deserialize)]
 pub struct TestEvent {
     pub nodeid: String,
-    pub outcome: String,
+    pub outcome: TestOutcome,
     #[serde(default)]
     pub duration: f64,
     /// Wall-clock end of the test, seconds since the epoch.
@@ -154,7 +241,7 @@ pub struct TestEvent {
 
 #[derive(Debug, Deserialize)]
 pub struct FailureEvent {
-    pub phase: String,
+    pub phase: Phase,
     #[serde(rename = "type")]
     pub type_name: Option<String>,
     #[serde(default)]
@@ -178,7 +265,7 @@ pub struct SessionFinish {
 }
 
 /// Reads a whole events file, for a process that has ended; a missing file has no events.
-pub fn read(path: &Path, on_event: impl FnMut(Event)) -> std::io::Result<()> {
+pub fn read(path: &Path, on_event: impl FnMut(Event)) -> Result<(), ReadError> {
     Tail::new(path.to_path_buf()).poll(on_event).map(|_| ())
 }
 
@@ -195,6 +282,8 @@ pub fn worker_path(events: &Path) -> std::path::PathBuf {
 pub struct Tail {
     path: std::path::PathBuf,
     offset: u64,
+    /// Complete lines read so far.
+    lines: u64,
     pending: Vec<u8>,
 }
 
@@ -203,18 +292,19 @@ impl Tail {
         Tail {
             path,
             offset: 0,
+            lines: 0,
             pending: Vec::new(),
         }
     }
 
-    /// Hands each event appended since the last poll to `on_event`; lines that are not events are
-    /// skipped. Returns whether any new line was complete.
-    pub fn poll(&mut self, mut on_event: impl FnMut(Event)) -> std::io::Result<bool> {
+    /// Hands each event appended since the last poll to `on_event`; blank lines are skipped. Returns
+    /// whether any new line was complete.
+    pub fn poll(&mut self, mut on_event: impl FnMut(Event)) -> Result<bool, ReadError> {
         use std::io::{Seek, SeekFrom};
         let mut file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         file.seek(SeekFrom::Start(self.offset))?;
         let mut reader = BufReader::with_capacity(64 * 1024, file);
@@ -228,7 +318,12 @@ impl Tail {
             if self.pending.last() != Some(&b'\n') {
                 break;
             }
-            if let Some(event) = parse_line(&self.pending) {
+            self.lines += 1;
+            let parsed = parse_line(&self.pending).map_err(|source| ReadError::Event {
+                line: self.lines,
+                source,
+            })?;
+            if let Some(event) = parsed {
                 on_event(event);
             }
             if self.pending.capacity() > PENDING_KEPT {
@@ -243,14 +338,14 @@ impl Tail {
     }
 }
 
-/// One complete line's event; `None` for a blank line or one that is not an event.
-fn parse_line(line: &[u8]) -> Option<Event> {
+/// One complete line's event; `None` for a blank line.
+fn parse_line(line: &[u8]) -> Result<Option<Event>, EventError> {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end();
     if text.is_empty() {
-        return None;
+        return Ok(None);
     }
-    Event::parse(text)
+    Event::parse(text).map(Some)
 }
 
 /// The largest line buffer a [`Tail`] keeps between lines.
@@ -274,18 +369,60 @@ mod tests {
         let mut f = std::fs::File::create(&path).unwrap();
         writeln!(f, r#"{{"event":"hello","protocol":1}}"#).unwrap();
         writeln!(f, r#"{{"nodeid":"t.py::a","time":1.5,"event":"start"}}"#).unwrap();
-        writeln!(f, r#"{{"event":"future_thing","x":1}}"#).unwrap();
-        writeln!(f, r#"{{"event":"start"}}"#).unwrap();
+        writeln!(f).unwrap();
         write!(f, r#"{{"event":"test","nodeid":"t.py::a","outc"#).unwrap();
         drop(f);
         let events = all(&path);
         assert!(
             matches!(
                 &events[..],
-                [Event::Hello, Event::Start { nodeid }, Event::Unknown] if nodeid == "t.py::a"
+                [Event::Hello, Event::Start { nodeid }] if nodeid == "t.py::a"
             ),
             "{events:?}"
         );
+    }
+
+    #[test]
+    fn a_complete_line_that_is_not_an_event_is_an_error_naming_the_line_and_the_value() {
+        let test = |outcome: &str, phase: &str| {
+            format!(
+                r#"{{"event":"test","nodeid":"t.py::a","outcome":"{outcome}","stop":2,"failures":[{{"phase":"{phase}"}}]}}"#
+            )
+        };
+        let cases = [
+            (
+                r#"{"event":"future_thing","x":1}"#.to_owned(),
+                "future_thing",
+            ),
+            (test("exploded", "call"), "exploded"),
+            (test("failed", "lunch"), "lunch"),
+            (r#"{"event":"start"}"#.to_owned(), "nodeid"),
+            (r#"{"nodeid":"t.py::a"}"#.to_owned(), "event"),
+            ("not json at all".to_owned(), "expected"),
+        ];
+        for (line, named) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("events.jsonl");
+            std::fs::write(
+                &path,
+                format!("{{\"event\":\"hello\",\"protocol\":1}}\n\n{line}\n"),
+            )
+            .unwrap();
+            let err = read(&path, |_| {}).expect_err(&line);
+            let ReadError::Event { line: at, source } = &err else {
+                panic!("{err:?}");
+            };
+            assert_eq!(*at, 3, "{line}");
+            let chain = format!(
+                "{err}: {source}: {}",
+                std::error::Error::source(source).unwrap()
+            );
+            assert!(
+                chain.starts_with("line 3 is not a collector event"),
+                "{chain}"
+            );
+            assert!(chain.contains(named), "{line}: {chain}");
+        }
     }
 
     #[test]
@@ -298,28 +435,27 @@ mod tests {
     fn the_tag_may_come_anywhere_and_the_payload_is_typed() {
         let line =
             r#"{"nodeid":"t.py::a","outcome":"passed","duration":0.5,"stop":2,"event":"test"}"#;
-        let Some(Event::Test(t)) = Event::parse(line) else {
+        let Ok(Event::Test(t)) = Event::parse(line) else {
             panic!("not a test event");
         };
         assert_eq!(
-            (t.nodeid.as_str(), t.outcome.as_str()),
-            ("t.py::a", "passed")
+            (t.nodeid.as_str(), t.outcome),
+            ("t.py::a", TestOutcome::Passed)
         );
         assert_eq!((t.duration, t.stop), (0.5, 2.0));
         let line =
             r#"{"event":"collected","files":["/r/t.py"],"items":[["t.py::a",0,3]],"markers":{}}"#;
-        let Some(Event::Collected(c)) = Event::parse(line) else {
+        let Ok(Event::Collected(c)) = Event::parse(line) else {
             panic!("not a collection");
         };
         assert_eq!(c.items, vec![("t.py::a".to_owned(), 0, Some(3))]);
         assert!(
-            Event::parse(r#"{"event":"hello"}"#).is_none(),
+            Event::parse(r#"{"event":"hello"}"#).is_err(),
             "hello carries its protocol"
         );
-        assert!(Event::parse(r#"{"nodeid":"t.py::a"}"#).is_none(), "no tag");
         assert!(matches!(
             Event::parse(r#"{"event":"interrupted","message":null}"#),
-            Some(Event::Interrupted)
+            Ok(Event::Interrupted)
         ));
     }
 

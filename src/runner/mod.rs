@@ -16,20 +16,30 @@
 //! not run yet go to a continuation round that charges them no attempt; tests never run at all (an
 //! interrupted run, `-x`) are reported as `not-run`.
 
+mod advice;
+mod budget;
 pub mod command;
 pub mod events;
-pub mod signals;
+mod ledger;
+mod process;
+mod round;
+
+use budget::*;
+use process::*;
+use round::*;
 
 use crate::classify::advisor::{Advisor, AttemptSummary, FailureQuery};
-use crate::classify::{Action, Classification, ClassificationSource};
 use crate::config::{self, ConfigErrors, RawLayer, Settings, marker::MarkerPolicy};
-use crate::policy::{RetryPolicy, plan_next_round};
-use crate::report::{
-    Attempt, CapturedSection, CollectionError, ExceptionInfo, Location, Outcome, Phase, PolicyInfo,
-    Round, RoundKind, RunInfo, RunReport, SCHEMA_VERSION, Summary, TestResult, Tool, counted,
+use crate::model::{
+    Action, Attempt, CapturedSection, Classification, ClassificationSource, CollectionError,
+    ExceptionInfo, ExitCode, Location, Outcome, Phase, PlannedTest, PolicyInfo, ProgressEvent,
+    ProgressSink, Round, RoundKind, RoundPlan, RunInfo, RunReport, SCHEMA_VERSION, Summary,
+    TestResult, Tool,
 };
+use crate::policy::{RetryPolicy, plan_next_round};
+use crate::report::counted;
+use crate::signals::Interrupts;
 use events::{Collected, Event, FailureEvent, SessionFinish, SessionStart, TestEvent};
-use signals::Interrupts;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::hash::BuildHasher;
@@ -41,24 +51,6 @@ use std::time::{Duration, Instant, SystemTime};
 pub const COLLECTOR_SOURCE: &str = include_str!("collector.py");
 /// The module name PYTEST_PLUGINS loads.
 pub const COLLECTOR_MODULE: &str = "_smart_rerun_collector";
-
-/// pytest's exit codes, which smart-rerun's follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i32)]
-pub enum ExitCode {
-    Ok = 0,
-    TestsFailed = 1,
-    Interrupted = 2,
-    InternalError = 3,
-    UsageError = 4,
-    NoTestsCollected = 5,
-}
-
-impl ExitCode {
-    pub fn code(self) -> i32 {
-        self as i32
-    }
-}
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -116,7 +108,7 @@ pub enum RunError {
     Events {
         path: String,
         #[source]
-        source: std::io::Error,
+        source: events::ReadError,
     },
 }
 
@@ -128,64 +120,6 @@ impl RunError {
         }
     }
 }
-
-/// A round about to start, for progress output.
-#[derive(Debug)]
-pub struct RoundPlan<'a> {
-    pub number: u32,
-    pub kind: RoundKind,
-    /// `(nodeid, attempt number, max attempts)` of each selected test; empty for the first round.
-    pub tests: Vec<(&'a str, u32, u32)>,
-    pub serial: bool,
-}
-
-/// Receives progress as the run goes; the terminal renderer implements it.
-pub trait Observer {
-    fn round_starting(&mut self, _plan: &RoundPlan<'_>) {}
-    fn round_finished(&mut self, _round: &Round) {}
-    fn waiting(&mut self, _wait: Duration, _plan: &RoundPlan<'_>) {}
-    /// How often [`Observer::waiting_tick`] is called during a wait (`None`: never), for a live countdown.
-    fn tick_interval(&self) -> Option<Duration> {
-        None
-    }
-    /// The wait goes on; the round starts in `left`.
-    fn waiting_tick(&mut self, _left: Duration) {}
-    /// The wait is over, elapsed or cut short by a signal: clear any live status.
-    fn waiting_done(&mut self) {}
-    fn note(&mut self, _message: &str) {}
-}
-
-/// Waits `wait` before a round, ticking the observer at its interval; `false` when a signal cut the wait
-/// short.
-fn wait_before_round(
-    interrupts: &Interrupts,
-    observer: &mut dyn Observer,
-    wait: Duration,
-    plan: &RoundPlan<'_>,
-) -> bool {
-    let deadline = Instant::now() + wait;
-    observer.waiting(wait, plan);
-    let completed = loop {
-        let next = match observer.tick_interval() {
-            Some(every) => (Instant::now() + every).min(deadline),
-            None => deadline,
-        };
-        if !interrupts.sleep_until(next) {
-            break false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            break true;
-        }
-        observer.waiting_tick(deadline - now);
-    };
-    observer.waiting_done();
-    completed
-}
-
-/// An observer that shows nothing.
-pub struct Silent;
-impl Observer for Silent {}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Status {
@@ -241,7 +175,7 @@ impl TestState {
 struct Run<'a> {
     config: &'a RunConfig,
     interrupts: &'a Interrupts,
-    observer: &'a mut dyn Observer,
+    progress: &'a mut dyn ProgressSink,
     temp: tempfile::TempDir,
     tests: Vec<TestState>,
     /// Positions in `tests` by node id, hashed with `hasher`: each node id is stored once, in its test.
@@ -395,21 +329,14 @@ impl RoundProgress {
     }
 }
 
-/// Runs the suite and its reruns. Errors are for runs that could not start; everything else, including a
-/// pytest that crashed, ends in a report. Also returns the settings in force (ini values included).
-pub fn run(
-    config: &RunConfig,
-    interrupts: &Interrupts,
-    observer: &mut dyn Observer,
-) -> Result<(RunReport, Settings), RunError> {
-    run_advised(config, interrupts, observer, None).map(|(report, settings, _)| (report, settings))
-}
-
-/// [`run`] with an AI [`Advisor`] consulted after each round; also returns the advisor's trail.
-pub fn run_advised<'a>(
+/// Runs the suite and its reruns, telling `progress` as it goes and consulting the AI [`Advisor`], if
+/// any, after each round. Errors are for runs that could not start; everything else, including a pytest
+/// that crashed, ends in a report. Also returns the settings in force (ini values included) and the
+/// advisor's trail.
+pub fn run<'a>(
     config: &'a RunConfig,
     interrupts: &'a Interrupts,
-    observer: &'a mut dyn Observer,
+    progress: &'a mut dyn ProgressSink,
     advisor: Option<&'a mut dyn Advisor>,
 ) -> Result<(RunReport, Settings, Vec<AdviceRecord>), RunError> {
     if config.command.is_empty() {
@@ -422,7 +349,7 @@ pub fn run_advised<'a>(
     let mut run = Run {
         config,
         interrupts,
-        observer,
+        progress,
         temp,
         tests: Vec::new(),
         index: hashbrown::HashTable::new(),
@@ -470,7 +397,7 @@ impl Run<'_> {
             tests: Vec::new(),
             serial: false,
         };
-        self.observer.round_starting(&first);
+        self.progress.event(ProgressEvent::RoundStarting(&first));
         let (mut progress, status, round) = self.run_round(1, RoundKind::First, None, false)?;
         self.absorb_first(&mut progress, status);
         if self.early_exit.is_none() {
@@ -540,9 +467,13 @@ impl Run<'_> {
                 tests: selected
                     .iter()
                     .zip(maxes)
-                    .map(|(&i, max)| {
+                    .map(|(&i, max_attempts)| {
                         let t = &self.tests[i as usize];
-                        (&*t.nodeid, t.runs + 1, max)
+                        PlannedTest {
+                            nodeid: &t.nodeid,
+                            attempt: t.runs + 1,
+                            max_attempts,
+                        }
                     })
                     .collect(),
                 serial,
@@ -550,12 +481,13 @@ impl Run<'_> {
             let wait = plan.start_at - epoch_now();
             if wait > 0.0 {
                 let wait = Duration::from_secs_f64(wait);
-                if !wait_before_round(self.interrupts, self.observer, wait, &round_plan) {
+                if !wait_before_round(self.interrupts, self.progress, wait, &round_plan) {
                     self.interrupted = true;
                     break;
                 }
             }
-            self.observer.round_starting(&round_plan);
+            self.progress
+                .event(ProgressEvent::RoundStarting(&round_plan));
             let (mut progress, status, round) =
                 self.run_round(number, kind, Some(&selected), serial)?;
             let progressed = self.absorb(&mut progress, status, Some(&selected));
@@ -594,1368 +526,13 @@ impl Run<'_> {
     }
 
     fn finish_round(&mut self, round: Round) {
-        self.observer.round_finished(&round);
+        self.progress.event(ProgressEvent::RoundFinished(&round));
         self.rounds.push(round);
     }
-
-    fn run_round(
-        &mut self,
-        number: u32,
-        kind: RoundKind,
-        selection: Option<&[u32]>,
-        serial: bool,
-    ) -> Result<(RoundProgress, ExitStatus, Round), RunError> {
-        let events_path = self.events_path(number);
-        let program = self.config.command[0].clone();
-        let verdict_path = self.temp.path().join(format!("verdict-{number}.json"));
-        let select_path = selection.map(|_| self.select_path(number));
-        let held = self.held.take_if(|h| h.round == number);
-        if let (Some(path), Some(selected)) = (&select_path, selection) {
-            self.write_selection(path, selected, serial)
-                .map_err(RunError::TempDir)?;
-        }
-        let selected_count = selection.map_or(0, |s| s.len());
-        let started_at = now_rfc3339();
-        let started = Instant::now();
-        let (mut child, note) = match held {
-            Some(mut held) => {
-                // The release. A pytest that died while held cannot read it; its exit is reported below
-                // like any other pytest's.
-                let _ = std::io::Write::write_all(&mut held.release, &[HOLD_RELEASE]);
-                let note = format!(
-                    "pytest was started during round {} and held until this round's tests were chosen",
-                    held.during
-                );
-                (held.child, Some(note))
-            }
-            None => {
-                let mut cmd = self.round_command(number, &events_path, select_path.as_deref());
-                if number == 1 {
-                    cmd.env("SMART_RERUN_VERDICT", &verdict_path);
-                }
-                let child = cmd.spawn().map_err(|source| {
-                    let program = program.to_string_lossy().into_owned();
-                    if source.kind() == std::io::ErrorKind::NotFound {
-                        RunError::CommandNotFound { program }
-                    } else {
-                        RunError::Spawn { program, source }
-                    }
-                })?;
-                (child, None)
-            }
-        };
-        self.interrupts.set_child(Some(child.id()));
-        let events_error = |source| RunError::Events {
-            path: events_path.display().to_string(),
-            source,
-        };
-        // A thread waits for pytest, so its exit ends the loop below at once rather than at the next poll.
-        let (exited_tx, exited) = std::sync::mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            let status = child.wait();
-            let _ = exited_tx.send(());
-            status
-        });
-        // Follow the events while pytest runs: the first round waits for a verdict on its settings.
-        let tests = if number == 1 { 0 } else { self.tests.len() };
-        let mut progress = RoundProgress::new(number, tests, verdict_path);
-        let mut tail = events::Tail::new(events_path.clone());
-        let mut worker_tail = events::Tail::new(events::worker_path(&events_path));
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let fresh = self.follow(&mut progress, &mut tail, &mut worker_tail);
-            let fresh = fresh.map_err(events_error)?;
-            if let Some(e) = progress.verdict_error.take() {
-                return Err(RunError::TempDir(e));
-            }
-            if progress.retry_due && self.held.is_none() {
-                self.prestart(number + 1, number);
-            }
-            // Every test of the run waits on the verdict, asked for once the collection is reported, and
-            // the next round on the `done` event that follows pytest's session_finish: poll each
-            // millisecond from the session's start until the verdict is given, and from session_finish on.
-            // The events before and in between are in no hurry, and reading them each millisecond took 4%
-            // of a core beside pytest (0.12 s of CPU in a 2.6 s run of 2,000 tests).
-            let verdict_pending = number == 1 && !self.verdict_given;
-            let awaited = verdict_pending && progress.session.is_some();
-            pause = if awaited || progress.finish.is_some() {
-                Duration::from_millis(1)
-            } else if fresh {
-                Duration::from_millis(10)
-            } else {
-                (pause * 2).clamp(Duration::from_millis(10), Duration::from_millis(20))
-            };
-            if progress.done.is_some() && !verdict_pending {
-                // pytest has said all it will say; its interpreter's shutdown need not hold up the run.
-                break;
-            }
-            match exited.recv_timeout(pause) {
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        let done_early = match (progress.done, exited.try_recv()) {
-            (Some(code), Err(_)) => Some(code),
-            _ => None,
-        };
-        let status = if let Some(code) = done_early {
-            self.exiting.push((number, waiter));
-            exit_status_from_code(code)
-        } else {
-            match waiter.join() {
-                Ok(Ok(status)) => status,
-                Ok(Err(source)) => {
-                    self.interrupts.set_child(None);
-                    return Err(RunError::Spawn {
-                        program: program.to_string_lossy().into_owned(),
-                        source,
-                    });
-                }
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        };
-        self.interrupts.set_child(None);
-        let duration = started.elapsed().as_secs_f64();
-        self.follow(&mut progress, &mut tail, &mut worker_tail)
-            .map_err(events_error)?;
-        if let Some(e) = progress.verdict_error.take() {
-            return Err(RunError::TempDir(e));
-        }
-        if number == 1 && !self.verdict_given && progress.session.is_some() {
-            self.give_verdict(
-                progress.session.as_ref(),
-                progress.collected.as_ref(),
-                &progress.verdict_path,
-            )
-            .map_err(RunError::TempDir)?;
-        }
-        let selected = if number == 1 {
-            progress.collected_items.unwrap_or(0)
-        } else {
-            selected_count
-        };
-        let round = Round {
-            number,
-            kind,
-            started_at,
-            duration_seconds: duration,
-            selected,
-            exit_status: status.code(),
-            signal: exit_signal(status),
-            note,
-        };
-        Ok((progress, status, round))
-    }
-
-    /// Reads the events appended to the round's file, and to the first xdist worker's while no
-    /// collection has come (under xdist the controller never collects). Returns whether any was new.
-    fn follow(
-        &mut self,
-        progress: &mut RoundProgress,
-        tail: &mut events::Tail,
-        worker_tail: &mut events::Tail,
-    ) -> std::io::Result<bool> {
-        let mut fresh = tail.poll(|event| self.absorb_event(progress, event))?;
-        if progress.collected_items.is_none() {
-            fresh |= worker_tail.poll(|event| self.absorb_event(progress, event))?;
-        }
-        Ok(fresh)
-    }
-
-    /// Folds one event into the run: a test's result is recorded at once.
-    fn absorb_event(&mut self, progress: &mut RoundProgress, event: Event) {
-        match event {
-            Event::Hello => {
-                progress.hello = true;
-                self.settle_collection(progress);
-            }
-            Event::SessionStart(session) => {
-                progress.session = Some(session);
-                self.settle_collection(progress);
-            }
-            Event::Collected(collected) => {
-                if progress.collected_items.is_some() {
-                    return;
-                }
-                progress.collected_items = Some(collected.items.len());
-                if progress.number == 1 {
-                    progress.collected = Some(collected);
-                    self.settle_collection(progress);
-                } else {
-                    let mut present = vec![false; self.tests.len()];
-                    for (nodeid, _, _) in &collected.items {
-                        if let Some(i) = self.find(nodeid) {
-                            present[i] = true;
-                        }
-                    }
-                    progress.present = Some(present);
-                }
-            }
-            Event::CollectError { nodeid, traceback } => progress
-                .collect_errors
-                .push((nodeid, traceback.unwrap_or_default())),
-            Event::Start { nodeid } => {
-                if let Some(i) = self.find(&nodeid) {
-                    progress.started(i);
-                }
-            }
-            Event::Test(event) => {
-                progress.any_test = true;
-                self.absorb_test(progress, event);
-            }
-            Event::Interrupted => progress.interrupted = true,
-            Event::SessionFinish(finish) => progress.finish = Some(finish),
-            Event::Done { exitstatus } => progress.done = exitstatus,
-            Event::Unknown => {}
-        }
-    }
-
-    /// The first round, once the session and the collection are in: the verdict on the settings (the
-    /// collector waits for it before running any test), and the tests, made from the collection.
-    fn settle_collection(&mut self, progress: &mut RoundProgress) {
-        let (Some(session), Some(collected)) = (&progress.session, &progress.collected) else {
-            return;
-        };
-        if !self.verdict_given {
-            if let Err(e) =
-                self.give_verdict(Some(session), Some(collected), &progress.verdict_path)
-            {
-                progress.verdict_error.get_or_insert(e);
-            }
-        }
-        if progress.hello {
-            let rootdir = PathBuf::from(&session.rootdir);
-            if let Some(collected) = progress.collected.take() {
-                self.absorb_collection(collected, rootdir);
-            }
-            progress.seen = vec![Seen::NotStarted; self.tests.len()];
-        }
-    }
-
-    /// Makes the tests' states from the first round's collection, moving the node ids into them.
-    fn absorb_collection(&mut self, collected: Collected, rootdir: PathBuf) {
-        self.files = collected
-            .files
-            .iter()
-            .map(|f| relative_to(f, &rootdir))
-            .collect();
-        let files = collected.files.len();
-        self.files_abs = collected.files;
-        self.rootdir = rootdir;
-        self.tests.reserve_exact(collected.items.len());
-        let hasher = &self.hasher;
-        self.index.reserve(collected.items.len(), |&i| {
-            hasher.hash_one(&*self.tests[i as usize].nodeid)
-        });
-        for (nodeid, file, line) in collected.items {
-            let tests = &self.tests;
-            let entry = self.index.entry(
-                hasher.hash_one(nodeid.as_str()),
-                |&i| *tests[i as usize].nodeid == nodeid,
-                |&i| hasher.hash_one(&*tests[i as usize].nodeid),
-            );
-            let hashbrown::hash_table::Entry::Vacant(entry) = entry else {
-                continue;
-            };
-            entry.insert(tests.len() as u32);
-            self.tests.push(TestState {
-                nodeid: nodeid.into_boxed_str(),
-                file: u32::try_from(file).ok().filter(|&f| (f as usize) < files),
-                line,
-                runs: 0,
-                last: None,
-                last_duration: 0.0,
-                last_stop: 0.0,
-                status: Status::Queued { ready_at: 0.0 },
-                notes: None,
-            });
-        }
-    }
-
-    /// The position of the test with this node id.
-    fn find(&self, nodeid: &str) -> Option<usize> {
-        self.index
-            .find(self.hasher.hash_one(nodeid), |&i| {
-                &*self.tests[i as usize].nodeid == nodeid
-            })
-            .map(|&i| i as usize)
-    }
-
-    /// Records a test's result as soon as it is read.
-    fn absorb_test(&mut self, progress: &mut RoundProgress, event: TestEvent) {
-        let Some(i) = self.find(&event.nodeid) else {
-            return;
-        };
-        progress.seen[i] = Seen::Ran;
-        progress.progressed = true;
-        let mut attempt = attempt_from_event(&event, progress.number, &self.rootdir);
-        if let (Some(loc), Some(f)) = (attempt.test_location.as_mut(), self.tests[i].file) {
-            loc.file = self.files[f as usize].clone();
-        }
-        if attempt
-            .test_location
-            .as_ref()
-            .is_some_and(|l| l.file.is_empty())
-        {
-            attempt.test_location = None;
-        }
-        // Why it was skipped or xfailed (the collector sends it); the latest attempt's reason wins.
-        self.tests[i].set_reason(event.reason);
-        self.record(i, attempt, event.stop);
-        if self.tests[i].runs > 0 && matches!(self.tests[i].status, Status::Queued { .. }) {
-            progress.retry_due = true;
-        }
-    }
-
-    /// Validates the ini values and markers pytest reported, with the command line and environment over
-    /// them, and tells the waiting collector to go on or to stop (exit 4) before any test runs.
-    fn give_verdict(
-        &mut self,
-        session: Option<&SessionStart>,
-        collected: Option<&Collected>,
-        path: &Path,
-    ) -> std::io::Result<()> {
-        self.verdict_given = true;
-        let mut errors = Vec::new();
-        if let Some(session) = session {
-            let inifile = session.inifile.as_deref().map(Path::new);
-            let mut layer = RawLayer::from_ini(&session.ini, inifile);
-            layer.mark_overrides(&session.ini_overrides);
-            layer.update(&self.config.layer);
-            match Settings::from_layer(&layer, &|n| std::env::var(n).ok(), &self.config.cwd) {
-                Ok(settings) => self.settings = settings,
-                Err(e) => errors.extend(e.0),
-            }
-            let invoked = session
-                .invocation_dir
-                .as_deref()
-                .map_or_else(|| self.config.cwd.clone(), PathBuf::from);
-            self.settings.pytest_junitxml = session.junitxml.as_deref().map(|p| invoked.join(p));
-            self.settings.junit_suite_name = session.junit_suite_name.clone();
-        }
-        if let Some(collected) = collected {
-            for (idx, markers) in &collected.markers {
-                let Some((nodeid, _, _)) = idx
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| collected.items.get(i))
-                else {
-                    continue;
-                };
-                match config::marker::parse(nodeid, markers) {
-                    Ok(Some(policy)) => {
-                        self.markers.insert(nodeid.clone(), policy);
-                    }
-                    Ok(None) => {}
-                    Err(e) => errors.extend(e),
-                }
-            }
-        }
-        if let Some(session) = session {
-            let flaky_marked = self.markers.values().any(|m| m.from == "flaky");
-            for (plugin, state) in &session.rerun_plugins {
-                let switched_on = state.as_object().is_some_and(|o| {
-                    o.values()
-                        .any(|v| v.as_u64().is_some_and(|n| n > 0) || v.as_bool() == Some(true))
-                });
-                if switched_on || flaky_marked {
-                    let module = match plugin.as_str() {
-                        "pytest-rerunfailures" => "rerunfailures",
-                        "pytest-retry" => "pytest_retry",
-                        other => other,
-                    };
-                    self.warnings.push(format!(
-                        "{plugin} is active in this run: it reruns failed tests inside the same pytest process, \
-                         and smart-rerun then reruns them again. Disable it for smart-rerun's runs with \
-                         `-p no:{module}` in the command (or PYTEST_ADDOPTS=\"-p no:{module}\"); \
-                         smart-rerun reads @pytest.mark.flaky(reruns=N, reruns_delay=S) itself"
-                    ));
-                }
-            }
-        }
-        let body = if errors.is_empty() {
-            serde_json::json!({ "abort": false })
-        } else {
-            let errors = ConfigErrors(errors);
-            let message = format!("smart-rerun: {errors}");
-            self.config_errors = Some(errors);
-            serde_json::json!({ "abort": true, "message": message })
-        };
-        write_json_atomic(path, &body)
-    }
-
-    /// Asks the advisor about this round's new failures — one query per distinct fingerprint not asked
-    /// before — and applies its answers: a category and reason on the attempt, and for a test still due
-    /// for a rerun, stop, or a new delay. The advisor's own deadline and the run's AI budget bound the
-    /// wait; whatever is not answered keeps the heuristics' classification.
-    fn consult_advisor(&mut self) {
-        if self.advisor.is_none() || !self.settings.ai.enabled {
-            return;
-        }
-        let budget = self.settings.ai.timeout;
-        let deadline = *self
-            .advice_deadline
-            .get_or_insert_with(|| Instant::now() + budget);
-        let mut queries: Vec<FailureQuery> = Vec::new();
-        let mut asked = std::collections::HashSet::new();
-        let policy_info = PolicyInfo::from(&self.settings.policy);
-        for t in &self.tests {
-            let Some(last) = t.attempts().last().filter(|a| a.outcome.is_failure()) else {
-                continue;
-            };
-            let Some(fp) = last.fingerprint.clone() else {
-                continue;
-            };
-            if self.advice.contains_key(&fp) || !asked.insert(fp.clone()) {
-                continue;
-            }
-            let exc = last.exception.clone().unwrap_or_else(|| ExceptionInfo {
-                type_name: "smart_rerun.Unknown".into(),
-                mro: Vec::new(),
-                message: String::new(),
-            });
-            queries.push(FailureQuery {
-                nodeid: t.nodeid.to_string(),
-                fingerprint: fp,
-                exception_type: exc.type_name,
-                exception_bases: exc.mro,
-                message: exc.message,
-                traceback: last.traceback.clone().unwrap_or_default(),
-                attempts: t
-                    .attempts()
-                    .iter()
-                    .map(|a| AttemptSummary {
-                        number: a.number,
-                        outcome: a.outcome.as_str().to_owned(),
-                        exception_type: a.exception.as_ref().map(|e| e.type_name.clone()),
-                    })
-                    .collect(),
-                heuristic: last
-                    .classification
-                    .clone()
-                    .unwrap_or_else(|| crate::classify::heuristics::classify(last)),
-                policy: policy_info.clone(),
-            });
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if !queries.is_empty() {
-            // With the budget spent the advisor still answers from its cache, and says so once.
-            if let Some(advisor) = self.advisor.as_mut() {
-                let (answers, notes) = advisor.advise(&self.settings.ai, &queries, left);
-                for note in notes {
-                    if !self.warnings.contains(&note) {
-                        self.warnings.push(note);
-                    }
-                }
-                for advice in answers {
-                    self.advice
-                        .insert(advice.fingerprint.clone(), advice.classification);
-                }
-            }
-        }
-        let max_delay = self.settings.policy.max_delay;
-        for t in &mut self.tests {
-            let Some(notes) = t.notes.as_deref_mut() else {
-                continue;
-            };
-            let Some(last) = notes.attempts.last_mut().filter(|a| a.outcome.is_failure()) else {
-                continue;
-            };
-            let Some(fp) = last.fingerprint.clone() else {
-                continue;
-            };
-            // This round's new fingerprints, and new failures with a fingerprint answered earlier; an
-            // attempt that already carries the advice is not advised twice.
-            let advised = last.classification.as_ref().is_some_and(|c| {
-                matches!(
-                    c.source,
-                    ClassificationSource::Ai | ClassificationSource::Cache
-                )
-            });
-            if advised {
-                continue;
-            }
-            let Some(c) = self.advice.get(&fp).cloned() else {
-                continue;
-            };
-            last.classification = Some(c.clone());
-            let applied = match (t.status, c.action) {
-                (Status::Queued { .. }, Action::StopRetry) => {
-                    t.status = Status::Done;
-                    notes.stopped_because = Some(format!(
-                        "the AI classifier said {} ({}): stop_retry",
-                        c.category.as_str(),
-                        c.reason
-                    ));
-                    "stopped".to_owned()
-                }
-                (Status::Queued { .. }, Action::RetryWithDelay { seconds }) => {
-                    let seconds = max_delay.map_or(seconds, |cap| seconds.min(cap.as_secs_f64()));
-                    t.status = Status::Queued {
-                        ready_at: t.last_stop + seconds,
-                    };
-                    format!("delay set to {seconds}s")
-                }
-                (Status::Queued { .. }, Action::Retry) => "retry as planned".to_owned(),
-                (Status::Done, _) => "final: no attempts left".to_owned(),
-            };
-            self.advice_trail.push(AdviceRecord {
-                nodeid: t.nodeid.to_string(),
-                attempt: last.number,
-                fingerprint: fp,
-                classification: c,
-                applied,
-            });
-        }
-    }
-
-    /// The policy a test runs under: its marker's, else the global one.
-    fn policy_for(&self, nodeid: &str) -> std::borrow::Cow<'_, RetryPolicy> {
-        match self.markers.get(nodeid) {
-            Some(m) => std::borrow::Cow::Owned(m.apply(&self.settings.policy)),
-            None => std::borrow::Cow::Borrowed(&self.settings.policy),
-        }
-    }
-
-    /// `max_failures`: when more tests than that failed in the first round, the build is broken, not
-    /// flaky; nothing is rerun.
-    fn apply_failure_budget(&mut self) {
-        let Some(limit) = self.settings.max_failures else {
-            return;
-        };
-        let failed = self
-            .tests
-            .iter()
-            .filter(|t| t.last.is_some_and(Outcome::is_failure))
-            .count();
-        if failed as u64 <= limit as u64 {
-            return;
-        }
-        let why = format!(
-            "{} failed in the first round, more than max_failures = {limit}: the build looks broken, not flaky, so nothing was rerun",
-            counted(failed, "test")
-        );
-        let mut held = 0;
-        for t in &mut self.tests {
-            if t.runs > 0 && matches!(t.status, Status::Queued { .. }) {
-                t.status = Status::Done;
-                t.set_stopped_because(Some(why.clone()));
-                held += 1;
-            }
-        }
-        if held > 0 {
-            self.warnings.push(why);
-        }
-    }
-
-    /// `max_reruns`: trims a round's reruns to what is left of the budget; continuation runs are free.
-    fn apply_rerun_budget(&mut self, tests: &mut Vec<usize>) {
-        let all = &self.tests;
-        let Some(limit) = self.settings.max_reruns else {
-            self.reruns_started += tests.iter().filter(|&&i| all[i].runs > 0).count() as u32;
-            return;
-        };
-        let mut started = self.reruns_started;
-        let before = tests.len();
-        tests.retain(|&i| {
-            if all[i].runs == 0 {
-                return true;
-            }
-            started += 1;
-            started <= limit
-        });
-        self.reruns_started = started.min(limit);
-        if tests.len() == before {
-            return;
-        }
-        let why = format!("the run's rerun budget (max_reruns = {limit}) is spent");
-        let kept: std::collections::HashSet<usize> = tests.iter().copied().collect();
-        for (i, t) in self.tests.iter_mut().enumerate() {
-            if t.runs > 0 && matches!(t.status, Status::Queued { .. }) && !kept.contains(&i) {
-                t.status = Status::Done;
-                t.set_stopped_because(Some(why.clone()));
-            }
-        }
-        if !self.warnings.contains(&why) {
-            self.warnings.push(why);
-        }
-    }
-
-    /// Where round `round`'s collector writes its events (a held pytest writes there before its release).
-    fn events_path(&self, round: u32) -> PathBuf {
-        self.temp.path().join(format!("round-{round}.jsonl"))
-    }
-
-    fn select_path(&self, round: u32) -> PathBuf {
-        self.temp.path().join(format!("select-{round}.json"))
-    }
-
-    /// The command of round `number`: the user's, with the collector and this round's files in the
-    /// environment.
-    fn round_command(
-        &self,
-        number: u32,
-        events_path: &Path,
-        select_path: Option<&Path>,
-    ) -> Command {
-        let mut cmd = pytest_command(self.config, self.temp.path(), events_path);
-        cmd.env("SMART_RERUN_ROUND", number.to_string());
-        cmd.env_remove("SMART_RERUN_MODE");
-        cmd.env_remove("SMART_RERUN_VERDICT");
-        cmd.env_remove("SMART_RERUN_HOLD");
-        match select_path {
-            Some(path) => cmd.env("SMART_RERUN_SELECT", path),
-            None => cmd.env_remove("SMART_RERUN_SELECT"),
-        };
-        cmd
-    }
-
-    /// Starts round `round`'s pytest now, held until [`Run::run_round`] writes its selection. Only where
-    /// it can be sent away cleanly (Unix), when reruns are possible at all, and never after a signal.
-    fn prestart(&mut self, round: u32, during: u32) {
-        if !cfg!(unix)
-            || !self.settings.prestart
-            || self.interrupts.received().is_some()
-            || rerun_budget_spent(self.settings.max_reruns, self.reruns_started)
-        {
-            return;
-        }
-        let events_path = self.events_path(round);
-        let select_path = self.select_path(round);
-        let mut cmd = self.round_command(round, &events_path, Some(&select_path));
-        let Some((reader, release)) = hold_pipe(&mut cmd) else {
-            return;
-        };
-        // A failure to start shows again, with its error, when the round starts its own pytest.
-        let spawned = cmd.spawn();
-        // Only the child keeps the reading end: the pipe's end of file is then smart-rerun's going.
-        drop(reader);
-        if let Ok(child) = spawned {
-            self.held = Some(Held {
-                round,
-                child,
-                release,
-                during,
-            });
-        }
-    }
-
-    /// Waits for the pytest processes still shutting down, and records how each really exited. A process
-    /// that reported its last line normally and then died (a crash in an exit handler) is named in a
-    /// warning; its tests' results stand.
-    fn reap_exiting(&mut self) {
-        for (number, waiter) in std::mem::take(&mut self.exiting) {
-            let Ok(Ok(status)) = waiter.join() else {
-                continue;
-            };
-            let Some(round) = self.rounds.iter_mut().find(|r| r.number == number) else {
-                continue;
-            };
-            if round.exit_status == status.code() && exit_signal(status).is_none() {
-                continue;
-            }
-            self.warnings.push(format!(
-                "round {number}: pytest reported exit status {} and then exited with {}",
-                round.exit_status.map_or("-".into(), |c| c.to_string()),
-                describe_status(status)
-            ));
-            round.exit_status = status.code();
-            round.signal = exit_signal(status);
-        }
-    }
-
-    /// Sends away a held pytest whose round never came: closing the pipe it waits on, it leaves without
-    /// running or printing anything. One still starting up (it has not reached the hold) gets a few seconds
-    /// to get there; then it is killed.
-    fn cancel_held(&mut self) {
-        let Some(Held {
-            mut child, release, ..
-        }) = self.held.take()
-        else {
-            return;
-        };
-        drop(release);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                _ => break,
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-
-    fn write_selection(&self, path: &Path, selected: &[u32], serial: bool) -> std::io::Result<()> {
-        let mut files: Vec<&str> = selected
-            .iter()
-            .filter_map(|&i| {
-                self.tests[i as usize]
-                    .file
-                    .map(|f| self.files_abs[f as usize].as_str())
-            })
-            .collect();
-        files.sort_unstable();
-        files.dedup();
-        let nodeids: Vec<&str> = selected
-            .iter()
-            .map(|&i| &*self.tests[i as usize].nodeid)
-            .collect();
-        let body = serde_json::json!({ "files": files, "nodeids": nodeids, "serial": serial });
-        write_json_atomic(path, &body)
-    }
-
-    /// Settles what only the first round can tell: whether pytest ran at all, the session, the collection.
-    fn absorb_first(&mut self, progress: &mut RoundProgress, status: ExitStatus) {
-        let code = status.code();
-        if !progress.hello {
-            let why = format!(
-                "the collector plugin never reported in, so the command's environment did not reach pytest ({}). \
-                 A wrapper that drops environment variables must pass PYTHONPATH, PYTEST_PLUGINS and SMART_RERUN_* \
-                 through (tox: `passenv = PYTHONPATH, PYTEST_PLUGINS, SMART_RERUN_*`), and the command must run pytest",
-                describe_status(status)
-            );
-            self.early_exit = Some((ExitCode::InternalError, why));
-            return;
-        }
-        if let Some(session) = progress.session.take() {
-            if session.protocol != events::PROTOCOL {
-                self.warnings.push(format!(
-                    "the collector speaks protocol {}, this binary {}",
-                    session.protocol,
-                    events::PROTOCOL
-                ));
-            }
-            self.session = Some(session);
-        }
-        if self.session.is_none() || progress.collected_items.is_none() {
-            // pytest stopped before collecting: a usage error it has printed itself, or an internal error.
-            let (exit, why) = match code {
-                Some(4) => (
-                    ExitCode::UsageError,
-                    "pytest stopped on a usage error before running tests".to_owned(),
-                ),
-                Some(5) => (
-                    ExitCode::NoTestsCollected,
-                    "no tests were collected".to_owned(),
-                ),
-                Some(2) if !progress.collect_errors.is_empty() => (
-                    ExitCode::Interrupted,
-                    "pytest stopped: errors during collection".to_owned(),
-                ),
-                Some(2) => (
-                    ExitCode::Interrupted,
-                    "pytest was interrupted before running tests".to_owned(),
-                ),
-                _ => (
-                    ExitCode::InternalError,
-                    format!(
-                        "pytest ended before collecting any tests ({})",
-                        describe_status(status)
-                    ),
-                ),
-            };
-            self.collection_errors_from(progress);
-            self.early_exit = Some((exit, why));
-            return;
-        }
-        self.collection_errors_from(progress);
-        if !progress.collect_errors.is_empty() && code == Some(2) && !progress.any_test {
-            self.collection_aborted = true;
-        }
-        if self.tests.is_empty()
-            && self.collection_errors.is_empty()
-            && matches!(code, Some(0) | Some(5))
-        {
-            self.early_exit = Some((
-                ExitCode::NoTestsCollected,
-                "no tests were collected".to_owned(),
-            ));
-        }
-    }
-
-    fn collection_errors_from(&mut self, progress: &RoundProgress) {
-        for (nodeid, traceback) in &progress.collect_errors {
-            self.collection_errors.push(CollectionError {
-                nodeid: nodeid.clone(),
-                traceback: traceback.clone(),
-            });
-        }
-    }
-
-    /// Settles a round once pytest has exited (its results are recorded as they are read) and decides
-    /// the next step of the tests that did not run. Returns whether any test ran or was charged an attempt.
-    fn absorb(
-        &mut self,
-        progress: &mut RoundProgress,
-        status: ExitStatus,
-        selection: Option<&[u32]>,
-    ) -> bool {
-        let number = progress.number;
-        if progress.interrupted || self.interrupts.received().is_some() {
-            self.interrupted = true;
-        }
-        let crashed = progress.finish.is_none() && !self.interrupted;
-        if crashed {
-            let reason = format!(
-                "pytest died while this test ran ({})",
-                describe_status(status)
-            );
-            // The tests that started but never finished were running when pytest died.
-            for &i in &progress.running {
-                let i = i as usize;
-                if progress.seen[i] != Seen::Running {
-                    continue;
-                }
-                progress.seen[i] = Seen::Ran;
-                progress.progressed = true;
-                let attempt = Attempt {
-                    number: 0,
-                    round: number,
-                    outcome: Outcome::Error,
-                    phase: Some(Phase::Crash),
-                    duration_seconds: 0.0,
-                    finished_at: rfc3339_from_epoch(epoch_now()),
-                    exception: Some(ExceptionInfo {
-                        type_name: "smart_rerun.PytestCrash".into(),
-                        mro: Vec::new(),
-                        message: reason.clone(),
-                    }),
-                    crash: None,
-                    test_location: None,
-                    traceback: None,
-                    captured: Vec::new(),
-                    also_failed: Vec::new(),
-                    worker: None,
-                    fingerprint: None,
-                    classification: None,
-                };
-                self.record(i, attempt, epoch_now());
-            }
-            let note = format!(
-                "pytest died before finishing the round ({})",
-                describe_status(status)
-            );
-            self.warnings.push(format!("round {number}: {note}"));
-        }
-        // Tests selected for this round that did not run.
-        let selected: Box<dyn Iterator<Item = usize>> = match selection {
-            Some(s) => Box::new(s.iter().map(|&i| i as usize)),
-            None => Box::new(0..self.tests.len()),
-        };
-        let stopped_early = progress
-            .finish
-            .as_ref()
-            .and_then(|f| f.shouldstop.clone().or(f.shouldfail.clone()));
-        let retries_pending = self
-            .tests
-            .iter()
-            .any(|t| t.runs > 0 && matches!(t.status, Status::Queued { .. }));
-        let seen = &progress.seen;
-        let selected: Vec<usize> = selected.filter(|&i| seen[i] != Seen::Ran).collect();
-        for i in selected {
-            let carry = !self.interrupted
-                && !self.collection_aborted
-                && (crashed || (stopped_early.is_some() && retries_pending));
-            let missing = progress.present.as_ref().is_some_and(|p| !p[i]);
-            // Under an interrupt, the tests that started but never finished are the ones that were running.
-            let was_running = seen[i] == Seen::Running;
-            let t = &mut self.tests[i];
-            if missing {
-                t.status = Status::Done;
-                t.set_stopped_because(Some(format!("round {number} did not collect it again")));
-            } else if carry {
-                t.status = Status::Queued { ready_at: 0.0 };
-            } else {
-                t.status = Status::Done;
-                let why = if self.interrupted && was_running {
-                    "the run was interrupted while it ran".to_owned()
-                } else if self.interrupted {
-                    "the run was interrupted".to_owned()
-                } else if self.collection_aborted {
-                    "pytest stopped after errors during collection".to_owned()
-                } else if let Some(stop) = &stopped_early {
-                    format!("pytest stopped early: {stop}")
-                } else {
-                    format!("pytest did not run it in round {number}")
-                };
-                if t.runs == 0 {
-                    t.set_reason(Some(why));
-                } else {
-                    t.set_stopped_because(Some(why));
-                }
-            }
-        }
-        // A problem of the session itself (not of a test), judged on the latest round.
-        self.session_problem = match &progress.finish {
-            Some(f)
-                if f.exitstatus == 1
-                    && f.testsfailed == 0
-                    && progress.collect_errors.is_empty() =>
-            {
-                Some((
-                    ExitCode::TestsFailed,
-                    format!(
-                        "pytest exited 1 in round {number} though no test failed (a plugin failed the session, e.g. --cov-fail-under)"
-                    ),
-                ))
-            }
-            Some(f) if ![0, 1, 2, 5].contains(&f.exitstatus) => Some((
-                if f.exitstatus == 3 {
-                    ExitCode::InternalError
-                } else if f.exitstatus == 4 {
-                    // e.g. `pytest no_such_dir`: a usage error pytest found after starting its session.
-                    ExitCode::UsageError
-                } else {
-                    ExitCode::TestsFailed
-                },
-                format!("pytest exited {} in round {number}", f.exitstatus),
-            )),
-            _ => None,
-        };
-        progress.progressed
-    }
-
-    fn record(&mut self, i: usize, mut attempt: Attempt, stop: f64) {
-        let policy = match self.markers.get(&*self.tests[i].nodeid) {
-            Some(m) => std::borrow::Cow::Owned(m.apply(&self.settings.policy)),
-            None => std::borrow::Cow::Borrowed(&self.settings.policy),
-        };
-        let t = &mut self.tests[i];
-        t.runs += 1;
-        attempt.number = t.runs;
-        let outcome = attempt.outcome;
-        t.last = Some(outcome);
-        t.last_duration = attempt.duration_seconds;
-        t.last_stop = stop;
-        if !outcome.is_failure() && t.attempts().is_empty() {
-            // Passed (or skipped) without ever failing: no attempt history to keep.
-            t.status = Status::Done;
-            return;
-        }
-        let mro = attempt
-            .exception
-            .as_ref()
-            .map(|e| e.mro.clone())
-            .unwrap_or_default();
-        crate::classify::annotate(&mut attempt);
-        let notes = t.notes.get_or_insert_default();
-        notes.attempts.push(attempt);
-        if !outcome.is_failure() {
-            t.status = Status::Done;
-            return;
-        }
-        t.status = Status::Done;
-        if !policy.enabled {
-            notes.stopped_because =
-                Some("reruns are off for unmarked tests (smart_rerun = false)".into());
-        } else if t.runs >= policy.max_attempts {
-            notes.stopped_because = Some(format!(
-                "reached the attempt limit ({})",
-                policy.max_attempts
-            ));
-        } else if !policy.allows(&mro) {
-            let class = mro.first().map(|s| s.as_str()).unwrap_or("a crash");
-            let allowed: Vec<&str> = policy.errors.iter().map(|e| e.as_str()).collect();
-            notes.stopped_because = Some(format!(
-                "{class} is not in the errors allow-list ({})",
-                allowed.join(", ")
-            ));
-        } else if self.settings.early_stop
-            && crate::classify::confirmed_deterministic(&notes.attempts)
-        {
-            // The same failure twice, nothing transient about it: more attempts would fail the same way.
-            let left = policy.max_attempts - t.runs;
-            let per_attempt = t.last_duration;
-            let waits: f64 = (t.runs..policy.max_attempts)
-                .map(|k| policy.delay_for(&t.nodeid, k).as_secs_f64())
-                .sum();
-            self.attempts_saved += left as usize;
-            self.seconds_saved += per_attempt * left as f64 + waits;
-            notes.stopped_because = Some(format!(
-                "failed the same way twice: a deterministic failure, so the {} not spent (smart_rerun_early_stop)",
-                if left == 1 {
-                    "1 remaining attempt was".to_owned()
-                } else {
-                    format!("{left} remaining attempts were")
-                }
-            ));
-        } else {
-            notes.stopped_because = None;
-            t.status = Status::Queued {
-                ready_at: stop + policy.delay_for(&t.nodeid, t.runs).as_secs_f64(),
-            };
-        }
-    }
-
-    fn into_report(self, started_at: String, elapsed: Duration) -> RunReport {
-        let Run {
-            config,
-            tests,
-            files,
-            session,
-            collection_errors,
-            rounds,
-            mut warnings,
-            temp,
-            ..
-        } = self;
-        let interrupted = self.interrupted;
-        // Flaky tests whose policy says a flake fails the run (`fail_on_flaky`, or `flaky="fail"`).
-        let failing_flakes = tests
-            .iter()
-            .filter(|t| final_outcome(t) == Outcome::Flaky)
-            .filter(|t| match self.markers.get(&*t.nodeid) {
-                Some(m) => m.apply(&self.settings.policy).fail_on_flaky,
-                None => self.settings.policy.fail_on_flaky,
-            })
-            .count();
-        let mut results = Vec::with_capacity(tests.len());
-        for t in tests {
-            let outcome = final_outcome(&t);
-            let notes = t.notes.map(|n| *n).unwrap_or_default();
-            results.push(TestResult {
-                file: t.file.map(|f| files[f as usize].clone()),
-                nodeid: t.nodeid.into(),
-                outcome,
-                line: t.line,
-                duration_seconds: t.last_duration,
-                reason: notes.reason,
-                stopped_because: if outcome.is_failure() {
-                    notes.stopped_because
-                } else {
-                    None
-                },
-                classification: crate::classify::observe(outcome, &notes.attempts).map(Box::new),
-                attempts: notes.attempts,
-            });
-        }
-        let mut report = RunReport {
-            schema_version: SCHEMA_VERSION,
-            tool: Tool::default(),
-            run: RunInfo {
-                command: config
-                    .command
-                    .iter()
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .collect(),
-                cwd: config.cwd.display().to_string(),
-                python_version: session.as_ref().map(|s| s.python_version.clone()),
-                pytest_version: session.as_ref().map(|s| s.pytest_version.clone()),
-                python_executable: session.as_ref().and_then(|s| s.python_executable.clone()),
-                rootdir: session.as_ref().map(|s| s.rootdir.clone()),
-                started_at,
-                finished_at: now_rfc3339(),
-                duration_seconds: elapsed.as_secs_f64(),
-                exit_code: 0,
-                exit_reason: String::new(),
-                interrupted,
-                policy: PolicyInfo::from(&self.settings.policy),
-                rounds,
-                plugins: session
-                    .as_ref()
-                    .map(|s| s.plugins.clone())
-                    .unwrap_or_default(),
-            },
-            summary: Summary::default(),
-            tests: results,
-            collection_errors,
-            warnings: Vec::new(),
-            ci: None,
-        };
-        report.summarize();
-        report.summary.attempts_saved = self.attempts_saved;
-        report.summary.seconds_saved = self.seconds_saved;
-        let (mut exit, mut reason) = decide_exit(
-            &report,
-            self.early_exit,
-            self.session_problem,
-            self.collection_aborted,
-        );
-        if exit == ExitCode::Ok && failing_flakes > 0 {
-            exit = ExitCode::TestsFailed;
-            reason = format!(
-                "{failing_flakes} flaky test{} and flaky results are set to fail the run (fail_on_flaky)",
-                if failing_flakes == 1 { "" } else { "s" }
-            );
-        }
-        if let Some(note) = (exit != ExitCode::Ok).then(|| reason.clone()) {
-            if !warnings.contains(&note) && matches!(exit, ExitCode::InternalError) {
-                warnings.push(note);
-            }
-        }
-        report.run.exit_code = exit.code();
-        report.run.exit_reason = reason;
-        report.warnings = warnings;
-        if config.keep_temp {
-            let kept = temp.keep();
-            report
-                .warnings
-                .push(format!("kept the collector's events in {}", kept.display()));
-        }
-        report
-    }
-}
-
-fn final_outcome(t: &TestState) -> Outcome {
-    let Some(last) = t.last else {
-        return Outcome::NotRun;
-    };
-    let failed_before = t.attempts().iter().any(|a| a.outcome.is_failure());
-    match last {
-        Outcome::Passed if failed_before => Outcome::Flaky,
-        other => other,
-    }
-}
-
-/// The run's exit code, pytest's way, and why.
-fn decide_exit(
-    report: &RunReport,
-    early: Option<(ExitCode, String)>,
-    session_problem: Option<(ExitCode, String)>,
-    collection_aborted: bool,
-) -> (ExitCode, String) {
-    let s = &report.summary;
-    if let Some(early) = early {
-        return early;
-    }
-    if report.run.interrupted {
-        return (ExitCode::Interrupted, "the run was interrupted".into());
-    }
-    if collection_aborted {
-        return (
-            ExitCode::Interrupted,
-            "pytest stopped: errors during collection".into(),
-        );
-    }
-    let failing = s.failed + s.errors + s.collection_errors;
-    if failing > 0 {
-        let mut parts = Vec::new();
-        if s.failed > 0 {
-            parts.push(format!("{} failed", s.failed));
-        }
-        if s.errors > 0 {
-            parts.push(format!(
-                "{} error{}",
-                s.errors,
-                if s.errors == 1 { "" } else { "s" }
-            ));
-        }
-        if s.collection_errors > 0 {
-            parts.push(format!(
-                "{} collection error{}",
-                s.collection_errors,
-                if s.collection_errors == 1 { "" } else { "s" }
-            ));
-        }
-        return (
-            ExitCode::TestsFailed,
-            format!("{} after reruns", parts.join(", ")),
-        );
-    }
-    if let Some(problem) = session_problem {
-        return problem;
-    }
-    if s.total == 0 {
-        return (ExitCode::NoTestsCollected, "no tests were collected".into());
-    }
-    if s.flaky > 0 {
-        return (ExitCode::Ok, format!("all tests passed; {} flaky", s.flaky));
-    }
-    (ExitCode::Ok, "all tests passed".into())
-}
-
-fn attempt_from_event(event: &TestEvent, round: u32, rootdir: &Path) -> Attempt {
-    let outcome = match event.outcome.as_str() {
-        "passed" => Outcome::Passed,
-        "failed" => Outcome::Failed,
-        "skipped" => Outcome::Skipped,
-        "xfailed" => Outcome::Xfailed,
-        "xpassed" => Outcome::Xpassed,
-        _ => Outcome::Error,
-    };
-    let mut attempt = Attempt {
-        number: 0,
-        round,
-        outcome,
-        phase: None,
-        duration_seconds: event.duration,
-        finished_at: rfc3339_from_epoch(event.stop),
-        exception: None,
-        crash: None,
-        test_location: None,
-        traceback: None,
-        captured: Vec::new(),
-        also_failed: Vec::new(),
-        worker: event.worker.clone(),
-        fingerprint: None,
-        classification: None,
-    };
-    if let Some(first) = event.failures.first() {
-        fill_failure(&mut attempt, first, rootdir);
-        attempt.also_failed = event.failures[1..]
-            .iter()
-            .filter_map(|f| phase(&f.phase))
-            .collect();
-    }
-    attempt
-}
-
-fn fill_failure(attempt: &mut Attempt, f: &FailureEvent, rootdir: &Path) {
-    attempt.phase = phase(&f.phase);
-    let type_name = f
-        .type_name
-        .clone()
-        .unwrap_or_else(|| "builtins.Exception".to_owned());
-    let mro = if f.mro.is_empty() {
-        vec![type_name.clone()]
-    } else {
-        f.mro.clone()
-    };
-    attempt.exception = Some(ExceptionInfo {
-        type_name,
-        mro,
-        message: f.message.clone().unwrap_or_default(),
-    });
-    attempt.crash = f
-        .crash_path
-        .as_ref()
-        .zip(f.crash_line)
-        .map(|(path, line)| Location {
-            file: relative_to(path, rootdir),
-            line,
-        });
-    attempt.test_location = None;
-    if let Some(line) = f.test_line {
-        attempt.test_location = Some(Location {
-            file: String::new(),
-            line,
-        });
-    }
-    attempt.traceback = f.traceback.clone();
-    attempt.captured = f
-        .sections
-        .iter()
-        .map(|(name, text)| CapturedSection {
-            name: name.clone(),
-            text: text.clone().unwrap_or_default(),
-        })
-        .collect();
-}
-
-fn phase(name: &str) -> Option<Phase> {
-    match name {
-        "setup" => Some(Phase::Setup),
-        "call" => Some(Phase::Call),
-        "teardown" => Some(Phase::Teardown),
-        "crash" => Some(Phase::Crash),
-        _ => None,
-    }
-}
-
-/// Writes `value` to `path` whole, then renames it into place: a pytest waiting for the file never reads
-/// half of it.
-fn write_json_atomic(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(value)?)?;
-    std::fs::rename(&tmp, path)
-}
-
-/// The status of a process that exited with `code`, for a pytest that reported its exit status before
-/// its interpreter finished shutting down.
-fn exit_status_from_code(code: i32) -> ExitStatus {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        ExitStatus::from_raw((code & 0xff) << 8)
-    }
-    #[cfg(windows)]
-    {
-        use std::os::windows::process::ExitStatusExt;
-        ExitStatus::from_raw(code as u32)
-    }
-}
-
-/// Whether `max_reruns` leaves nothing to rerun.
-fn rerun_budget_spent(limit: Option<u32>, started: u32) -> bool {
-    limit.is_some_and(|limit| started >= limit)
 }
 
 /// The byte that releases a held pytest (the collector's `RELEASE`).
 const HOLD_RELEASE: u8 = b'r';
-
-/// A pipe for a held pytest: its reading end goes to the child `cmd` starts, as an inherited descriptor
-/// named in `SMART_RERUN_HOLD`; smart-rerun keeps the writing end. `None` where it cannot be made (and on
-/// Windows, which never prestarts).
-#[cfg(unix)]
-fn hold_pipe(cmd: &mut Command) -> Option<(std::io::PipeReader, std::io::PipeWriter)> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    // Both ends are close-on-exec, so no other child ever holds the writing end open.
-    let (reader, writer) = std::io::pipe().ok()?;
-    let fd = reader.as_raw_fd();
-    cmd.env("SMART_RERUN_HOLD", fd.to_string());
-    // SAFETY: between fork and exec the closure only calls fcntl, which is async-signal-safe, on a
-    // descriptor this process owns; it lets that one descriptor survive the exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Some((reader, writer))
-}
-
-#[cfg(not(unix))]
-fn hold_pipe(_cmd: &mut Command) -> Option<(std::io::PipeReader, std::io::PipeWriter)> {
-    None
-}
-
-/// A private directory holding the collector plugin, for one run.
-fn install_collector() -> Result<tempfile::TempDir, RunError> {
-    let temp = tempfile::Builder::new()
-        .prefix("smart-rerun-")
-        .tempdir()
-        .map_err(RunError::TempDir)?;
-    let plugin_dir = temp.path().join("plugin");
-    std::fs::create_dir_all(&plugin_dir).map_err(RunError::TempDir)?;
-    std::fs::write(
-        plugin_dir.join(format!("{COLLECTOR_MODULE}.py")),
-        COLLECTOR_SOURCE,
-    )
-    .map_err(RunError::TempDir)?;
-    Ok(temp)
-}
-
-/// The user's command with the collector loaded through the environment.
-fn pytest_command(config: &RunConfig, temp: &Path, events_path: &Path) -> Command {
-    let mut cmd = Command::new(&config.command[0]);
-    cmd.args(&config.command[1..]).current_dir(&config.cwd);
-    cmd.env(
-        "PYTHONPATH",
-        prepend_path(&temp.join("plugin"), std::env::var_os("PYTHONPATH")),
-    );
-    cmd.env(
-        "PYTEST_PLUGINS",
-        append_plugin(std::env::var_os("PYTEST_PLUGINS")),
-    );
-    cmd.env("SMART_RERUN_EVENTS", events_path);
-    // smart-rerun's own secrets (the AI, GitHub and GitLab tokens) stay with smart-rerun: the code under
-    // test, which on a fork PR is anyone's, never sees them. (Our process keeps them: an ini value may
-    // still say `{{ env:SMART_RERUN_AI_TOKEN }}`.)
-    for key in crate::config::KEYS
-        .iter()
-        .filter(|k| k.kind == crate::config::Kind::Secret)
-    {
-        cmd.env_remove(key.env);
-    }
-    cmd
-}
 
 /// What `smart-rerun config` shows: the settings in force for this command, with the ini values pytest
 /// itself finds (its discovery rules, `-c`, `--rootdir`), without collecting or running any test.
@@ -2031,38 +608,6 @@ pub fn relative_to(path: &str, root: &Path) -> String {
             .collect::<Vec<_>>()
             .join("/"),
         _ => path.to_owned(),
-    }
-}
-
-fn prepend_path(dir: &Path, existing: Option<OsString>) -> OsString {
-    let mut paths = vec![dir.to_path_buf()];
-    if let Some(existing) = existing.filter(|e| !e.is_empty()) {
-        paths.extend(std::env::split_paths(&existing));
-    }
-    std::env::join_paths(paths).unwrap_or_else(|_| dir.as_os_str().to_owned())
-}
-
-fn append_plugin(existing: Option<OsString>) -> OsString {
-    match existing
-        .map(|e| e.to_string_lossy().trim().to_owned())
-        .filter(|e| !e.is_empty())
-    {
-        Some(e) if e.split(',').any(|p| p.trim() == COLLECTOR_MODULE) => e.into(),
-        Some(e) => format!("{e},{COLLECTOR_MODULE}").into(),
-        None => COLLECTOR_MODULE.into(),
-    }
-}
-
-fn exit_signal(status: ExitStatus) -> Option<i32> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        status.signal()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = status;
-        None
     }
 }
 
@@ -2168,18 +713,17 @@ mod wait_tests {
         done: usize,
     }
 
-    impl Observer for Ticks {
-        fn waiting(&mut self, _wait: Duration, _plan: &RoundPlan<'_>) {
-            self.waits += 1;
+    impl ProgressSink for Ticks {
+        fn event(&mut self, event: ProgressEvent<'_>) {
+            match event {
+                ProgressEvent::Waiting { .. } => self.waits += 1,
+                ProgressEvent::WaitingTick { left } => self.ticks.push(left),
+                ProgressEvent::WaitingDone => self.done += 1,
+                ProgressEvent::RoundStarting(_) | ProgressEvent::RoundFinished(_) => {}
+            }
         }
         fn tick_interval(&self) -> Option<Duration> {
             self.every
-        }
-        fn waiting_tick(&mut self, left: Duration) {
-            self.ticks.push(left);
-        }
-        fn waiting_done(&mut self) {
-            self.done += 1;
         }
     }
 
@@ -2187,13 +731,17 @@ mod wait_tests {
         RoundPlan {
             number: 2,
             kind: RoundKind::Rerun,
-            tests: vec![("t.py::test_a", 2, 3)],
+            tests: vec![PlannedTest {
+                nodeid: "t.py::test_a",
+                attempt: 2,
+                max_attempts: 3,
+            }],
             serial: true,
         }
     }
 
     #[test]
-    fn a_wait_ticks_the_observer_with_the_time_left() {
+    fn a_wait_ticks_the_progress_sink_with_the_time_left() {
         let mut obs = Ticks {
             every: Some(Duration::from_millis(40)),
             ..Ticks::default()
@@ -2235,7 +783,7 @@ mod wait_tests {
         let signaller = interrupts.clone();
         let thread = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(150));
-            signaller.simulate(signals::SIGINT);
+            signaller.simulate(crate::signals::SIGINT);
         });
         let mut obs = Ticks {
             every: Some(Duration::from_millis(100)),

@@ -8,7 +8,7 @@
 
 use crate::common::{self, Project, RunOutput, assert_matches_schema, schema_errors};
 use serde_json::{Value, json};
-use smart_rerun::report::{
+use smart_rerun::model::{
     Outcome, PolicyInfo, RoundKind, RunInfo, RunReport, SCHEMA_VERSION, Summary, Tool,
 };
 
@@ -19,7 +19,12 @@ fn check_invariants(out: &RunOutput) {
         .unwrap_or_else(|e| panic!("the report does not read back: {e}; {}", out.dump()));
     let ctx = || out.dump();
     assert_eq!(report.schema_version, SCHEMA_VERSION);
-    assert_eq!(report.run.exit_code, out.code, "exit code; {}", ctx());
+    assert_eq!(
+        report.run.exit_code.code(),
+        out.code,
+        "exit code; {}",
+        ctx()
+    );
 
     let s = &report.summary;
     let count = |o: Outcome| report.tests.iter().filter(|t| t.outcome == o).count();
@@ -634,7 +639,7 @@ fn nothing_report() -> RunReport {
             cwd: "C:\\work".into(),
             started_at: "2026-01-02T03:04:00Z".into(),
             finished_at: "2026-01-02T03:04:00.1Z".into(),
-            exit_code: 3,
+            exit_code: smart_rerun::model::ExitCode::InternalError,
             exit_reason: "the collector plugin never reported in".into(),
             policy: PolicyInfo::from(&smart_rerun::policy::RetryPolicy::default()),
             rounds: from_json(json!([{

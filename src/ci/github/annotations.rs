@@ -8,8 +8,8 @@
 //! left out.
 
 use super::commands::{escape_data, escape_property};
-use crate::classify::Category;
-use crate::report::{Attempt, Location, Outcome, RunReport, TestResult};
+use crate::model::Category;
+use crate::model::{Attempt, Location, Outcome, RunReport, TestResult};
 use std::path::{Component, Path, PathBuf};
 
 /// The runner's per-step limits.
@@ -268,10 +268,10 @@ fn test_annotation(t: &TestResult, paths: &Paths) -> Annotation {
             c.category.as_str(),
             c.confidence * 100.0,
             match c.source {
-                crate::classify::ClassificationSource::Heuristic => "heuristics",
-                crate::classify::ClassificationSource::Observed => "observed on reruns",
-                crate::classify::ClassificationSource::Ai => "AI",
-                crate::classify::ClassificationSource::Cache => "AI, cached",
+                crate::model::ClassificationSource::Heuristic => "heuristics",
+                crate::model::ClassificationSource::Observed => "observed on reruns",
+                crate::model::ClassificationSource::Ai => "AI",
+                crate::model::ClassificationSource::Cache => "AI, cached",
             },
             c.reason
         ));
@@ -290,12 +290,12 @@ fn verdict(t: &TestResult, attempt: Option<&Attempt>) -> String {
     let n = t.attempts.len();
     let phase = attempt
         .and_then(|a| a.phase)
-        .filter(|p| *p != crate::report::Phase::Call)
+        .filter(|p| *p != crate::model::Phase::Call)
         .map(|p| match p {
-            crate::report::Phase::Setup => " in setup",
-            crate::report::Phase::Teardown => " in teardown",
-            crate::report::Phase::Crash => " (pytest crashed)",
-            crate::report::Phase::Call => "",
+            crate::model::Phase::Setup => " in setup",
+            crate::model::Phase::Teardown => " in teardown",
+            crate::model::Phase::Crash => " (pytest crashed)",
+            crate::model::Phase::Call => "",
         })
         .unwrap_or("");
     match t.outcome {
@@ -408,7 +408,7 @@ mod tests {
 
     fn report(tests: Vec<serde_json::Value>) -> RunReport {
         let mut r: RunReport = serde_json::from_value(json!({
-            "schema_version": crate::report::SCHEMA_VERSION,
+            "schema_version": crate::model::SCHEMA_VERSION,
             "tool": {"name": "smart-rerun", "version": "0"},
             "run": {
                 "command": ["pytest"], "cwd": "/ws/python", "python_version": null, "pytest_version": null,

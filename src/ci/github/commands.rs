@@ -1,5 +1,5 @@
 //! Workflow commands: escaping, and the guard that keeps the tested code from issuing any. The main type
-//! is [`GuardedObserver`].
+//! is [`GuardedProgress`].
 //!
 //! The runner reads workflow commands from every line a step prints, on stdout and stderr: `::cmd
 //! k=v::data` at the start of a line, and the legacy `##[cmd k=v;]data` *anywhere* in a line. pytest's
@@ -12,8 +12,7 @@
 //! around smart-rerun's own `::group::` lines between rounds and for the annotations at the end, whose
 //! untrusted text is escaped by [`escape_data`] and [`escape_property`].
 
-use crate::report::{Round, RoundKind};
-use crate::runner::{Observer, RoundPlan};
+use crate::model::{PlannedTest, ProgressEvent, ProgressSink, RoundKind, RoundPlan};
 use std::io::Write;
 use std::time::Duration;
 
@@ -142,95 +141,79 @@ impl<W: Write> CommandGuard<W> {
     }
 }
 
-/// An observer that keeps workflow commands stopped while pytest runs and while the inner observer
-/// prints test names, and lets the inner observer's own `::group::` lines through.
-pub struct GuardedObserver<O: Observer, W: Write> {
-    inner: O,
+/// A progress sink that keeps workflow commands stopped while pytest runs and while the inner sink
+/// prints test names, and lets the inner sink's own `::group::` lines through.
+pub struct GuardedProgress<P: ProgressSink, W: Write> {
+    inner: P,
     guard: CommandGuard<W>,
     /// Keep commands stopped during pytest's rounds (`false`: pytest's output may issue commands; test
     /// names smart-rerun prints are still defused).
     stop_pytest: bool,
 }
 
-impl<O: Observer, W: Write> GuardedObserver<O, W> {
+impl<P: ProgressSink, W: Write> GuardedProgress<P, W> {
     /// Stops commands now, before the first round, unless `stop_pytest` is off.
-    pub fn new(inner: O, mut guard: CommandGuard<W>, stop_pytest: bool) -> Self {
+    pub fn new(inner: P, mut guard: CommandGuard<W>, stop_pytest: bool) -> Self {
         if stop_pytest {
             guard.stop();
         }
-        GuardedObserver {
+        GuardedProgress {
             inner,
             guard,
             stop_pytest,
         }
     }
 
-    /// The inner observer and the guard, to keep commands stopped over the summary and resume them for
-    /// the annotations.
-    pub fn into_parts(self) -> (O, CommandGuard<W>) {
+    /// The inner sink and the guard, to keep commands stopped over the summary and resume them for the
+    /// annotations.
+    pub fn into_parts(self) -> (P, CommandGuard<W>) {
         (self.inner, self.guard)
+    }
+
+    /// Hands `event` to the inner sink with commands resumed, stopping them again after unless pytest's
+    /// output may issue them.
+    fn resumed(&mut self, event: ProgressEvent<'_>) {
+        self.guard.resume();
+        self.inner.event(event);
+        if self.stop_pytest {
+            self.guard.stop();
+        }
     }
 }
 
-impl<O: Observer, W: Write> Observer for GuardedObserver<O, W> {
-    fn round_starting(&mut self, plan: &RoundPlan<'_>) {
-        if plan.kind == RoundKind::First || !self.guard.enabled {
-            // The inner observer prints nothing for round 1; commands stay stopped.
-            self.inner.round_starting(plan);
-            return;
+impl<P: ProgressSink, W: Write> ProgressSink for GuardedProgress<P, W> {
+    fn event(&mut self, event: ProgressEvent<'_>) {
+        match event {
+            // Round 1's progress prints nothing; commands stay stopped.
+            ProgressEvent::RoundStarting(plan)
+                if plan.kind != RoundKind::First && self.guard.enabled =>
+            {
+                // The inner sink lists the tests, then may open a `::group::`, which must be read as a
+                // command: resume, with every test name defused.
+                let names: Vec<String> = plan.tests.iter().map(|t| defuse(t.nodeid)).collect();
+                let defused = RoundPlan {
+                    tests: plan
+                        .tests
+                        .iter()
+                        .zip(&names)
+                        .map(|(t, name)| PlannedTest { nodeid: name, ..*t })
+                        .collect(),
+                    ..plan.clone()
+                };
+                self.resumed(ProgressEvent::RoundStarting(&defused));
+            }
+            // The inner sink may close its `::group::`.
+            ProgressEvent::RoundFinished(round)
+                if round.kind != RoundKind::First && self.guard.enabled =>
+            {
+                self.resumed(event);
+            }
+            _ => self.inner.event(event),
         }
-        // The inner observer lists the tests, then may open a `::group::`, which must be read as a
-        // command: resume, with every test name defused.
-        let names: Vec<String> = plan.tests.iter().map(|(n, _, _)| defuse(n)).collect();
-        let defused = RoundPlan {
-            number: plan.number,
-            kind: plan.kind,
-            tests: plan
-                .tests
-                .iter()
-                .zip(&names)
-                .map(|((_, attempt, max), name)| (name.as_str(), *attempt, *max))
-                .collect(),
-            serial: plan.serial,
-        };
-        self.guard.resume();
-        self.inner.round_starting(&defused);
-        if self.stop_pytest {
-            self.guard.stop();
-        }
-    }
-
-    fn round_finished(&mut self, round: &Round) {
-        if round.kind == RoundKind::First || !self.guard.enabled {
-            self.inner.round_finished(round);
-            return;
-        }
-        // The inner observer may close its `::group::`.
-        self.guard.resume();
-        self.inner.round_finished(round);
-        if self.stop_pytest {
-            self.guard.stop();
-        }
-    }
-
-    fn waiting(&mut self, wait: Duration, plan: &RoundPlan<'_>) {
-        self.inner.waiting(wait, plan);
     }
 
     fn tick_interval(&self) -> Option<Duration> {
         self.inner.tick_interval()
-    }
-
-    fn waiting_tick(&mut self, left: Duration) {
-        self.inner.waiting_tick(left);
-    }
-
-    fn waiting_done(&mut self) {
-        self.inner.waiting_done();
-    }
-
-    fn note(&mut self, message: &str) {
-        self.inner.note(message);
     }
 }
 
@@ -342,7 +325,7 @@ pub(crate) mod tests {
         assert_ne!(t1, t2, "a fresh token for every stop");
     }
 
-    /// Shares one buffer between the guard and a fake inner observer, as stdout is shared.
+    /// Shares one buffer between the guard and a fake inner sink, as stdout is shared.
     #[derive(Clone, Default)]
     struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
     impl Write for Shared {
@@ -355,25 +338,34 @@ pub(crate) mod tests {
         }
     }
 
-    /// Prints what the terminal observer prints in Actions: the test list, then a group.
+    /// Prints what the terminal's progress prints in Actions: the test list, then a group.
     struct Printer(Shared);
-    impl Observer for Printer {
-        fn round_starting(&mut self, plan: &RoundPlan<'_>) {
-            if plan.kind != RoundKind::First {
-                for (name, _, _) in &plan.tests {
-                    let _ = writeln!(self.0, "  {name}");
+    impl ProgressSink for Printer {
+        fn event(&mut self, event: ProgressEvent<'_>) {
+            match event {
+                ProgressEvent::RoundStarting(plan) if plan.kind != RoundKind::First => {
+                    for t in &plan.tests {
+                        let _ = writeln!(self.0, "  {}", t.nodeid);
+                    }
+                    let _ = writeln!(self.0, "::group::round {}", plan.number);
                 }
-                let _ = writeln!(self.0, "::group::round {}", plan.number);
-            }
-        }
-        fn round_finished(&mut self, round: &Round) {
-            if round.kind != RoundKind::First {
-                let _ = writeln!(self.0, "::endgroup::");
+                ProgressEvent::RoundFinished(round) if round.kind != RoundKind::First => {
+                    let _ = writeln!(self.0, "::endgroup::");
+                }
+                _ => {}
             }
         }
     }
 
-    fn round(number: u32, kind: RoundKind) -> Round {
+    fn planned(nodeid: &str, attempt: u32, max_attempts: u32) -> PlannedTest<'_> {
+        PlannedTest {
+            nodeid,
+            attempt,
+            max_attempts,
+        }
+    }
+
+    fn round(number: u32, kind: RoundKind) -> crate::model::Round {
         serde_json::from_value(serde_json::json!({
             "number": number, "kind": kind, "started_at": "", "duration_seconds": 0.0,
             "selected": 1, "exit_status": 0,
@@ -403,21 +395,24 @@ pub(crate) mod tests {
     fn groups_get_through_and_pytest_output_and_test_names_do_not() {
         let out = Shared::default();
         let guard = CommandGuard::new(out.clone()).without_settle();
-        let mut o = GuardedObserver::new(Printer(out.clone()), guard, true);
+        let mut o = GuardedProgress::new(Printer(out.clone()), guard, true);
         let hostile = "::set-output name=exit-code::0";
         let plan = |number, kind| RoundPlan {
             number,
             kind,
-            tests: vec![(hostile, 2, 3), ("t.py::x[##[add-mask]y]", 2, 3)],
+            tests: vec![
+                planned(hostile, 2, 3),
+                planned("t.py::x[##[add-mask]y]", 2, 3),
+            ],
             serial: true,
         };
-        o.round_starting(&plan(1, RoundKind::First));
+        o.event(ProgressEvent::RoundStarting(&plan(1, RoundKind::First)));
         let _ = writeln!(out.clone(), "{hostile} from pytest, round 1");
-        o.round_finished(&round(1, RoundKind::First));
-        o.round_starting(&plan(2, RoundKind::Rerun));
+        o.event(ProgressEvent::RoundFinished(&round(1, RoundKind::First)));
+        o.event(ProgressEvent::RoundStarting(&plan(2, RoundKind::Rerun)));
         let _ = writeln!(out.clone(), "::error::from pytest, round 2");
         let _ = writeln!(out.clone(), "text ##[warning]legacy from pytest");
-        o.round_finished(&round(2, RoundKind::Rerun));
+        o.event(ProgressEvent::RoundFinished(&round(2, RoundKind::Rerun)));
         let (_, mut guard) = o.into_parts();
         let _ = writeln!(out.clone(), "FLAKY {hostile} (the summary)");
         guard.resume();
@@ -438,15 +433,15 @@ pub(crate) mod tests {
     fn with_stop_commands_off_pytest_output_gets_through_but_names_stay_defused() {
         let out = Shared::default();
         let guard = CommandGuard::new(out.clone()).without_settle();
-        let mut o = GuardedObserver::new(Printer(out.clone()), guard, false);
-        o.round_starting(&RoundPlan {
+        let mut o = GuardedProgress::new(Printer(out.clone()), guard, false);
+        o.event(ProgressEvent::RoundStarting(&RoundPlan {
             number: 2,
             kind: RoundKind::Rerun,
-            tests: vec![("::add-mask::x", 2, 2)],
+            tests: vec![planned("::add-mask::x", 2, 2)],
             serial: true,
-        });
+        }));
         let _ = writeln!(out.clone(), "::notice::from a pytest plugin");
-        o.round_finished(&round(2, RoundKind::Rerun));
+        o.event(ProgressEvent::RoundFinished(&round(2, RoundKind::Rerun)));
         let text = String::from_utf8(out.0.borrow().clone()).unwrap();
         assert_eq!(
             effective(&text),

@@ -2,7 +2,7 @@
 //! step writes to. The main type is [`GithubEnv`]; it is read once, through a lookup function, so tests
 //! can give any environment.
 
-use crate::report::CiInfo;
+use crate::model::CiInfo;
 use std::path::PathBuf;
 
 /// The runner's environment, as far as smart-rerun uses it.

@@ -1,6 +1,6 @@
 //! GitHub Actions: annotations, the job summary, step outputs and the sticky PR comment, from the
 //! [`RunReport`] and nothing else. The main entry is [`publish`], called once the run is over and its
-//! files are written; [`commands::GuardedObserver`] keeps the tested code from issuing workflow commands
+//! files are written; [`commands::GuardedProgress`] keeps the tested code from issuing workflow commands
 //! while it runs.
 //!
 //! Nothing here can fail the job: a comment GitHub refuses is one warning that says why and points to
@@ -13,8 +13,8 @@ pub mod env;
 pub mod files;
 
 use crate::config::GithubSettings;
+use crate::model::{CiInfo, RunReport};
 use crate::report::markdown::{self, Links};
-use crate::report::{CiInfo, RunReport};
 pub use env::GithubEnv;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -473,7 +473,7 @@ mod tests {
                                                         "duration_seconds": 0.1}]}));
         }
         let mut r: RunReport = serde_json::from_value(json!({
-            "schema_version": crate::report::SCHEMA_VERSION,
+            "schema_version": crate::model::SCHEMA_VERSION,
             "tool": {"name": "smart-rerun", "version": "0"},
             "run": {"command": ["pytest"], "cwd": "/ws", "python_version": null, "pytest_version": null,
                     "python_executable": null, "rootdir": "/ws", "started_at": "", "finished_at": "",

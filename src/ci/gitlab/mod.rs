@@ -27,8 +27,8 @@ pub mod api;
 use super::comment::{self, StickyComment, Stored, Thread, Upsert, UpsertError, section_key};
 use super::http::RetryPolicy;
 use crate::config::{GitlabSettings, Settings};
+use crate::model::{CiInfo, RunReport};
 use crate::report::markdown::{self, Links};
-use crate::report::{CiInfo, RunReport};
 use api::{Api, ApiError, Note};
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! same CI job does not ask twice. One JSON file, written whole and renamed into place; a file that cannot
 //! be read is noted and replaced, never an error.
 
-use crate::classify::{Action, Classification};
+use crate::model::{Action, Classification};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -140,7 +140,7 @@ impl Cache {
             version: CACHE_VERSION,
             entries: std::mem::take(&mut self.entries),
         };
-        let written = crate::report::write_atomic(&self.path, |f| {
+        let written = crate::output::write_atomic(&self.path, |f| {
             serde_json::to_writer_pretty(&mut *f, &file)?;
             f.write_all(b"\n")
         });
@@ -155,7 +155,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{Category, ClassificationSource};
+    use crate::model::{Category, ClassificationSource};
 
     fn classification(action: Action) -> Classification {
         Classification {

@@ -13,10 +13,10 @@ pub mod http;
 pub mod mcp;
 pub mod redact;
 
-use crate::classify::ClassificationSource;
 use crate::classify::advisor::{Advice, Advisor, FailureQuery, validate_answer};
 use crate::config::{AiProtocol, AiSettings};
-use crate::runner::signals::Interrupts;
+use crate::model::ClassificationSource;
+use crate::signals::Interrupts;
 use cache::Cache;
 use redact::Redactor;
 use serde::Serialize;
@@ -250,7 +250,7 @@ impl AiAdvisor {
         value: &Value,
         cap: Duration,
         redactor: &Redactor,
-    ) -> Result<crate::classify::Classification, AnswerError> {
+    ) -> Result<crate::model::Classification, AnswerError> {
         let Some(obj) = value.as_object() else {
             return Err(AnswerError::Garbage("not a JSON object".into()));
         };
@@ -592,7 +592,7 @@ pub fn write_report(
     settings: &AiSettings,
     advisor: &AiAdvisor,
     trail: &impl Serialize,
-    run: &crate::report::RunInfo,
+    run: &crate::model::RunInfo,
 ) -> std::io::Result<()> {
     let redactor =
         Redactor::from_process_env(settings.token.as_ref().map(|t| t.expose()).as_slice());
@@ -619,7 +619,7 @@ pub fn write_report(
         "classifications": trail,
     });
     let text = redactor.scrub_tokens(&serde_json::to_string_pretty(&doc)?);
-    crate::report::write_atomic(path, |f| {
+    crate::output::write_atomic(path, |f| {
         use std::io::Write;
         f.write_all(text.as_bytes())?;
         f.write_all(b"\n")
@@ -629,7 +629,7 @@ pub fn write_report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{Action, Category};
+    use crate::model::{Action, Category};
 
     #[test]
     fn answers_are_read_refused_or_called_garbage() {
@@ -725,7 +725,7 @@ mod tests {
         let (mut cache, _) = Cache::open(&path);
         cache.put(
             &q.fingerprint,
-            &crate::classify::Classification {
+            &crate::model::Classification {
                 category: Category::FlakyTiming,
                 confidence: 0.6,
                 action: Action::RetryWithDelay { seconds: 1.0 },
@@ -872,14 +872,14 @@ mod tests {
             message: "timed out".into(),
             traceback: "E   TimeoutError: timed out".into(),
             attempts: vec![],
-            heuristic: crate::classify::Classification {
+            heuristic: crate::model::Classification {
                 category: Category::FlakyTiming,
                 confidence: 0.7,
                 action: Action::Retry,
                 reason: "TimeoutError".into(),
                 source: ClassificationSource::Heuristic,
             },
-            policy: crate::report::PolicyInfo::from(&crate::policy::RetryPolicy::default()),
+            policy: crate::model::PolicyInfo::from(&crate::policy::RetryPolicy::default()),
         }
     }
 }

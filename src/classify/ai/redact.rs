@@ -640,7 +640,7 @@ mod tests {
 
     #[test]
     fn a_query_is_scrubbed_everywhere_and_tokens_even_without_redaction() {
-        use crate::classify::{Action, Category, Classification, ClassificationSource};
+        use crate::model::{Action, Category, Classification, ClassificationSource};
         let r = redactor();
         let q = FailureQuery {
             nodeid: "t.py::test[tok-5ecret-value-42]".into(),
@@ -657,7 +657,7 @@ mod tests {
                 reason: "hunter22".into(),
                 source: ClassificationSource::Heuristic,
             },
-            policy: crate::report::PolicyInfo::from(&crate::policy::RetryPolicy::default()),
+            policy: crate::model::PolicyInfo::from(&crate::policy::RetryPolicy::default()),
         };
         let sent = serde_json::to_string(&r.query(&q, true)).unwrap();
         for secret in [

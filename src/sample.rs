@@ -1,7 +1,7 @@
 //! Hand-built reports for the renderers' tests: every outcome, fixed timestamps and durations, hostile
 //! text and very large runs.
 
-use super::*;
+use crate::model::*;
 
 const STARTED: &str = "2026-11-02T10:00:00Z";
 
