@@ -25,46 +25,9 @@ import sys
 
 import pytest
 
-# (ini key, the binary's flag, kind, help). kind: "bool" is a switch (with a hidden --smart-rerun-no-NAME
-# to turn it off), "secret" takes a token, handed to the binary in the environment; anything else takes a
-# value and is the option's metavar. The pytest option is the ini key spelt with dashes. A test in the
-# Rust crate checks this table against the binary's own (src/config/keys.rs).
-KEYS = (
-    ("smart_rerun", "--rerun", "bool", "enable smart-rerun: rerun every failing test in a fresh pytest process"),
-    ("smart_rerun_max", "--max", "N", "total attempts per test, the first run included [default: 2]"),
-    ("smart_rerun_delay", "--delay", "SECONDS", "seconds between a test's failed attempt and its next [default: 0]"),
-    ("smart_rerun_backoff", "--backoff", "none|linear|exp", "how the delay grows: none, linear or exp [default: none]"),
-    ("smart_rerun_max_delay", "--max-delay", "SECONDS", "cap, in seconds, for a backed-off delay"),
-    ("smart_rerun_jitter", "--jitter", "SECONDS", "up to this many seconds added to each delay"),
-    ("smart_rerun_errors", "--errors", "NAME[,NAME...]", "only rerun failures whose exception class or a base class is listed (comma-separated)"),
-    ("smart_rerun_max_failures", "--max-failures", "N", "when more tests than this fail in the first round, rerun nothing"),
-    ("smart_rerun_max_reruns", "--max-reruns", "N", "cap on the total number of reruns"),
-    ("smart_rerun_fail_on_flaky", "--fail-on-flaky", "bool", "flaky tests (failed, then passed) make the run fail"),
-    ("smart_rerun_early_stop", "--early-stop", "bool", "stop retrying a test that failed the same way twice [default: on]"),
-    ("smart_rerun_prestart", "--prestart", "bool", "start a rerun round's pytest early, held until its tests are chosen [default: on]"),
-    ("smart_rerun_report", "--report", "PATH", "write the JSON report here"),
-    ("smart_rerun_junit_xml", "--junit-xml", "PATH", "write the flaky-aware JUnit XML report here"),
-    ("smart_rerun_junit_compat", "--junit-compat", "surefire|per-attempt|gitlab", "JUnit layout: surefire, per-attempt or gitlab"),
-    ("smart_rerun_markdown", "--markdown", "PATH", "write the Markdown report here"),
-    ("smart_rerun_ai", "--ai", "bool", "also classify failures with an AI endpoint (MCP or plain HTTP)"),
-    ("smart_rerun_ai_endpoint", "--ai-endpoint", "URL", "the MCP (or plain HTTP) endpoint for AI classification"),
-    ("smart_rerun_ai_token", "--ai-token", "secret", "bearer token for the AI endpoint (prefer SMART_RERUN_AI_TOKEN)"),
-    ("smart_rerun_ai_report", "--ai-report", "PATH", "write the AI classification trail here"),
-    ("smart_rerun_ai_cache", "--ai-cache", "PATH", "persistent cache of AI classifications"),
-    ("smart_rerun_ai_redact", "--ai-redact", "bool", "trim tracebacks and scrub secrets before sending [default: on]"),
-    ("smart_rerun_ai_protocol", "--ai-protocol", "mcp|http", "how to reach the AI endpoint: mcp or http [default: mcp]"),
-    ("smart_rerun_ai_tool", "--ai-tool", "NAME", "the MCP tool that classifies a failure [default: classify_failure]"),
-    ("smart_rerun_ai_timeout", "--ai-timeout", "SECONDS", "the AI budget for the whole run, in seconds [default: 60]"),
-    ("smart_rerun_github_annotations", "--github-annotations", "bool", "GitHub Actions: annotate failed and flaky tests [default: on]"),
-    ("smart_rerun_github_summary", "--github-summary", "bool", "GitHub Actions: append the report to the job summary [default: on]"),
-    ("smart_rerun_github_comment", "--github-comment", "bool", "GitHub Actions: keep one sticky PR comment [default: on]"),
-    ("smart_rerun_github_comment_key", "--github-comment-key", "KEY", "GitHub Actions: this job's section of the PR comment"),
-    ("smart_rerun_github_stop_commands", "--github-stop-commands", "bool", "GitHub Actions: stop workflow commands in pytest's output [default: on]"),
-    ("smart_rerun_github_token", "--github-token", "secret", "GitHub Actions: token for the PR comment (prefer the variable)"),
-    ("smart_rerun_gitlab_note", "--gitlab-note", "bool", "GitLab CI: keep one sticky merge request note [default: on]"),
-    ("smart_rerun_gitlab_note_key", "--gitlab-note-key", "KEY", "GitLab CI: this job's section of the merge request note"),
-    ("smart_rerun_gitlab_token", "--gitlab-token", "secret", "GitLab CI: token for the merge request note (prefer the variable)"),
-)
+# One row per setting of the binary (ini key, the binary's flag, kind, help), generated from its settings
+# table: importing it costs nothing, asking the binary would cost a process at every pytest start.
+from ._settings import KEYS
 
 MARKER_LINE = (
     "smart_rerun(max=None, delay=None, backoff=None, errors=None, flaky=None): "

@@ -1,8 +1,12 @@
-//! Every setting once: its pytest ini key, its environment variable and its command-line flag. The CLI,
-//! the environment reader, the `config` subcommand, the collector's `addini` list and the docs all follow
-//! this table (a test checks the collector and the README against it).
+//! Every setting once: [`KEYS`] holds its pytest ini key, environment variable, command-line flag, value
+//! kind, default, GitHub Action and GitLab component inputs and description. Everything else follows this
+//! table: the flags of `run` and `config` ([`super::args`]), the environment reader, `smart-rerun config`,
+//! the collector's `addini` list and the wheel's pytest options (generated files), the action's and the
+//! component's inputs (checked by tests) and the configuration reference, docs/settings.md (generated:
+//! `UPDATE_SETTINGS=1 cargo test --lib settings` rewrites every generated file).
 
-/// What kind of value a key takes; decides validation and the "what is allowed" text.
+/// What kind of value a key takes; decides validation, the value's name in `--help` and the "what is
+/// allowed" text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Bool,
@@ -18,8 +22,39 @@ pub enum Kind {
     Secret,
     /// `mcp` or `http`.
     AiProtocol,
-    /// Free text (a label).
-    Text,
+    /// Free text (a label), shown in `--help` under this name.
+    Text(&'static str),
+}
+
+/// Where a setting is listed in `--help` and in the configuration reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Policy,
+    Reports,
+    Ai,
+    Github,
+    Gitlab,
+}
+
+impl Group {
+    pub const ALL: [Group; 5] = [
+        Group::Policy,
+        Group::Reports,
+        Group::Ai,
+        Group::Github,
+        Group::Gitlab,
+    ];
+
+    /// The heading of the group.
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Policy => "Retry policy",
+            Group::Reports => "Reports",
+            Group::Ai => "AI classification",
+            Group::Github => "GitHub Actions",
+            Group::Gitlab => "GitLab CI",
+        }
+    }
 }
 
 /// One setting.
@@ -30,86 +65,199 @@ pub struct Key {
     pub env: &'static str,
     pub flag: &'static str,
     pub kind: Kind,
+    pub group: Group,
+    /// The value when nothing sets it, as text for people (`2`, `none`, `no limit`).
+    pub default: &'static str,
+    /// The GitHub Action's input (action.yml) that sets it, if any.
+    pub action_input: Option<&'static str>,
+    /// The GitLab CI/CD component's input (templates/smart-rerun.yml) that sets it, if any.
+    pub component_input: Option<&'static str>,
+    /// One sentence, no final full stop: `--help`, pytest's `--help` and the ini key's help.
     pub help: &'static str,
+    /// More for the configuration reference (full sentences), or empty.
+    pub details: &'static str,
 }
 
-macro_rules! keys {
-    ($($ini:literal, $env:literal, $flag:literal, $kind:expr, $help:literal;)*) => {
-        /// Every setting, in the order `smart-rerun config` prints them.
-        pub const KEYS: &[Key] = &[$(Key { ini: $ini, env: $env, flag: $flag, kind: $kind, help: $help }),*];
-    };
+impl Key {
+    const fn new(
+        ini: &'static str,
+        env: &'static str,
+        flag: &'static str,
+        kind: Kind,
+        group: Group,
+        default: &'static str,
+        help: &'static str,
+    ) -> Key {
+        Key {
+            ini,
+            env,
+            flag,
+            kind,
+            group,
+            default,
+            action_input: None,
+            component_input: None,
+            help,
+            details: "",
+        }
+    }
+
+    const fn action(mut self, input: &'static str) -> Key {
+        self.action_input = Some(input);
+        self
+    }
+
+    const fn component(mut self, input: &'static str) -> Key {
+        self.component_input = Some(input);
+        self
+    }
+
+    const fn details(mut self, text: &'static str) -> Key {
+        self.details = text;
+        self
+    }
+
+    /// The help line with its default: `--help`, pytest's `--help` and the ini key's help.
+    pub fn help_with_default(&self) -> String {
+        // "none" is the value of `--backoff`, and elsewhere no value at all, which goes without saying.
+        if self.default == "none" && !self.kind.values().contains(&"none") {
+            return self.help.to_owned();
+        }
+        format!("{} [default: {}]", self.help, self.default)
+    }
+
+    /// The value's name after the flag (`--max N`); `BOOL` for a switch, whose value is optional.
+    pub fn value_name(&self) -> &'static str {
+        self.kind.value_name()
+    }
 }
 
-keys! {
-    "smart_rerun", "SMART_RERUN", "--rerun", Kind::Bool,
-        "rerun every failing test (true) or only tests marked @pytest.mark.smart_rerun (false)";
-    "smart_rerun_max", "SMART_RERUN_MAX", "--max", Kind::Count(1),
-        "total attempts per test, the first run included";
-    "smart_rerun_delay", "SMART_RERUN_DELAY", "--delay", Kind::Seconds,
-        "seconds between a failed attempt and the next attempt";
-    "smart_rerun_backoff", "SMART_RERUN_BACKOFF", "--backoff", Kind::Backoff,
-        "how the delay grows: none, linear or exp";
-    "smart_rerun_max_delay", "SMART_RERUN_MAX_DELAY", "--max-delay", Kind::Seconds,
-        "cap, in seconds, for a backed-off delay";
-    "smart_rerun_jitter", "SMART_RERUN_JITTER", "--jitter", Kind::Seconds,
-        "up to this many random seconds added to each delay";
-    "smart_rerun_errors", "SMART_RERUN_ERRORS", "--errors", Kind::ErrorNames,
-        "only rerun failures whose exception class or a base class is listed";
-    "smart_rerun_max_failures", "SMART_RERUN_MAX_FAILURES", "--max-failures", Kind::Count(0),
-        "when more tests than this fail in the first round, the build is broken: rerun nothing";
-    "smart_rerun_max_reruns", "SMART_RERUN_MAX_RERUNS", "--max-reruns", Kind::Count(0),
-        "cap on the total number of reruns in the run";
-    "smart_rerun_fail_on_flaky", "SMART_RERUN_FAIL_ON_FLAKY", "--fail-on-flaky", Kind::Bool,
-        "flaky tests make the run exit 1";
-    "smart_rerun_early_stop", "SMART_RERUN_EARLY_STOP", "--early-stop", Kind::Bool,
-        "stop retrying a test that failed the same way twice (a confirmed deterministic failure)";
-    "smart_rerun_prestart", "SMART_RERUN_PRESTART", "--prestart", Kind::Bool,
-        "start the next round's pytest as soon as a test fails, and hold it before it reads conftest files until its tests are chosen (saves the interpreter and plugin start-up of every rerun round)";
-    "smart_rerun_report", "SMART_RERUN_REPORT", "--report", Kind::Path,
-        "write the JSON report here";
-    "smart_rerun_junit_xml", "SMART_RERUN_JUNIT_XML", "--junit-xml", Kind::Path,
-        "write the flaky-aware JUnit XML report here";
-    "smart_rerun_junit_compat", "SMART_RERUN_JUNIT_COMPAT", "--junit-compat", Kind::JunitCompat,
-        "JUnit layout: surefire (flaky/rerun elements), per-attempt (one testcase per attempt) or gitlab (surefire plus a skipped companion per flaky test) [default under GitLab CI: gitlab]";
-    "smart_rerun_markdown", "SMART_RERUN_MARKDOWN", "--markdown", Kind::Path,
-        "write the Markdown report (job summary, PR/MR comment) here";
-    "smart_rerun_ai", "SMART_RERUN_AI", "--ai", Kind::Bool,
-        "classify failures with an AI endpoint";
-    "smart_rerun_ai_endpoint", "SMART_RERUN_AI_ENDPOINT", "--ai-endpoint", Kind::Url,
-        "the MCP (or plain HTTP) endpoint for AI classification";
-    "smart_rerun_ai_token", "SMART_RERUN_AI_TOKEN", "--ai-token", Kind::Secret,
-        "bearer token for the AI endpoint; use {{ env:NAME }} in ini files";
-    "smart_rerun_ai_report", "SMART_RERUN_AI_REPORT", "--ai-report", Kind::Path,
-        "write the AI classification trail here";
-    "smart_rerun_ai_cache", "SMART_RERUN_AI_CACHE", "--ai-cache", Kind::Path,
-        "persistent cache of AI classifications by failure fingerprint";
-    "smart_rerun_ai_redact", "SMART_RERUN_AI_REDACT", "--ai-redact", Kind::Bool,
-        "trim tracebacks and scrub secrets before anything is sent";
-    "smart_rerun_ai_protocol", "SMART_RERUN_AI_PROTOCOL", "--ai-protocol", Kind::AiProtocol,
-        "how to reach the AI endpoint: mcp (a Streamable HTTP tool call) or http (POST the failure as JSON)";
-    "smart_rerun_ai_tool", "SMART_RERUN_AI_TOOL", "--ai-tool", Kind::Text,
-        "the MCP tool that classifies a failure [default: classify_failure]";
-    "smart_rerun_ai_timeout", "SMART_RERUN_AI_TIMEOUT", "--ai-timeout", Kind::Seconds,
-        "the AI budget for the whole run, in seconds; each call also stops after 10 s [default: 60]";
-    "smart_rerun_github_annotations", "SMART_RERUN_GITHUB_ANNOTATIONS", "--github-annotations", Kind::Bool,
-        "in GitHub Actions, annotate failed (error) and flaky (warning) tests at their file and line";
-    "smart_rerun_github_summary", "SMART_RERUN_GITHUB_SUMMARY", "--github-summary", Kind::Bool,
-        "in GitHub Actions, append the Markdown report to the job summary";
-    "smart_rerun_github_comment", "SMART_RERUN_GITHUB_COMMENT", "--github-comment", Kind::Bool,
-        "in GitHub Actions, keep one sticky comment with the results on the pull request";
-    "smart_rerun_github_comment_key", "SMART_RERUN_GITHUB_COMMENT_KEY", "--github-comment-key", Kind::Text,
-        "this job's section in the sticky comment [default: the job id and matrix values]";
-    "smart_rerun_github_stop_commands", "SMART_RERUN_GITHUB_STOP_COMMANDS", "--github-stop-commands", Kind::Bool,
-        "in GitHub Actions, stop pytest's output from issuing workflow commands (flag or variable only)";
-    "smart_rerun_github_token", "SMART_RERUN_GITHUB_TOKEN", "--github-token", Kind::Secret,
-        "token for the PR comment [default: GITHUB_TOKEN]; prefer the variable to the flag";
-    "smart_rerun_gitlab_note", "SMART_RERUN_GITLAB_NOTE", "--gitlab-note", Kind::Bool,
-        "in GitLab CI, keep one sticky note with the results on the merge request";
-    "smart_rerun_gitlab_note_key", "SMART_RERUN_GITLAB_NOTE_KEY", "--gitlab-note-key", Kind::Text,
-        "this job's section in the sticky note [default: CI_JOB_NAME]";
-    "smart_rerun_gitlab_token", "SMART_RERUN_GITLAB_TOKEN", "--gitlab-token", Kind::Secret,
-        "token for the MR note, with the api scope [default: GITLAB_TOKEN; CI_JOB_TOKEN cannot write notes]";
-}
+use Group::{Ai, Github, Gitlab, Policy, Reports};
+
+/// Every setting, in the order `smart-rerun config` prints them.
+#[rustfmt::skip]
+pub const KEYS: &[Key] = &[
+    Key::new("smart_rerun", "SMART_RERUN", "--rerun", Kind::Bool, Policy, "true",
+        "Rerun every failing test (true) or only tests marked @pytest.mark.smart_rerun (false)")
+        .action("rerun"),
+    Key::new("smart_rerun_max", "SMART_RERUN_MAX", "--max", Kind::Count(1), Policy, "2",
+        "Total attempts per test, the first run included (at least 1)")
+        .action("max")
+        .component("max"),
+    Key::new("smart_rerun_delay", "SMART_RERUN_DELAY", "--delay", Kind::Seconds, Policy, "0",
+        "Seconds between a test's failed attempt and its next attempt")
+        .action("delay")
+        .component("delay")
+        .details("The delay is not a sleep that blocks the suite: rounds are scheduled so that each test has waited its delay, and a test that failed early in a long first round has usually waited it already when the round ends."),
+    Key::new("smart_rerun_backoff", "SMART_RERUN_BACKOFF", "--backoff", Kind::Backoff, Policy, "none",
+        "How the delay grows: none (delay), linear (delay×k) or exp (delay×2^(k-1)) for the k-th retry")
+        .action("backoff")
+        .component("backoff"),
+    Key::new("smart_rerun_max_delay", "SMART_RERUN_MAX_DELAY", "--max-delay", Kind::Seconds, Policy, "none (no cap)",
+        "Cap, in seconds, for a backed-off delay")
+        .action("max-delay"),
+    Key::new("smart_rerun_jitter", "SMART_RERUN_JITTER", "--jitter", Kind::Seconds, Policy, "0",
+        "Up to this many seconds added to each delay, a share fixed by the test and the attempt, so retries of different tests don't land together")
+        .action("jitter")
+        .details("The share is not a random draw: it is a hash of the test's node id and the attempt number, so the same run waits the same times and the schedule can be tested without sleeping."),
+    Key::new("smart_rerun_errors", "SMART_RERUN_ERRORS", "--errors", Kind::ErrorNames, Policy, "any exception",
+        "Only rerun failures whose exception class, or a base class, is one of these (comma-separated, short like TimeoutError or qualified like requests.exceptions.ConnectionError)")
+        .action("errors")
+        .component("errors"),
+    Key::new("smart_rerun_max_failures", "SMART_RERUN_MAX_FAILURES", "--max-failures", Kind::Count(0), Policy, "no limit",
+        "When more tests than this fail in the first round, the build is broken, not flaky: rerun nothing")
+        .action("max-failures")
+        .details("The report and the summary say why nothing was rerun."),
+    Key::new("smart_rerun_max_reruns", "SMART_RERUN_MAX_RERUNS", "--max-reruns", Kind::Count(0), Policy, "no limit",
+        "Cap on the total number of reruns in the run")
+        .action("max-reruns")
+        .details("Tests left over keep their result, with the reason."),
+    Key::new("smart_rerun_fail_on_flaky", "SMART_RERUN_FAIL_ON_FLAKY", "--fail-on-flaky", Kind::Bool, Policy, "false",
+        "Flaky tests (failed, then passed) make the run exit 1")
+        .action("fail-on-flaky")
+        .component("fail-on-flaky"),
+    Key::new("smart_rerun_early_stop", "SMART_RERUN_EARLY_STOP", "--early-stop", Kind::Bool, Policy, "true",
+        "Stop retrying a test that failed the same way twice (same exception, normalised message and crash site), a confirmed deterministic failure; false spends every attempt")
+        .action("early-stop"),
+    Key::new("smart_rerun_prestart", "SMART_RERUN_PRESTART", "--prestart", Kind::Bool, Policy, "true",
+        "Start a rerun round's pytest as soon as a test fails, held before it reads any conftest until its tests are chosen; false starts each round's pytest when the round starts")
+        .action("prestart")
+        .details("A prestarted round skips the interpreter's and the plugins' start-up. Windows starts each round's pytest when the round starts."),
+    Key::new("smart_rerun_report", "SMART_RERUN_REPORT", "--report", Kind::Path, Reports, "none",
+        "Write the JSON report here")
+        .action("report")
+        .component("report")
+        .details("The report follows schema/report.schema.json. A relative path in an ini file is relative to that file, elsewhere to the current directory."),
+    Key::new("smart_rerun_junit_xml", "SMART_RERUN_JUNIT_XML", "--junit-xml", Kind::Path, Reports, "none",
+        "Write flaky-aware JUnit XML here (a --junitxml in the pytest command is taken over the same way)")
+        .action("junit-xml")
+        .component("junit"),
+    Key::new("smart_rerun_junit_compat", "SMART_RERUN_JUNIT_COMPAT", "--junit-compat", Kind::JunitCompat, Reports, "surefire (gitlab under GitLab CI)",
+        "JUnit layout: surefire (flakyFailure/rerunFailure elements), per-attempt (one testcase per attempt) or gitlab (surefire plus a skipped `name [flaky]` testcase per flaky test)")
+        .action("junit-compat")
+        .component("junit-compat")
+        .details("GitLab's test report ignores Surefire's flaky elements; the gitlab layout keeps a flaky test passed and adds the skipped companion that the report shows."),
+    Key::new("smart_rerun_markdown", "SMART_RERUN_MARKDOWN", "--markdown", Kind::Path, Reports, "none",
+        "Write the Markdown report (for job summaries and PR/MR comments) here")
+        .action("markdown")
+        .component("markdown"),
+    Key::new("smart_rerun_ai", "SMART_RERUN_AI", "--ai", Kind::Bool, Ai, "false",
+        "Classify failures with an AI endpoint (MCP or plain HTTP) on top of the offline heuristics")
+        .action("ai"),
+    Key::new("smart_rerun_ai_endpoint", "SMART_RERUN_AI_ENDPOINT", "--ai-endpoint", Kind::Url, Ai, "none",
+        "The MCP (or plain HTTP) endpoint for AI classification")
+        .action("ai-endpoint"),
+    Key::new("smart_rerun_ai_token", "SMART_RERUN_AI_TOKEN", "--ai-token", Kind::Secret, Ai, "none",
+        "Bearer token for the AI endpoint, never printed; prefer SMART_RERUN_AI_TOKEN (or {{ env:NAME }} in an ini file): a command line is visible to other processes")
+        .action("ai-token"),
+    Key::new("smart_rerun_ai_report", "SMART_RERUN_AI_REPORT", "--ai-report", Kind::Path, Ai, "none",
+        "Write the AI classification trail here")
+        .action("ai-report"),
+    Key::new("smart_rerun_ai_cache", "SMART_RERUN_AI_CACHE", "--ai-cache", Kind::Path, Ai, "none",
+        "Persistent cache of AI classifications, by failure fingerprint")
+        .action("ai-cache"),
+    Key::new("smart_rerun_ai_redact", "SMART_RERUN_AI_REDACT", "--ai-redact", Kind::Bool, Ai, "true",
+        "Trim tracebacks and scrub secrets before anything is sent")
+        .action("ai-redact"),
+    Key::new("smart_rerun_ai_protocol", "SMART_RERUN_AI_PROTOCOL", "--ai-protocol", Kind::AiProtocol, Ai, "mcp",
+        "How to reach the AI endpoint: mcp (a tool call over Streamable HTTP) or http (POST the failure as JSON)")
+        .action("ai-protocol"),
+    Key::new("smart_rerun_ai_tool", "SMART_RERUN_AI_TOOL", "--ai-tool", Kind::Text("NAME"), Ai, "classify_failure",
+        "The MCP tool that classifies a failure")
+        .action("ai-tool"),
+    Key::new("smart_rerun_ai_timeout", "SMART_RERUN_AI_TIMEOUT", "--ai-timeout", Kind::Seconds, Ai, "60",
+        "The AI budget for the whole run, in seconds; each call also stops after 10 s")
+        .action("ai-timeout")
+        .details("Past the budget the offline heuristics decide alone; the AI never fails the run."),
+    Key::new("smart_rerun_github_annotations", "SMART_RERUN_GITHUB_ANNOTATIONS", "--github-annotations", Kind::Bool, Github, "true",
+        "In GitHub Actions: annotate failed tests (errors) and flaky tests (warnings) at their file and line")
+        .action("annotations"),
+    Key::new("smart_rerun_github_summary", "SMART_RERUN_GITHUB_SUMMARY", "--github-summary", Kind::Bool, Github, "true",
+        "In GitHub Actions: append the Markdown report to the job summary")
+        .action("summary"),
+    Key::new("smart_rerun_github_comment", "SMART_RERUN_GITHUB_COMMENT", "--github-comment", Kind::Bool, Github, "true",
+        "In GitHub Actions: keep one sticky comment with the results on the pull request")
+        .action("comment"),
+    Key::new("smart_rerun_github_comment_key", "SMART_RERUN_GITHUB_COMMENT_KEY", "--github-comment-key", Kind::Text("KEY"), Github, "job and matrix (the job id and the matrix values)",
+        "This job's section of the sticky PR comment")
+        .action("comment-key"),
+    Key::new("smart_rerun_github_stop_commands", "SMART_RERUN_GITHUB_STOP_COMMANDS", "--github-stop-commands", Kind::Bool, Github, "true",
+        "In GitHub Actions: stop pytest's output from issuing workflow commands")
+        .action("stop-commands")
+        .details("A flag or variable only: the ini key is read after pytest's output has started, so it has no effect (smart-rerun says so)."),
+    Key::new("smart_rerun_github_token", "SMART_RERUN_GITHUB_TOKEN", "--github-token", Kind::Secret, Github, "GITHUB_TOKEN",
+        "Token for the PR comment, never printed; prefer the variable: a command line is visible to other processes")
+        .action("github-token")
+        .details("smart-rerun takes SMART_RERUN_GITHUB_TOKEN out of the environment once read, so the tests never see it."),
+    Key::new("smart_rerun_gitlab_note", "SMART_RERUN_GITLAB_NOTE", "--gitlab-note", Kind::Bool, Gitlab, "true",
+        "In GitLab CI: keep one sticky note with the results on the merge request")
+        .component("mr-note")
+        .details("It needs a token with the api scope in SMART_RERUN_GITLAB_TOKEN: CI_JOB_TOKEN cannot write notes."),
+    Key::new("smart_rerun_gitlab_note_key", "SMART_RERUN_GITLAB_NOTE_KEY", "--gitlab-note-key", Kind::Text("KEY"), Gitlab, "CI_JOB_NAME",
+        "This job's section of the sticky merge request note"),
+    Key::new("smart_rerun_gitlab_token", "SMART_RERUN_GITLAB_TOKEN", "--gitlab-token", Kind::Secret, Gitlab, "GITLAB_TOKEN",
+        "Token for the merge request note (a project access token with the api scope), never printed; prefer a masked CI/CD variable to the flag"),
+];
 
 /// Looks a key up by its ini name.
 pub fn key(ini: &str) -> Option<&'static Key> {
@@ -117,22 +265,50 @@ pub fn key(ini: &str) -> Option<&'static Key> {
 }
 
 impl Kind {
+    /// The values an enumerated kind takes, in the order they are offered.
+    pub fn values(self) -> &'static [&'static str] {
+        match self {
+            Kind::Backoff => &["none", "linear", "exp"],
+            Kind::JunitCompat => &["surefire", "per-attempt", "gitlab"],
+            Kind::AiProtocol => &["mcp", "http"],
+            _ => &[],
+        }
+    }
+
+    /// The value's name after the flag: `N`, `SECONDS`, or the allowed values (`none|linear|exp`).
+    pub fn value_name(self) -> &'static str {
+        match self {
+            Kind::Bool => "BOOL",
+            Kind::Count(_) => "N",
+            Kind::Seconds => "SECONDS",
+            Kind::Backoff => "none|linear|exp",
+            Kind::JunitCompat => "surefire|per-attempt|gitlab",
+            Kind::ErrorNames => "NAME[,NAME...]",
+            Kind::Path => "PATH",
+            Kind::Url => "URL",
+            Kind::Secret => "TOKEN",
+            Kind::AiProtocol => "mcp|http",
+            Kind::Text(name) => name,
+        }
+    }
+
     /// What values are allowed, for error messages.
     pub fn allowed(self) -> String {
         match self {
             Kind::Bool => "true or false (also 1/0, yes/no, on/off)".into(),
             Kind::Count(min) => format!("a whole number, {min} or more"),
             Kind::Seconds => "a number of seconds, 0 or more (e.g. 0.5)".into(),
-            Kind::Backoff => "none, linear or exp".into(),
-            Kind::JunitCompat => "surefire, per-attempt or gitlab".into(),
+            Kind::Backoff | Kind::JunitCompat | Kind::AiProtocol => match self.values() {
+                [init @ .., last] => format!("{} or {last}", init.join(", ")),
+                [] => unreachable!("an enumerated kind has values"),
+            },
             Kind::ErrorNames => {
                 "comma-separated exception class names, short (TimeoutError) or qualified (requests.exceptions.ConnectionError)".into()
             }
             Kind::Path => "a file path".into(),
             Kind::Url => "an http:// or https:// URL".into(),
             Kind::Secret => "a token, or {{ env:NAME }}".into(),
-            Kind::AiProtocol => "mcp or http".into(),
-            Kind::Text => "any text".into(),
+            Kind::Text(_) => "any text".into(),
         }
     }
 }
@@ -140,6 +316,8 @@ impl Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{RawLayer, Settings, Source};
+    use std::path::Path;
 
     #[test]
     fn names_are_consistent_and_unique() {
@@ -148,33 +326,58 @@ mod tests {
             assert!(seen.insert(k.ini), "{} twice", k.ini);
             assert_eq!(k.env, k.ini.to_ascii_uppercase(), "env name of {}", k.ini);
             assert!(k.flag.starts_with("--"), "{}", k.flag);
-        }
-    }
-
-    #[test]
-    fn the_readme_documents_every_key_in_one_options_row() {
-        let readme = include_str!("../../README.md");
-        for k in KEYS {
-            // A table row naming the flag (with or without its value), the variable and the ini key.
-            let row = readme.lines().find(|line| {
-                line.starts_with('|')
-                    && (line.contains(&format!("`{} ", k.flag))
-                        || line.contains(&format!("`{}`", k.flag)))
-                    && line.contains(&format!("`{}`", k.env))
-                    && line.contains(&format!("`{}`", k.ini))
-            });
             assert!(
-                row.is_some(),
-                "README.md's Options table has no row with {}, {} and {}",
-                k.flag,
-                k.env,
+                !k.help.ends_with('.') && !k.help.is_empty(),
+                "{}: the help is one sentence without a full stop",
                 k.ini
             );
             assert!(
-                readme.contains(&format!("\n{} = ", k.ini))
-                    || readme.contains(&format!("# {} ", k.ini)),
-                "README.md's pytest.ini example does not show {}",
+                k.details.is_empty() || k.details.ends_with('.'),
+                "{}: details are full sentences",
                 k.ini
+            );
+        }
+        // Keys of a group stand together, so `config` and the reference list them in the same order.
+        let groups: Vec<Group> = KEYS.iter().map(|k| k.group).collect();
+        let mut order = groups.clone();
+        order.dedup();
+        assert_eq!(order, Group::ALL, "the groups, in order, once each");
+    }
+
+    #[test]
+    fn enumerated_values_are_the_ones_the_settings_accept_and_show() {
+        for k in KEYS.iter().filter(|k| !k.kind.values().is_empty()) {
+            assert_eq!(k.value_name(), k.kind.values().join("|"), "{}", k.ini);
+            for value in k.kind.values() {
+                let mut layer = RawLayer::default();
+                layer.set(k.ini, *value, Source::Flag(k.flag));
+                let s = Settings::from_layer(&layer, &|_| None, Path::new("/"))
+                    .unwrap_or_else(|e| panic!("{} = {value}: {e}", k.ini));
+                assert_eq!(s.display_value(k), *value, "{}", k.ini);
+            }
+        }
+        // `render --junit-compat` parses the same layouts with clap.
+        let layouts: Vec<String> =
+            <crate::report::junit::JunitCompat as clap::ValueEnum>::value_variants()
+                .iter()
+                .filter_map(clap::ValueEnum::to_possible_value)
+                .map(|v| v.get_name().to_owned())
+                .collect();
+        assert_eq!(layouts, Kind::JunitCompat.values());
+        assert_eq!(crate::policy::Backoff::ALLOWED, Kind::Backoff.allowed());
+    }
+
+    #[test]
+    fn documented_defaults_are_the_defaults() {
+        let defaults = Settings::default();
+        for k in KEYS {
+            let shown = defaults.display_value(k);
+            let shown = shown.trim_start_matches('(').trim_end_matches(')');
+            assert!(
+                k.default.starts_with(shown),
+                "{}: the table says {:?}, the settings start at {shown:?}",
+                k.ini,
+                k.default
             );
         }
     }
@@ -198,23 +401,8 @@ mod tests {
     }
 
     #[test]
-    fn the_pytest_plugin_offers_every_key_as_an_option() {
-        // python/pytest_smart_rerun/plugin.py: (ini key, the binary's flag, kind, help) per setting; the
-        // pytest option is the ini key spelt with dashes, which is what config::pytest_option gives.
-        let source = include_str!("../../python/pytest_smart_rerun/plugin.py");
+    fn the_pytest_option_is_the_ini_key_spelt_with_dashes() {
         for k in KEYS {
-            let row = format!("(\"{}\", \"{}\", \"", k.ini, k.flag);
-            let rest = source
-                .split_once(&row)
-                .unwrap_or_else(|| panic!("plugin.py has no row {row}"))
-                .1;
-            // The third field: "bool", "secret", or the metavar of a value.
-            let kind = &rest[..rest.find('"').unwrap()];
-            match k.kind {
-                Kind::Bool => assert_eq!(kind, "bool", "{}", k.ini),
-                Kind::Secret => assert_eq!(kind, "secret", "{}", k.ini),
-                _ => assert!(kind != "bool" && kind != "secret", "{}: {kind}", k.ini),
-            }
             assert_eq!(
                 crate::config::pytest_option(k.flag),
                 format!("--{}", k.ini.replace('_', "-")),
@@ -222,11 +410,6 @@ mod tests {
                 k.ini
             );
         }
-        assert_eq!(
-            source.matches("\n    (\"smart_rerun").count(),
-            KEYS.len(),
-            "plugin.py offers a key the binary does not know"
-        );
     }
 
     #[test]

@@ -5,12 +5,15 @@
 //! Layers, lowest first: built-in defaults < pytest ini keys < `SMART_RERUN_*` environment < command
 //! line < the test's own `@pytest.mark.smart_rerun` (see [`marker`]). Every key is listed once in [`keys`].
 
+pub mod args;
+#[cfg(test)]
+mod generate;
 pub mod ini;
 pub mod keys;
 pub mod marker;
 
 use crate::policy::{Backoff, ErrorName, RetryPolicy};
-pub use keys::{KEYS, Key, Kind};
+pub use keys::{Group, KEYS, Key, Kind};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -41,44 +41,47 @@ VERDICT_TIMEOUT = 120.0
 # What xdist workers get instead of the environment: {"events": path, "select": path or None}.
 WORKERINPUT_KEY = "smart_rerun"
 
-# Every ini key smart-rerun understands. Registering them keeps `--strict-config` projects working and lets
-# the binary read them through pytest's own configuration discovery (getini).
+# Every ini key smart-rerun understands, with its help: the binary's settings table, generated into this
+# file. Registering them keeps `--strict-config` projects working and lets the binary read them through
+# pytest's own configuration discovery (getini).
+# >>> generated from src/config/keys.rs: `UPDATE_SETTINGS=1 cargo test --lib settings` rewrites it
 INI_KEYS = (
-    ("smart_rerun", "enable smart-rerun's reruns for every test (true/false)"),
-    ("smart_rerun_max", "total attempts per test"),
-    ("smart_rerun_delay", "seconds between a failed attempt and the next"),
-    ("smart_rerun_backoff", "none | linear | exp"),
-    ("smart_rerun_max_delay", "cap in seconds for a backed-off delay"),
-    ("smart_rerun_jitter", "random extra delay in seconds, up to this much"),
-    ("smart_rerun_errors", "comma-separated exception names that may be rerun"),
-    ("smart_rerun_max_failures", "do not rerun when more tests than this fail in the first round"),
-    ("smart_rerun_max_reruns", "cap on the total number of reruns"),
-    ("smart_rerun_fail_on_flaky", "flaky tests fail the run (true/false)"),
-    ("smart_rerun_early_stop", "stop retrying a failure seen twice the same way (true/false)"),
-    ("smart_rerun_prestart", "start a rerun round's pytest early, held until its tests are chosen (true/false)"),
-    ("smart_rerun_report", "path of the JSON report"),
-    ("smart_rerun_junit_xml", "path of the flaky-aware JUnit XML report"),
-    ("smart_rerun_junit_compat", "JUnit layout: surefire, per-attempt or gitlab"),
-    ("smart_rerun_markdown", "path of the Markdown report"),
-    ("smart_rerun_ai", "classify failures with an AI endpoint (true/false)"),
-    ("smart_rerun_ai_endpoint", "MCP or HTTP endpoint for AI classification"),
-    ("smart_rerun_ai_token", "bearer token for the AI endpoint"),
-    ("smart_rerun_ai_report", "path of the AI classification trail"),
-    ("smart_rerun_ai_cache", "path of the AI classification cache"),
-    ("smart_rerun_ai_redact", "scrub secrets and trim tracebacks before sending (true/false)"),
-    ("smart_rerun_ai_protocol", "how to reach the AI endpoint: mcp or http"),
-    ("smart_rerun_ai_tool", "the MCP tool that classifies a failure"),
-    ("smart_rerun_ai_timeout", "AI budget for the whole run, in seconds"),
-    ("smart_rerun_github_annotations", "GitHub Actions: annotate failed and flaky tests (true/false)"),
-    ("smart_rerun_github_summary", "GitHub Actions: write the job summary (true/false)"),
-    ("smart_rerun_github_comment", "GitHub Actions: keep a sticky PR comment (true/false)"),
-    ("smart_rerun_github_comment_key", "GitHub Actions: this job's section of the PR comment"),
-    ("smart_rerun_github_stop_commands", "GitHub Actions: stop workflow commands in pytest's output (env/flag only)"),
-    ("smart_rerun_github_token", "GitHub Actions: token for the PR comment"),
-    ("smart_rerun_gitlab_note", "GitLab CI: keep a sticky merge request note (true/false)"),
-    ("smart_rerun_gitlab_note_key", "GitLab CI: this job's section of the merge request note"),
-    ("smart_rerun_gitlab_token", "GitLab CI: token for the merge request note (api scope)"),
+    ("smart_rerun", "Rerun every failing test (true) or only tests marked @pytest.mark.smart_rerun (false) [default: true]"),
+    ("smart_rerun_max", "Total attempts per test, the first run included (at least 1) [default: 2]"),
+    ("smart_rerun_delay", "Seconds between a test's failed attempt and its next attempt [default: 0]"),
+    ("smart_rerun_backoff", "How the delay grows: none (delay), linear (delay×k) or exp (delay×2^(k-1)) for the k-th retry [default: none]"),
+    ("smart_rerun_max_delay", "Cap, in seconds, for a backed-off delay [default: none (no cap)]"),
+    ("smart_rerun_jitter", "Up to this many seconds added to each delay, a share fixed by the test and the attempt, so retries of different tests don't land together [default: 0]"),
+    ("smart_rerun_errors", "Only rerun failures whose exception class, or a base class, is one of these (comma-separated, short like TimeoutError or qualified like requests.exceptions.ConnectionError) [default: any exception]"),
+    ("smart_rerun_max_failures", "When more tests than this fail in the first round, the build is broken, not flaky: rerun nothing [default: no limit]"),
+    ("smart_rerun_max_reruns", "Cap on the total number of reruns in the run [default: no limit]"),
+    ("smart_rerun_fail_on_flaky", "Flaky tests (failed, then passed) make the run exit 1 [default: false]"),
+    ("smart_rerun_early_stop", "Stop retrying a test that failed the same way twice (same exception, normalised message and crash site), a confirmed deterministic failure; false spends every attempt [default: true]"),
+    ("smart_rerun_prestart", "Start a rerun round's pytest as soon as a test fails, held before it reads any conftest until its tests are chosen; false starts each round's pytest when the round starts [default: true]"),
+    ("smart_rerun_report", "Write the JSON report here"),
+    ("smart_rerun_junit_xml", "Write flaky-aware JUnit XML here (a --junitxml in the pytest command is taken over the same way)"),
+    ("smart_rerun_junit_compat", "JUnit layout: surefire (flakyFailure/rerunFailure elements), per-attempt (one testcase per attempt) or gitlab (surefire plus a skipped `name [flaky]` testcase per flaky test) [default: surefire (gitlab under GitLab CI)]"),
+    ("smart_rerun_markdown", "Write the Markdown report (for job summaries and PR/MR comments) here"),
+    ("smart_rerun_ai", "Classify failures with an AI endpoint (MCP or plain HTTP) on top of the offline heuristics [default: false]"),
+    ("smart_rerun_ai_endpoint", "The MCP (or plain HTTP) endpoint for AI classification"),
+    ("smart_rerun_ai_token", "Bearer token for the AI endpoint, never printed; prefer SMART_RERUN_AI_TOKEN (or {{ env:NAME }} in an ini file): a command line is visible to other processes"),
+    ("smart_rerun_ai_report", "Write the AI classification trail here"),
+    ("smart_rerun_ai_cache", "Persistent cache of AI classifications, by failure fingerprint"),
+    ("smart_rerun_ai_redact", "Trim tracebacks and scrub secrets before anything is sent [default: true]"),
+    ("smart_rerun_ai_protocol", "How to reach the AI endpoint: mcp (a tool call over Streamable HTTP) or http (POST the failure as JSON) [default: mcp]"),
+    ("smart_rerun_ai_tool", "The MCP tool that classifies a failure [default: classify_failure]"),
+    ("smart_rerun_ai_timeout", "The AI budget for the whole run, in seconds; each call also stops after 10 s [default: 60]"),
+    ("smart_rerun_github_annotations", "In GitHub Actions: annotate failed tests (errors) and flaky tests (warnings) at their file and line [default: true]"),
+    ("smart_rerun_github_summary", "In GitHub Actions: append the Markdown report to the job summary [default: true]"),
+    ("smart_rerun_github_comment", "In GitHub Actions: keep one sticky comment with the results on the pull request [default: true]"),
+    ("smart_rerun_github_comment_key", "This job's section of the sticky PR comment [default: job and matrix (the job id and the matrix values)]"),
+    ("smart_rerun_github_stop_commands", "In GitHub Actions: stop pytest's output from issuing workflow commands [default: true]"),
+    ("smart_rerun_github_token", "Token for the PR comment, never printed; prefer the variable: a command line is visible to other processes [default: GITHUB_TOKEN]"),
+    ("smart_rerun_gitlab_note", "In GitLab CI: keep one sticky note with the results on the merge request [default: true]"),
+    ("smart_rerun_gitlab_note_key", "This job's section of the sticky merge request note [default: CI_JOB_NAME]"),
+    ("smart_rerun_gitlab_token", "Token for the merge request note (a project access token with the api scope), never printed; prefer a masked CI/CD variable to the flag [default: GITLAB_TOKEN]"),
 )
+# <<< generated
 
 MARKER_LINE = (
     "smart_rerun(max=None, delay=None, backoff=None, errors=None, flaky=None): "
