@@ -9,6 +9,8 @@ pub mod args;
 #[cfg(test)]
 mod generate;
 pub mod ini;
+#[cfg(test)]
+mod inputs;
 pub mod keys;
 pub mod marker;
 
