@@ -255,12 +255,13 @@ pub fn jitter(d: Duration) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    fn headers(rows: &[(&'static str, &str)]) -> HeaderMap {
+    /// A header map from (name, value) rows.
+    pub(crate) fn headers(rows: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in rows {
             h.insert(*k, HeaderValue::from_str(v).unwrap());

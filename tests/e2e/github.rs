@@ -1076,8 +1076,8 @@ fn escape_sequences_in_test_output_never_reach_an_annotation() {
 }
 
 /// A failure message with a bare domain, a URL and issue references: the job summary and the PR comment
-/// show them as text, never as links or cross-references (GitHub would link `#1` to this repository's
-/// issue 1 and notify it). Inside `<pre>` (the tracebacks) GitHub links nothing, so the text stays as it
+/// show them as text, never as links or cross-references (GitHub would link `#1` to the first issue of
+/// this repository and notify it). Inside `<pre>` (the tracebacks) GitHub links nothing, so the text stays as it
 /// was there.
 #[test]
 fn links_and_issue_references_in_test_output_stay_text() {
