@@ -218,11 +218,14 @@ fn run(args: RunArgs) -> ExitCode {
         Some(_) => github::commands::CommandGuard::new(std::io::stdout()),
         None => github::commands::CommandGuard::disabled(std::io::stdout()),
     };
-    let mut progress = github::commands::GuardedProgress::new(
+    let mut progress = match github::commands::GuardedProgress::new(
         terminal::TerminalProgress::stdout(),
         guard,
         settings.github.stop_commands,
-    );
+    ) {
+        Ok(progress) => progress,
+        Err(e) => return fail(ExitCode::InternalError, &e.to_string()),
+    };
     let started = Instant::now();
     // Always there, and idle unless smart_rerun_ai is on: the ini values that may switch it on are only
     // known once pytest has started, so the advisor reads the settings the runner hands it.
@@ -245,8 +248,8 @@ fn run(args: RunArgs) -> ExitCode {
     }
     // The summary lists test names and messages: commands stay stopped over it, even when pytest's
     // output was let through.
-    guard.stop();
-    let code = finish(&report, &settings, started.elapsed());
+    let stopped = guard.stop();
+    let code = finish(&report, &settings, started.elapsed(), stopped.err());
     guard.resume();
     if let Some(path) = settings.ai.report.as_ref().filter(|_| settings.ai.enabled) {
         // Optional like the AI itself: a trail that cannot be written is said, and the exit code stays.
@@ -562,9 +565,26 @@ fn show_config(args: RunArgs) -> ExitCode {
     ExitCode::Ok
 }
 
-fn finish(report: &RunReport, settings: &config::Settings, run_time: Duration) -> ExitCode {
+/// `unguarded`: workflow commands could not be stopped over the summary, which then is not printed (it
+/// holds test names and messages, which could issue commands); the reports still hold all of it.
+fn finish(
+    report: &RunReport,
+    settings: &config::Settings,
+    run_time: Duration,
+    unguarded: Option<github::commands::NoStopToken>,
+) -> ExitCode {
     let summary_started = Instant::now();
-    let _ = terminal::print_summary(report, anstream::stdout());
+    match unguarded {
+        None => {
+            let _ = terminal::print_summary(report, anstream::stdout());
+        }
+        Some(e) => {
+            let _ = writeln!(
+                anstream::stderr(),
+                "smart-rerun: the summary is not printed: {e}; the reports hold it"
+            );
+        }
+    }
     let summary_time = summary_started.elapsed();
     let mut code = report.run.exit_code;
     let mut report_time = None;

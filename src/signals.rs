@@ -91,13 +91,32 @@ impl Interrupts {
         self.record(signal);
     }
 
-    #[cfg_attr(windows, allow(dead_code))]
-    fn child(&self) -> Option<u32> {
+    /// The pytest process signals are forwarded to, if one is running.
+    pub fn child(&self) -> Option<u32> {
         match self.shared.child.load(Ordering::SeqCst) {
             0 => None,
             pid => Some(pid),
         }
     }
+}
+
+/// Whether each pytest smart-rerun starts leads a process group of its own (Unix, decided once per run):
+/// everywhere but in a terminal's foreground, where pytest must stay in the terminal's foreground group
+/// for a Ctrl-C to reach it straight from the terminal. In CI, where only smart-rerun is signalled, a group
+/// of its own lets smart-rerun pass signals on to pytest's workers too and stop what a test left running.
+pub fn own_process_group() -> bool {
+    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| cfg!(unix) && !in_terminal_foreground())
+}
+
+#[cfg(unix)]
+fn in_terminal_foreground() -> bool {
+    platform::terminal_delivered()
+}
+
+#[cfg(not(unix))]
+fn in_terminal_foreground() -> bool {
+    false
 }
 
 #[cfg(unix)]
@@ -116,12 +135,20 @@ mod platform {
                     let Some(pid) = interrupts.child() else {
                         continue;
                     };
-                    if signal == SIGINT && count == 1 && terminal_delivered() {
+                    let group = super::own_process_group();
+                    if signal == SIGINT && count == 1 && !group && terminal_delivered() {
                         continue;
                     }
+                    // A pytest that leads its own group gets the signal with its workers and the
+                    // processes its tests started, as a terminal's Ctrl-C would reach them.
+                    let target = if group {
+                        -(pid as libc::pid_t)
+                    } else {
+                        pid as libc::pid_t
+                    };
                     // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
                     unsafe {
-                        libc::kill(pid as libc::pid_t, signal);
+                        libc::kill(target, signal);
                     }
                 }
             })?;
@@ -130,7 +157,7 @@ mod platform {
 
     /// Whether a SIGINT came from a terminal's Ctrl-C, which the kernel sends to the whole foreground
     /// process group, pytest included.
-    fn terminal_delivered() -> bool {
+    pub(super) fn terminal_delivered() -> bool {
         // SAFETY: plain queries of the process group and of the terminal on fd 0.
         unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
     }

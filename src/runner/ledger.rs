@@ -443,6 +443,7 @@ impl Run<'_> {
         report.warnings = warnings;
         if config.keep_temp {
             let kept = temp.keep();
+            super::rundir::disown(&kept);
             report
                 .warnings
                 .push(format!("kept the collector's events in {}", kept.display()));

@@ -23,6 +23,7 @@ pub mod events;
 mod ledger;
 mod process;
 mod round;
+mod rundir;
 
 use budget::*;
 use process::*;
@@ -379,6 +380,8 @@ pub fn run<'a>(
         held: None,
         exiting: Vec::new(),
     };
+    // Declared after the run, so dropped before it: a stray pytest is stopped before its files go.
+    let _stray = StopStray(interrupts);
     let looped = run.rounds_loop();
     run.cancel_held();
     run.reap_exiting();

@@ -102,7 +102,7 @@ impl Run<'_> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match child.try_wait() {
-                Ok(Some(_)) => return,
+                Ok(Some(_)) => return stop_group(child.id()),
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -111,6 +111,7 @@ impl Run<'_> {
         }
         let _ = child.kill();
         let _ = child.wait();
+        stop_group(child.id());
     }
 
     pub(super) fn write_selection(
@@ -185,12 +186,9 @@ pub(super) fn hold_pipe(_cmd: &mut Command) -> Option<(std::io::PipeReader, std:
     None
 }
 
-/// A private directory holding the collector plugin, for one run.
+/// The run's private directory (see [`super::rundir`]), holding the collector plugin.
 pub(super) fn install_collector() -> Result<tempfile::TempDir, RunError> {
-    let temp = tempfile::Builder::new()
-        .prefix("smart-rerun-")
-        .tempdir()
-        .map_err(RunError::TempDir)?;
+    let temp = super::rundir::create().map_err(RunError::TempDir)?;
     let plugin_dir = temp.path().join("plugin");
     std::fs::create_dir_all(&plugin_dir).map_err(RunError::TempDir)?;
     std::fs::write(
@@ -214,6 +212,7 @@ pub(super) fn pytest_command(config: &RunConfig, temp: &Path, events_path: &Path
         append_plugin(std::env::var_os("PYTEST_PLUGINS")),
     );
     cmd.env("SMART_RERUN_EVENTS", events_path);
+    contain(&mut cmd);
     // smart-rerun's own secrets (the AI, GitHub and GitLab tokens) stay with smart-rerun: the code under
     // test, which on a fork PR is anyone's, never sees them. (Our process keeps them: an ini value may
     // still say `{{ env:SMART_RERUN_AI_TOKEN }}`.)
@@ -225,6 +224,62 @@ pub(super) fn pytest_command(config: &RunConfig, temp: &Path, events_path: &Path
     }
     cmd
 }
+
+/// Ties the pytest `cmd` starts to smart-rerun's lifetime (Unix). On Linux it gets SIGKILL when
+/// smart-rerun dies, however it dies (SIGKILL included), so no pytest outlives its run. And unless
+/// smart-rerun runs in a terminal's foreground (where a Ctrl-C must reach pytest straight from the
+/// terminal), pytest leads a process group of its own: signals are passed on to the whole group, and what
+/// is left of the group (pytest-xdist workers, processes a test started and left running) is stopped when
+/// pytest exits; see [`stop_group`].
+#[cfg(unix)]
+fn contain(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    if crate::signals::own_process_group() {
+        cmd.process_group(0);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpid has no preconditions.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: between fork and exec the closure only calls prctl and getppid, both async-signal-safe.
+        // The parent-death signal is tied to the thread that forks: every pytest is started by the run's
+        // own thread, which lives as long as the run.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // smart-rerun died before the signal was armed: nothing would ever send it.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn contain(_cmd: &mut Command) {}
+
+/// Stops what is left of the process group pytest `pid` led, once pytest itself has exited and been
+/// waited for (so its group can hold only processes it left behind). Nothing happens where pytest shares
+/// smart-rerun's group.
+#[cfg(unix)]
+pub(super) fn stop_group(pid: u32) {
+    if !crate::signals::own_process_group() {
+        return;
+    }
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: killpg with a group this run created; ESRCH (nothing left) is the common answer.
+        unsafe {
+            libc::killpg(pid, libc::SIGKILL);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+pub(super) fn stop_group(_pid: u32) {}
 
 pub(super) fn prepend_path(dir: &Path, existing: Option<OsString>) -> OsString {
     let mut paths = vec![dir.to_path_buf()];
@@ -255,5 +310,30 @@ pub(super) fn exit_signal(status: ExitStatus) -> Option<i32> {
     {
         let _ = status;
         None
+    }
+}
+
+/// Held for a run's length: a run that ends while a round's pytest still runs (an error reading its
+/// events, a panic) stops that pytest, and its group, rather than leave them running.
+pub(super) struct StopStray<'a>(pub(super) &'a Interrupts);
+
+impl Drop for StopStray<'_> {
+    fn drop(&mut self) {
+        let Some(pid) = self.0.child() else {
+            return;
+        };
+        self.0.set_child(None);
+        #[cfg(unix)]
+        if let Ok(pid) = libc::pid_t::try_from(pid) {
+            let target = if crate::signals::own_process_group() {
+                -pid
+            } else {
+                pid
+            };
+            // SAFETY: kill(2) of the pytest this run started (or its group); no memory effects.
+            unsafe {
+                libc::kill(target, libc::SIGKILL);
+            }
+        }
     }
 }

@@ -57,8 +57,10 @@ impl Run<'_> {
         };
         // A thread waits for pytest, so its exit ends the loop below at once rather than at the next poll.
         let (exited_tx, exited) = std::sync::mpsc::channel();
+        let pid = child.id();
         let waiter = std::thread::spawn(move || {
             let status = child.wait();
+            stop_group(pid);
             let _ = exited_tx.send(());
             status
         });

@@ -11,6 +11,8 @@ mod gitlab;
 mod https;
 #[cfg(unix)]
 mod install;
+#[cfg(target_os = "linux")]
+mod lifetime;
 #[cfg(unix)]
 mod plugin;
 #[cfg(unix)]

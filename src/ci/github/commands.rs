@@ -46,23 +46,29 @@ pub fn escape_property(text: &str) -> String {
     out
 }
 
-/// `bytes` random bytes from the operating system, as lowercase hex.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    if getrandom::fill(&mut buf).is_err() {
-        // No OS randomness (never seen on the runners): the clock and pid still differ per run, and a token
-        // only has to be unknown to output printed before it.
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-            ^ u128::from(std::process::id()) << 64;
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
-        }
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+/// `bytes` random bytes from the operating system, as lowercase hex. There is no weaker fallback: a
+/// token someone could predict protects nothing, so callers refuse to go on without one.
+pub fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
+    random_hex_from(getrandom::fill, bytes)
 }
+
+/// A source of random bytes: the operating system's, or a failing one in tests.
+pub type Fill = fn(&mut [u8]) -> Result<(), getrandom::Error>;
+
+fn random_hex_from(fill: Fill, bytes: usize) -> Result<String, getrandom::Error> {
+    let mut buf = vec![0u8; bytes];
+    fill(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Workflow commands cannot be stopped: the operating system gave no random bytes for the token.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot stop GitHub workflow commands while pytest runs: the operating system gave no random bytes \
+     for the stop token ({0}); pytest's output could then issue commands, so smart-rerun does not start it \
+     (github-stop-commands: false runs it anyway)"
+)]
+pub struct NoStopToken(pub getrandom::Error);
 
 /// Untrusted text for a line smart-rerun prints while commands run: a leading `::` and any `##[` are
 /// broken by an invisible word joiner, so the line cannot be read as a command.
@@ -84,6 +90,7 @@ pub struct CommandGuard<W: Write> {
     /// A pause before resuming, so lines pytest wrote to the other stream just before it exited are read
     /// by the runner before the resume token (it reads stdout and stderr on separate threads).
     settle: Duration,
+    fill: Fill,
 }
 
 impl<W: Write> CommandGuard<W> {
@@ -93,6 +100,7 @@ impl<W: Write> CommandGuard<W> {
             enabled: true,
             token: None,
             settle: Duration::from_millis(30),
+            fill: getrandom::fill,
         }
     }
 
@@ -114,12 +122,32 @@ impl<W: Write> CommandGuard<W> {
         self.token.is_some()
     }
 
-    /// Stops commands with a fresh token (no-op when already stopped).
-    pub fn stop(&mut self) {
+    /// A random source other than the operating system's (tests).
+    #[cfg(test)]
+    fn with_fill(mut self, fill: Fill) -> Self {
+        self.fill = fill;
+        self
+    }
+
+    /// Stops commands with a fresh token (no-op when already stopped). Without random bytes for a token,
+    /// commands are not stopped and the error says so.
+    pub fn stop(&mut self) -> Result<(), NoStopToken> {
         if !self.enabled || self.token.is_some() {
-            return;
+            return Ok(());
         }
-        let token = format!("smart-rerun-{}", random_hex(16));
+        let token = self.fresh_token()?;
+        self.stop_with(token);
+        Ok(())
+    }
+
+    fn fresh_token(&self) -> Result<String, NoStopToken> {
+        Ok(format!(
+            "smart-rerun-{}",
+            random_hex_from(self.fill, 16).map_err(NoStopToken)?
+        ))
+    }
+
+    fn stop_with(&mut self, token: String) {
         let _ = writeln!(self.out, "::stop-commands::{token}");
         let _ = self.out.flush();
         self.token = Some(token);
@@ -152,16 +180,21 @@ pub struct GuardedProgress<P: ProgressSink, W: Write> {
 }
 
 impl<P: ProgressSink, W: Write> GuardedProgress<P, W> {
-    /// Stops commands now, before the first round, unless `stop_pytest` is off.
-    pub fn new(inner: P, mut guard: CommandGuard<W>, stop_pytest: bool) -> Self {
+    /// Stops commands now, before the first round, unless `stop_pytest` is off. Fails closed: when they
+    /// cannot be stopped, pytest must not be started.
+    pub fn new(
+        inner: P,
+        mut guard: CommandGuard<W>,
+        stop_pytest: bool,
+    ) -> Result<Self, NoStopToken> {
         if stop_pytest {
-            guard.stop();
+            guard.stop()?;
         }
-        GuardedProgress {
+        Ok(GuardedProgress {
             inner,
             guard,
             stop_pytest,
-        }
+        })
     }
 
     /// The inner sink and the guard, to keep commands stopped over the summary and resume them for the
@@ -172,11 +205,21 @@ impl<P: ProgressSink, W: Write> GuardedProgress<P, W> {
 
     /// Hands `event` to the inner sink with commands resumed, stopping them again after unless pytest's
     /// output may issue them.
+    /// The token to stop them again with is drawn first: without one, commands stay stopped (the inner
+    /// sink's `::group::` lines then show as plain text) rather than stay resumed for pytest.
     fn resumed(&mut self, event: ProgressEvent<'_>) {
+        let next = if self.stop_pytest {
+            match self.guard.fresh_token() {
+                Ok(token) => Some(token),
+                Err(_) => return self.inner.event(event),
+            }
+        } else {
+            None
+        };
         self.guard.resume();
         self.inner.event(event);
-        if self.stop_pytest {
-            self.guard.stop();
+        if let Some(token) = next {
+            self.guard.stop_with(token);
         }
     }
 }
@@ -306,15 +349,15 @@ pub(crate) mod tests {
 
     #[test]
     fn tokens_are_random_and_guard_resumes_only_its_own_stop() {
-        assert_ne!(random_hex(16), random_hex(16));
-        assert_eq!(random_hex(16).len(), 32);
+        assert_ne!(random_hex(16).unwrap(), random_hex(16).unwrap());
+        assert_eq!(random_hex(16).unwrap().len(), 32);
         let mut g = CommandGuard::new(Vec::new()).without_settle();
         g.resume();
-        g.stop();
-        g.stop();
+        g.stop().unwrap();
+        g.stop().unwrap();
         assert!(g.is_stopped());
         g.resume();
-        g.stop();
+        g.stop().unwrap();
         g.resume();
         let text = String::from_utf8(g.into_inner()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -395,7 +438,7 @@ pub(crate) mod tests {
     fn groups_get_through_and_pytest_output_and_test_names_do_not() {
         let out = Shared::default();
         let guard = CommandGuard::new(out.clone()).without_settle();
-        let mut o = GuardedProgress::new(Printer(out.clone()), guard, true);
+        let mut o = GuardedProgress::new(Printer(out.clone()), guard, true).unwrap();
         let hostile = "::set-output name=exit-code::0";
         let plan = |number, kind| RoundPlan {
             number,
@@ -433,7 +476,7 @@ pub(crate) mod tests {
     fn with_stop_commands_off_pytest_output_gets_through_but_names_stay_defused() {
         let out = Shared::default();
         let guard = CommandGuard::new(out.clone()).without_settle();
-        let mut o = GuardedProgress::new(Printer(out.clone()), guard, false);
+        let mut o = GuardedProgress::new(Printer(out.clone()), guard, false).unwrap();
         o.event(ProgressEvent::RoundStarting(&RoundPlan {
             number: 2,
             kind: RoundKind::Rerun,
@@ -452,5 +495,42 @@ pub(crate) mod tests {
             ],
             "{text}"
         );
+    }
+
+    fn no_randomness(_: &mut [u8]) -> Result<(), getrandom::Error> {
+        Err(getrandom::Error::UNSUPPORTED)
+    }
+
+    #[test]
+    fn without_random_bytes_pytest_is_not_started_with_commands_live() {
+        let guard = CommandGuard::new(Vec::new()).with_fill(no_randomness);
+        let refused = GuardedProgress::new(Printer(Shared::default()), guard, true);
+        let Err(e) = refused else {
+            panic!("commands would run unstopped")
+        };
+        assert!(e.to_string().contains("github-stop-commands: false"), "{e}");
+        // Off by choice: nothing to stop, nothing refused.
+        let guard = CommandGuard::new(Vec::new()).with_fill(no_randomness);
+        assert!(GuardedProgress::new(Printer(Shared::default()), guard, false).is_ok());
+    }
+
+    #[test]
+    fn without_a_token_for_the_next_stop_commands_stay_stopped() {
+        let out = Shared::default();
+        let guard = CommandGuard::new(out.clone()).without_settle();
+        let mut o = GuardedProgress::new(Printer(out.clone()), guard, true).unwrap();
+        // The operating system stops giving random bytes after the first stop.
+        o.guard.fill = no_randomness;
+        o.event(ProgressEvent::RoundStarting(&RoundPlan {
+            number: 2,
+            kind: RoundKind::Rerun,
+            tests: vec![planned("t.py::x", 2, 2)],
+            serial: true,
+        }));
+        let _ = writeln!(out.clone(), "::error::from pytest, round 2");
+        o.event(ProgressEvent::RoundFinished(&round(2, RoundKind::Rerun)));
+        assert!(o.guard.is_stopped());
+        let text = String::from_utf8(out.0.borrow().clone()).unwrap();
+        assert_eq!(effective(&text), Vec::<String>::new(), "{text}");
     }
 }

@@ -27,6 +27,10 @@ pub fn summary_used(path: &Path) -> usize {
 pub enum OutputError {
     #[error("output {name} was not written: its value contains the random delimiter")]
     Delimiter { name: String },
+    #[error(
+        "output {name} was not written: the operating system gave no random bytes for its delimiter"
+    )]
+    Random { name: String },
     #[error("output name {name:?} is not a valid name")]
     Name { name: String },
     #[error("failed to write the step outputs to {path}")]
@@ -45,14 +49,14 @@ pub fn write_outputs(
     outputs: &[(&str, String)],
 ) -> Result<Vec<OutputError>, OutputError> {
     write_outputs_with(path, outputs, &mut || {
-        format!("ghadelimiter_{}", random_hex(16))
+        random_hex(16).map(|hex| format!("ghadelimiter_{hex}"))
     })
 }
 
 fn write_outputs_with(
     path: &Path,
     outputs: &[(&str, String)],
-    delimiter: &mut dyn FnMut() -> String,
+    delimiter: &mut dyn FnMut() -> Result<String, getrandom::Error>,
 ) -> Result<Vec<OutputError>, OutputError> {
     let mut text = String::new();
     let mut refused = Vec::new();
@@ -67,7 +71,13 @@ fn write_outputs_with(
             });
             continue;
         }
-        let delimiter = delimiter();
+        // No random delimiter, no block: a guessable one could be ended early by the value.
+        let Ok(delimiter) = delimiter() else {
+            refused.push(OutputError::Random {
+                name: (*name).to_owned(),
+            });
+            continue;
+        };
         if value.contains(&delimiter) {
             refused.push(OutputError::Delimiter {
                 name: (*name).to_owned(),
@@ -169,7 +179,7 @@ mod tests {
         let refused = write_outputs_with(
             &path,
             &[("a", format!("x\n{d}\nexit-code=0")), ("b", "2".into())],
-            &mut || d.to_owned(),
+            &mut || Ok(d.to_owned()),
         )
         .unwrap();
         assert!(matches!(&refused[..], [OutputError::Delimiter { name }] if name == "a"));
@@ -177,5 +187,21 @@ mod tests {
             parse_outputs(&std::fs::read_to_string(&path).unwrap()),
             [("b".to_owned(), "2".to_owned())]
         );
+    }
+
+    #[test]
+    fn without_random_bytes_no_output_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let refused =
+            write_outputs_with(&path, &[("a", "1".into()), ("b", "2".into())], &mut || {
+                Err(getrandom::Error::UNSUPPORTED)
+            })
+            .unwrap();
+        assert!(
+            matches!(&refused[..], [OutputError::Random { name: a }, OutputError::Random { name: b }] if a == "a" && b == "b"),
+            "{refused:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
     }
 }
