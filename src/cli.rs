@@ -53,6 +53,26 @@ pub enum Command {
     /// merge request's sticky note, with SMART_RERUN_GITLAB_TOKEN or GITLAB_TOKEN, --pr being the merge
     /// request's IID and --repo the project's ID or path.
     Comment(CommentArgs),
+    /// Translate a retry policy in plain words into settings, through the AI endpoint the settings name
+    /// (smart_rerun_ai_endpoint, MCP or plain HTTP), check them as any configuration is checked, and print
+    /// them as the block for pytest's configuration file, or write them into it (--write). Runs no test.
+    Policy(PolicyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// The policy, e.g. "retry network errors up to 4 times with exponential backoff".
+    #[arg(value_name = "SENTENCE")]
+    pub sentence: String,
+    /// Write the settings into the configuration file pytest reads for this project (a new pytest.ini in
+    /// its rootdir when there is none), keeping everything else in it.
+    #[arg(long)]
+    pub write: bool,
+    /// The MCP tool (or, over plain HTTP, the `task`) that translates.
+    #[arg(long, value_name = "NAME", default_value = crate::translate::DEFAULT_TOOL)]
+    pub policy_tool: String,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -155,6 +175,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Config(args) => show_config(args),
         Command::Render(args) => render(args),
         Command::Comment(args) => comment(args),
+        Command::Policy(args) => policy(args),
     }
 }
 
@@ -514,31 +535,40 @@ fn comment(args: CommentArgs) -> ExitCode {
     ExitCode::Ok
 }
 
-fn show_config(args: RunArgs) -> ExitCode {
+/// The settings in force for `args` and what pytest said of its session, without running a test; on
+/// failure, the error has been printed and the exit code is returned.
+fn probe(args: &RunArgs) -> Result<(runner::events::SessionStart, config::Settings), ExitCode> {
     let cwd = match std::env::current_dir() {
         Ok(cwd) => cwd,
         Err(e) => {
-            return fail(
+            return Err(fail(
                 ExitCode::InternalError,
                 &format!("cannot read the current directory: {e}"),
-            );
+            ));
         }
     };
     let layer = args.layer();
     // Bad values here are validated again over the ini values, so all of them are listed together.
     let (base, invalid) = validate_layer(&layer, &cwd);
-    let command = match pytest_command(&args, &cwd) {
+    let command = match pytest_command(args, &cwd) {
         Ok(c) => c,
-        Err(e) => return fail_invalid(invalid, ExitCode::UsageError, &e.to_string()),
+        Err(e) => return Err(fail_invalid(invalid, ExitCode::UsageError, &e.to_string())),
     };
     let config = RunConfig::new(command, cwd, base, layer);
     let (session, settings) = match runner::probe_settings(&config) {
         Ok(found) => found,
-        Err(e) => return fail_invalid(invalid, e.exit_code(), &error_chain(&e)),
+        Err(e) => return Err(fail_invalid(invalid, e.exit_code(), &error_chain(&e))),
     };
-    let settings = match settings {
-        Ok(s) => s,
-        Err(errors) => return fail(ExitCode::UsageError, &errors.to_string()),
+    match settings {
+        Ok(s) => Ok((session, s)),
+        Err(errors) => Err(fail(ExitCode::UsageError, &errors.to_string())),
+    }
+}
+
+fn show_config(args: RunArgs) -> ExitCode {
+    let (session, settings) = match probe(&args) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
     let mut out = anstream::stdout();
     let _ = writeln!(
@@ -560,6 +590,59 @@ fn show_config(args: RunArgs) -> ExitCode {
             "{:width$}  {:<24}  {source}",
             key.ini,
             settings.display_value(key)
+        );
+    }
+    ExitCode::Ok
+}
+
+/// `smart-rerun policy SENTENCE`: the translation as the configuration file's block, or written into it.
+fn policy(args: PolicyArgs) -> ExitCode {
+    use crate::translate::{self, write};
+    let (session, settings) = match probe(&args.run) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    if settings.ai.endpoint.is_none() {
+        return fail(
+            ExitCode::UsageError,
+            &translate::TranslateError::NoEndpoint.to_string(),
+        );
+    }
+    let checked = translate::ask(&settings.ai, &args.sentence, &args.policy_tool)
+        .and_then(|answer| translate::check(&answer, Path::new(&session.rootdir)));
+    let translation = match checked {
+        Ok(t) => t,
+        Err(e) => return fail(ExitCode::InternalError, &e.to_string()),
+    };
+    let file = session
+        .inifile
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(&session.rootdir).join("pytest.ini"));
+    let mut err = anstream::stderr();
+    for note in &translation.notes {
+        let _ = writeln!(err, "smart-rerun: note: {note}");
+    }
+    if args.write {
+        if let Err(e) = write::write(&file, &translation) {
+            return fail(ExitCode::InternalError, &e.to_string());
+        }
+        let _ = writeln!(
+            anstream::stdout(),
+            "smart-rerun: wrote {} setting{} to {}",
+            translation.settings.len(),
+            if translation.settings.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            file.display()
+        );
+    } else {
+        let _ = write!(
+            anstream::stdout(),
+            "{}",
+            write::block(write::Form::of(&file), &translation, &args.sentence)
         );
     }
     ExitCode::Ok

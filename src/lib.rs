@@ -19,3 +19,4 @@ pub mod runner;
 #[cfg(test)]
 pub(crate) mod sample;
 pub mod signals;
+pub mod translate;

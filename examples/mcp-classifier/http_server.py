@@ -4,7 +4,8 @@
 
 smart-rerun POSTs one failure as JSON to the endpoint and reads {category, confidence, reason, action,
 delay_seconds} back. `--fail 503` and `--garbage` make it misbehave, to see smart-rerun fall back to its
-heuristics.
+heuristics. A body with `"task": "translate_policy"` is `smart-rerun policy`'s question instead: the
+answer is {settings, notes} (policy.py).
 """
 
 import argparse
@@ -16,6 +17,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import policy  # noqa: E402
 import rules  # noqa: E402
 
 
@@ -52,6 +54,10 @@ def handler(args, answers):
                 return self._send(args.fail, "<html><body>upstream model unavailable</body></html>", "text/html")
             if args.garbage:
                 return self._send(200, "this is not JSON {", "text/plain")
+            if isinstance(failure, dict) and failure.get("task") == args.policy_tool:
+                answer = policy.load_answer(args.policy_answer) or policy.translate(
+                    failure.get("sentence", ""), failure.get("settings"))
+                return self._send(200, json.dumps(answer))
             self._send(200, json.dumps(rules.answer_for(failure, answers)))
 
     return Handler
@@ -65,6 +71,8 @@ def main():
     p.add_argument("--log")
     p.add_argument("--sleep", type=float, default=0.0)
     p.add_argument("--answers")
+    p.add_argument("--policy-tool", default="translate_policy", help="the task name of policy questions")
+    p.add_argument("--policy-answer", help="JSON file: the fixed answer to every policy question (tests)")
     p.add_argument("--fail", type=int, default=0, help="answer every request with this HTTP status")
     p.add_argument("--garbage", action="store_true", help="answer every request with text that is not JSON")
     args = p.parse_args()

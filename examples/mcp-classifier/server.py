@@ -3,7 +3,8 @@
     pip install -r requirements.txt
     python server.py --port 8765 --token "$CLASSIFIER_TOKEN"
 
-Serves Streamable HTTP at http://127.0.0.1:8765/mcp with one tool, `classify_failure`. See README.md.
+Serves Streamable HTTP at http://127.0.0.1:8765/mcp with two tools: `classify_failure` (for `--ai`) and
+`translate_policy` (for `smart-rerun policy "..."`). See README.md.
 """
 
 import argparse
@@ -18,7 +19,13 @@ from pydantic import BaseModel
 from mcp.server.mcpserver import MCPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import policy  # noqa: E402
 import rules  # noqa: E402
+
+
+class PolicyTranslation(BaseModel):
+    settings: dict[str, str]
+    notes: list[str] = []
 
 
 class Classification(BaseModel):
@@ -61,6 +68,16 @@ def build(args):
             await anyio.sleep(args.sleep)
         return Classification(**rules.answer_for(failure, answers))
 
+    fixed_policy = policy.load_answer(args.policy_answer)
+
+    @server.tool(name=args.policy_tool,
+                 description="Translate a retry policy in plain words into smart-rerun settings.")
+    async def translate_policy(sentence: str, task: str = "", settings: list[dict] | None = None) -> dict:
+        rules.log_call(args.log, {"task": task, "sentence": sentence, "settings": settings or []})
+        if fixed_policy is not None:
+            return fixed_policy
+        return PolicyTranslation(**policy.translate(sentence, settings)).model_dump()
+
     return server.streamable_http_app(json_response=args.json_response, host=args.host)
 
 
@@ -96,6 +113,8 @@ def main():
     p.add_argument("--log", help="append every failure received to this file, one JSON line each")
     p.add_argument("--sleep", type=float, default=0.0, help="wait this long before each answer (a slow model)")
     p.add_argument("--answers", help="JSON file of fixed answers by node id substring (demos, tests)")
+    p.add_argument("--policy-tool", default="translate_policy", help="the policy tool's name (--policy-tool)")
+    p.add_argument("--policy-answer", help="JSON file: the fixed answer to every policy question (tests)")
     args = p.parse_args()
     app = build(args)
     if args.token:

@@ -42,6 +42,8 @@ pub enum Source {
     Marker {
         nodeid: String,
     },
+    /// The AI endpoint's translation of a policy in plain words (`smart-rerun policy`).
+    Translated,
 }
 
 impl fmt::Display for Source {
@@ -58,6 +60,7 @@ impl fmt::Display for Source {
             Source::Flag(flag) => write!(f, "command line {flag}"),
             Source::PytestOption(flag) => write!(f, "pytest option {}", pytest_option(flag)),
             Source::Marker { nodeid } => write!(f, "marker on {nodeid}"),
+            Source::Translated => f.write_str("the AI endpoint's answer"),
         }
     }
 }

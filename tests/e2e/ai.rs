@@ -29,7 +29,7 @@ impl Server {
     }
 
     /// `examples/mcp-classifier/http_server.py ARGS`.
-    fn http(args: &[&str], answers: Value) -> Server {
+    pub(crate) fn http(args: &[&str], answers: Value) -> Server {
         Server::start("http_server.py", "/", args, answers)
     }
 

@@ -15,6 +15,7 @@ mod install;
 mod lifetime;
 #[cfg(unix)]
 mod plugin;
+mod policy;
 #[cfg(unix)]
 mod process;
 mod reports;
