@@ -233,7 +233,7 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(done) => done,
         Err(e) => {
             guard.resume();
-            return fail_invalid(invalid, e.exit_code(), &error_chain(&e));
+            return fail_invalid(invalid, e.exit_code(), &crate::errors::chain(&e));
         }
     };
     if let Some(gh) = &github {
@@ -383,7 +383,7 @@ fn render(args: RenderArgs) -> ExitCode {
     for path in &args.reports {
         match RunReport::load(path) {
             Ok(r) => reports.push(r),
-            Err(e) => return fail(ExitCode::UsageError, &error_chain(&e)),
+            Err(e) => return fail(ExitCode::UsageError, &crate::errors::chain(&e)),
         }
     }
     let Some(report) = RunReport::merge(reports) else {
@@ -455,7 +455,7 @@ fn comment(args: CommentArgs) -> ExitCode {
                     .unwrap_or_default(),
                 r,
             )),
-            Err(e) => return fail(ExitCode::UsageError, &error_chain(&e)),
+            Err(e) => return fail(ExitCode::UsageError, &crate::errors::chain(&e)),
         }
     }
     let env = |n: &str| std::env::var(n).ok();
@@ -531,7 +531,7 @@ fn show_config(args: RunArgs) -> ExitCode {
     let config = RunConfig::new(command, cwd, base, layer);
     let (session, settings) = match runner::probe_settings(&config) {
         Ok(found) => found,
-        Err(e) => return fail_invalid(invalid, e.exit_code(), &error_chain(&e)),
+        Err(e) => return fail_invalid(invalid, e.exit_code(), &crate::errors::chain(&e)),
     };
     let settings = match settings {
         Ok(s) => s,
@@ -643,15 +643,4 @@ fn fail(code: ExitCode, message: &str) -> ExitCode {
     };
     let _ = writeln!(anstream::stderr(), "{prefix}{message}");
     code
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

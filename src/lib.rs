@@ -10,6 +10,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod devstats;
+mod errors;
 mod hardening;
 pub mod model;
 pub mod output;

@@ -309,6 +309,26 @@ impl ExceptionInfo {
             None => t,
         }
     }
+
+    /// The failure's headline: [`headline`] of the short type and the message.
+    pub fn headline(&self) -> String {
+        headline(self.short_type(), &self.message)
+    }
+}
+
+/// `Type: first line of the message` (its first non-blank line, trimmed), or the type alone when the
+/// message is blank: how every renderer names a failure in one line. Not escaped and not shortened.
+pub fn headline(kind: &str, message: &str) -> String {
+    let first = message
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if first.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {first}")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -402,5 +422,22 @@ impl RunReport {
             merged.run.exit_code = ExitCode::TestsFailed;
         }
         Some(merged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_headline_is_the_type_and_the_first_line_that_says_something() {
+        let e = ExceptionInfo {
+            type_name: "builtins.ValueError".into(),
+            mro: vec![],
+            message: "\n  bad value  \nmore".into(),
+        };
+        assert_eq!(e.headline(), "ValueError: bad value");
+        assert_eq!(headline("AssertionError", " \n\t\n"), "AssertionError");
+        assert_eq!(headline("a.B", "x"), "a.B: x");
     }
 }

@@ -445,17 +445,7 @@ pub fn print_summary(report: &RunReport, mut out: impl Write) -> std::io::Result
 }
 
 fn one_line(kind: &str, message: &str) -> String {
-    let first = message
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
-    let text = if first.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {first}")
-    };
-    sanitize_line(&truncate(&text, 200))
+    sanitize_line(&truncate(&crate::model::headline(kind, message), 200))
 }
 
 /// Like [`sanitize_line`], keeping line breaks (indented under the first line).

@@ -32,18 +32,8 @@ pub fn escape_data(text: &str) -> String {
 
 /// Escapes a property value (`file=`, `title=`): the data rules plus `:` and `,`, which end a property.
 pub fn escape_property(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '\r' => out.push_str("%0D"),
-            '\n' => out.push_str("%0A"),
-            ':' => out.push_str("%3A"),
-            ',' => out.push_str("%2C"),
-            c => out.push(c),
-        }
-    }
-    out
+    // The data escapes write no `:` or `,`, so these two apply to the original text only.
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// `bytes` random bytes from the operating system, as lowercase hex.

@@ -316,14 +316,7 @@ fn explain(e: &ApiError, job: &Job) -> String {
         Some(s) if s >= 500 => "GitLab kept failing, still after retries".to_owned(),
         _ => String::new(),
     };
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    let text = text.replace(['\n', '\r'], " ");
+    let text = crate::errors::chain(e).replace(['\n', '\r'], " ");
     if hint.is_empty() {
         text
     } else {

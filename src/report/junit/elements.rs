@@ -68,15 +68,7 @@ pub(super) fn schema_order(mut runs: Vec<TestRerun>) -> Vec<TestRerun> {
 /// `Type: first line of the message`, as pytest's junitxml puts in `message`.
 pub(super) fn message(a: &Attempt) -> String {
     match &a.exception {
-        Some(e) => {
-            let first = e.message.lines().next().unwrap_or("");
-            let text = if first.is_empty() {
-                e.short_type().to_owned()
-            } else {
-                format!("{}: {first}", e.short_type())
-            };
-            truncate(&text, 1000)
-        }
+        Some(e) => truncate(&e.headline(), 1000),
         None => "failed".into(),
     }
 }
