@@ -231,16 +231,11 @@ fn round_title(plan: &RoundPlan<'_>) -> String {
     }
 }
 
-/// The terminal's width in columns: the tty's, else `COLUMNS`, else 80.
+/// The terminal's width in columns: stdout's terminal, else `COLUMNS`, else 80.
 fn terminal_width() -> usize {
-    #[cfg(unix)]
-    {
-        // SAFETY: TIOCGWINSZ fills a winsize; on failure it is left zeroed and ignored.
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-        if unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0
-            && ws.ws_col > 0
-        {
-            return usize::from(ws.ws_col);
+    if let Some((terminal_size::Width(w), _)) = terminal_size::terminal_size_of(std::io::stdout()) {
+        if w > 0 {
+            return usize::from(w);
         }
     }
     std::env::var("COLUMNS")
@@ -250,24 +245,10 @@ fn terminal_width() -> usize {
         .unwrap_or(80)
 }
 
-/// Columns a string takes, counting East Asian wide characters and emoji as two, so the live line
-/// never wraps.
+/// Columns a string takes (East Asian wide characters and emoji take two, combining marks none), so the
+/// live line never wraps.
 fn display_width(text: &str) -> usize {
-    text.chars()
-        .map(|c| match c as u32 {
-            0x1100..=0x115F
-            | 0x2E80..=0xA4CF
-            | 0xAC00..=0xD7A3
-            | 0xF900..=0xFAFF
-            | 0xFE30..=0xFE4F
-            | 0xFF00..=0xFF60
-            | 0xFFE0..=0xFFE6
-            | 0x1F300..=0x1F64F
-            | 0x1F900..=0x1F9FF
-            | 0x20000..=0x3FFFD => 2,
-            _ => 1,
-        })
-        .sum()
+    unicode_width::UnicodeWidthStr::width(text)
 }
 
 /// Cuts `text` to at most `max` columns, ending with `…` when cut.
@@ -278,7 +259,7 @@ fn fit(text: &str, max: usize) -> String {
     let mut out = String::new();
     let mut used = 0;
     for c in text.chars() {
-        let w = display_width(c.encode_utf8(&mut [0; 4]));
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
         if used + w + 1 > max {
             break;
         }

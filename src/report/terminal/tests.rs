@@ -306,3 +306,13 @@ fn hostile_text_reaches_the_terminal_without_a_raw_escape() {
         text.len()
     );
 }
+
+#[test]
+fn wide_and_combining_characters_are_measured_in_columns() {
+    assert_eq!(display_width("e\u{301}"), 1);
+    assert_eq!(display_width("日本"), 4);
+    let cut = fit("tests/t.py::test[日本語のテスト名]", 20);
+    assert!(display_width(&cut) <= 20, "{cut:?}");
+    assert!(cut.ends_with('…'));
+    assert_eq!(fit("short", 20), "short");
+}
