@@ -20,3 +20,4 @@ pub mod runner;
 #[cfg(test)]
 pub(crate) mod sample;
 pub mod signals;
+pub(crate) mod timestamp;

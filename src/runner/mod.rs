@@ -39,6 +39,7 @@ use crate::model::{
 use crate::policy::{RetryPolicy, plan_next_round};
 use crate::report::counted;
 use crate::signals::Interrupts;
+use crate::timestamp::{now_rfc3339, rfc3339_from_epoch};
 use events::{Collected, Event, FailureEvent, SessionFinish, SessionStart, TestEvent};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -636,16 +637,6 @@ fn epoch_now() -> f64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn rfc3339_from_epoch(secs: f64) -> Option<String> {
-    jiff::Timestamp::from_microsecond((secs * 1e6) as i64)
-        .ok()
-        .map(|t| t.to_string())
-}
-
-fn now_rfc3339() -> String {
-    jiff::Timestamp::now().to_string()
 }
 
 #[cfg(test)]

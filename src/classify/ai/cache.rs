@@ -38,7 +38,7 @@ impl CachedAnswer {
             reason: c.reason.clone(),
             action: action.to_owned(),
             delay_seconds,
-            saved_at: jiff::Timestamp::now().to_string(),
+            saved_at: crate::timestamp::now_rfc3339(),
         }
     }
 }
