@@ -29,10 +29,12 @@ pub struct Interrupts {
 }
 
 /// SIGINT's number, used when a platform reports no number (Windows' Ctrl-C).
+#[cfg(any(windows, test))]
 pub const SIGINT: i32 = 2;
 
 impl Interrupts {
-    /// State that no signal will ever set (library use, tests).
+    /// State that no signal will ever set (tests).
+    #[cfg(test)]
     pub fn none() -> Self {
         Interrupts::default()
     }

@@ -2,10 +2,10 @@
 //! also derives the links renderers put in Markdown (file at the commit, the CI run). Adapters read the
 //! rendered output and the report, nothing else.
 
-pub mod comment;
+pub(crate) mod comment;
 pub mod github;
-pub mod gitlab;
-pub mod http;
+pub(crate) mod gitlab;
+pub(crate) mod http;
 
 use crate::report::markdown::Links;
 use std::path::Path;

@@ -5,14 +5,14 @@
 //! Layers, lowest first: built-in defaults < pytest ini keys < `SMART_RERUN_*` environment < command
 //! line < the test's own `@pytest.mark.smart_rerun` (see [`marker`]). Every key is listed once in [`keys`].
 
-pub mod args;
+pub(crate) mod args;
 #[cfg(test)]
 mod generate;
-pub mod ini;
+pub(crate) mod ini;
 #[cfg(test)]
 mod inputs;
-pub mod keys;
-pub mod marker;
+pub(crate) mod keys;
+pub(crate) mod marker;
 
 use crate::policy::{Backoff, ErrorName, RetryPolicy};
 pub use keys::{Group, KEYS, Key, Kind};

@@ -6,16 +6,16 @@
 //! Nothing here can fail the job: a comment GitHub refuses is one warning that says why and points to
 //! the README's `workflow_run` recipe, and the exit code stays the tests'.
 
-pub mod annotations;
-pub mod api;
-pub mod commands;
-pub mod env;
+pub(crate) mod annotations;
+pub(crate) mod api;
+pub(crate) mod commands;
+pub(crate) mod env;
 pub mod files;
 
 use crate::config::GithubSettings;
 use crate::model::{CiInfo, RunReport};
 use crate::report::markdown::{self, Links};
-pub use env::GithubEnv;
+pub(crate) use env::GithubEnv;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

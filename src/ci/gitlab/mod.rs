@@ -17,7 +17,7 @@
 //!   `PRIVATE-TOKEN` and never printed; `run` removes `SMART_RERUN_GITLAB_TOKEN` from pytest's
 //!   environment. `CI_JOB_TOKEN` cannot write notes, so it is never used; when it is all there is, one
 //!   line says so and how to fix it.
-//! - Text from the tested code is escaped by the Markdown renderer; [`disarm`] also keeps GitLab from
+//! - Text from the tested code is escaped by the Markdown renderer; [`note::disarm`] also keeps GitLab from
 //!   running a quick action (`/merge` at the start of a traceback line) or linking `#123`/`!123`
 //!   references found in it.
 //! - Failing to post is one warning line, never a failed job: the caller keeps its exit code.
@@ -29,7 +29,7 @@ use super::comment::section_key;
 use crate::config::{GitlabSettings, Settings};
 use crate::model::{CiInfo, RunReport};
 use crate::report::markdown::{self, Links};
-pub use note::{disarm, publish_note};
+pub use note::publish_note;
 
 /// GitLab's limit for a note body, in characters (this module counts bytes, which is stricter).
 pub const NOTE_LIMIT: usize = 1_000_000;

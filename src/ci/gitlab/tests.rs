@@ -1,4 +1,4 @@
-use super::note::{PIPELINE_TAG, fit, prune};
+use super::note::{PIPELINE_TAG, disarm, fit, prune};
 use super::*;
 use crate::ci::comment::StickyComment;
 
