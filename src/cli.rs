@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
     after_help = "Exit codes follow pytest's: 0 nothing failed (flaky tests passed), 1 failures remain, \
                   2 interrupted, 3 internal error, 4 usage error, 5 no tests collected."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// When to use colour: auto honours NO_COLOR, CLICOLOR_FORCE and whether stdout is a terminal.
@@ -32,14 +32,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ColorWhen {
+pub(crate) enum ColorWhen {
     Auto,
     Always,
     Never,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the suite and rerun the tests that fail: `smart-rerun run [OPTIONS] [-- COMMAND...]`.
     Run(RunArgs),
     /// Print the effective settings for this project and command, and where each value came from
@@ -56,7 +56,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct CommentArgs {
+pub(crate) struct CommentArgs {
     /// Saved smart-rerun JSON reports (`--report a.json b.json`, or the flag repeated).
     #[arg(long = "report", value_name = "REPORT.json", required = true, num_args = 1..)]
     pub reports: Vec<PathBuf>,
@@ -72,7 +72,7 @@ pub struct CommentArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum RenderFormat {
+pub(crate) enum RenderFormat {
     Json,
     Junit,
     Markdown,
@@ -80,7 +80,7 @@ pub enum RenderFormat {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct RenderArgs {
+pub(crate) struct RenderArgs {
     /// The output format.
     #[arg(long, value_enum)]
     pub format: RenderFormat,
@@ -99,7 +99,7 @@ pub struct RenderArgs {
 }
 
 #[derive(Debug, Clone, Default, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// One flag per setting, from the settings table (src/config/keys.rs).
     #[command(flatten)]
     pub settings: config::args::SettingArgs,

@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// Where smart-rerun is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Platform {
+pub(crate) enum Platform {
     GitHub,
     GitLab,
     Other,
@@ -31,7 +31,7 @@ impl Platform {
 }
 
 /// Links for the Markdown report: files at the commit and the CI run, on GitHub and GitLab.
-pub fn markdown_links(env: &dyn Fn(&str) -> Option<String>, rootdir: Option<&str>) -> Links {
+pub(crate) fn markdown_links(env: &dyn Fn(&str) -> Option<String>, rootdir: Option<&str>) -> Links {
     let mut links = Links::default();
     let nonempty = |name: &str| env(name).filter(|v| !v.is_empty());
     let (workspace, blob, run) = match Platform::detect(env) {

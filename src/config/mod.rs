@@ -23,8 +23,7 @@ use std::time::Duration;
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Default,
+pub(crate) enum Source {
     /// A pytest ini key; the line is found by [`ini::locate`] when it can be.
     Ini {
         file: String,
@@ -47,7 +46,6 @@ pub enum Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Default => f.write_str("default"),
             Source::Ini {
                 file,
                 line: Some(line),
@@ -73,14 +71,14 @@ pub fn pytest_option(flag: &str) -> String {
 
 /// One raw, unvalidated value and its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Raw {
+pub(crate) struct Raw {
     pub value: String,
     pub source: Source,
 }
 
 /// Raw values of one or more merged layers, by ini key; absent = not set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RawLayer {
+pub(crate) struct RawLayer {
     pub values: BTreeMap<&'static str, Raw>,
 }
 
@@ -102,6 +100,7 @@ impl RawLayer {
         );
     }
 
+    #[cfg(test)]
     pub fn get(&self, key: &str) -> Option<&Raw> {
         self.values.get(key)
     }
@@ -146,7 +145,7 @@ impl RawLayer {
 
 /// One bad value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     pub key: String,
     pub source: Source,
     /// The offending value; `None` for secrets, which are never printed.
@@ -169,7 +168,7 @@ impl fmt::Display for ConfigError {
 
 /// Every bad value of a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub(crate) struct ConfigErrors(pub Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -190,7 +189,7 @@ impl std::error::Error for ConfigErrors {}
 
 /// A value that must never be printed or written.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
     pub fn expose(&self) -> &str {
@@ -206,7 +205,7 @@ impl fmt::Debug for Secret {
 
 /// Settings of the AI classifier (see `classify::ai`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AiSettings {
+pub(crate) struct AiSettings {
     pub enabled: bool,
     pub endpoint: Option<String>,
     pub token: Option<Secret>,
@@ -222,7 +221,7 @@ pub struct AiSettings {
 
 /// How the AI endpoint is reached.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum AiProtocol {
+pub(crate) enum AiProtocol {
     /// An MCP tool call over Streamable HTTP.
     #[default]
     Mcp,
@@ -241,7 +240,7 @@ impl AiProtocol {
 
 /// What smart-rerun does in GitHub Actions (ignored elsewhere).
 #[derive(Debug, Clone, PartialEq)]
-pub struct GithubSettings {
+pub(crate) struct GithubSettings {
     pub annotations: bool,
     pub summary: bool,
     pub comment: bool,
@@ -269,7 +268,7 @@ impl Default for GithubSettings {
 
 /// What smart-rerun does in GitLab CI (ignored elsewhere).
 #[derive(Debug, Clone, PartialEq)]
-pub struct GitlabSettings {
+pub(crate) struct GitlabSettings {
     pub note: bool,
     /// This job's section of the sticky note; `None`: the job's name.
     pub note_key: Option<String>,
@@ -289,7 +288,7 @@ impl Default for GitlabSettings {
 
 /// The validated settings of a run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The global policy; markers override it per test.
     pub policy: RetryPolicy,
     pub max_failures: Option<u32>,
@@ -570,7 +569,10 @@ fn error(k: &Key, raw: &Raw, problem: String) -> ConfigError {
 }
 
 /// Replaces each `{{ env:NAME }}` with the variable's value; a missing variable is an error that names it.
-pub fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(crate) fn expand_env(
+    value: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("{{") {
@@ -598,7 +600,7 @@ pub fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
     Ok(out)
 }
 
-pub fn parse_bool(value: &str) -> Result<bool, String> {
+pub(crate) fn parse_bool(value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
@@ -610,7 +612,7 @@ pub fn parse_bool(value: &str) -> Result<bool, String> {
 }
 
 /// A whole number, `min` or more.
-pub fn parse_count(value: &str, min: u32) -> Result<u32, String> {
+pub(crate) fn parse_count(value: &str, min: u32) -> Result<u32, String> {
     let extra = if min == 1 {
         " (the first run counts as an attempt)"
     } else {
@@ -624,7 +626,7 @@ pub fn parse_count(value: &str, min: u32) -> Result<u32, String> {
 }
 
 /// A number of seconds, 0 or more.
-pub fn parse_seconds(value: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(value: &str) -> Result<Duration, String> {
     match value.trim().trim_end_matches('s').parse::<f64>() {
         Ok(s) if (0.0..1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
         Ok(_) => Err("must be a number of seconds, 0 or more".into()),

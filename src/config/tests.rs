@@ -223,7 +223,7 @@ fn all_bad_values_are_reported_together() {
     let err = validate(&layer(&[
         ("smart_rerun_max", "0", Source::Flag("--max")),
         ("smart_rerun_delay", "x", Source::Env("SMART_RERUN_DELAY")),
-        ("smart_rerun_backoff", "y", Source::Default),
+        ("smart_rerun_backoff", "y", Source::Override),
     ]))
     .unwrap_err();
     assert_eq!(err.0.len(), 3, "{err}");
@@ -241,7 +241,7 @@ fn secrets_are_never_echoed() {
     assert!(!err.to_string().contains("s3cr3t"), "{err}");
     let env = |n: &str| (n == "TOK").then(|| "hunter2".to_owned());
     let s = Settings::from_layer(
-        &layer(&[("smart_rerun_ai_token", "{{ env:TOK }}", Source::Default)]),
+        &layer(&[("smart_rerun_ai_token", "{{ env:TOK }}", Source::Override)]),
         &env,
         Path::new("/"),
     )
