@@ -1,7 +1,7 @@
 //! Errors as text for one message: [`chain`], an error followed by its causes.
 
 /// `error: cause: cause's cause`, each from its `Display`, in `source()` order.
-pub fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use std::time::SystemTime;
 
 /// `t` as RFC 3339 in UTC, the fraction without trailing zeros.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     let mut text = t.format("%Y-%m-%dT%H:%M:%S").to_string();
     let nanos = t.timestamp_subsec_nanos();
     if nanos > 0 {
@@ -18,12 +18,12 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// Now, as [`rfc3339`].
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     rfc3339(DateTime::<Utc>::from(SystemTime::now()))
 }
 
 /// Seconds since the Unix epoch (as the collector reports them), to the microsecond, as [`rfc3339`].
-pub fn rfc3339_from_epoch(secs: f64) -> Option<String> {
+pub(crate) fn rfc3339_from_epoch(secs: f64) -> Option<String> {
     DateTime::from_timestamp_micros((secs * 1e6) as i64).map(rfc3339)
 }
 

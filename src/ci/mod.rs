@@ -19,7 +19,7 @@ pub(crate) enum Platform {
 }
 
 impl Platform {
-    pub fn detect(env: &dyn Fn(&str) -> Option<String>) -> Platform {
+    pub(crate) fn detect(env: &dyn Fn(&str) -> Option<String>) -> Platform {
         if env("GITHUB_ACTIONS").as_deref() == Some("true") {
             Platform::GitHub
         } else if env("GITLAB_CI").as_deref() == Some("true") {

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::time::Duration;
 
 /// Escapes the data of a workflow command (after the second `::`), exactly as the runner unescapes it.
-pub fn escape_data(text: &str) -> String {
+pub(crate) fn escape_data(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -31,13 +31,13 @@ pub fn escape_data(text: &str) -> String {
 }
 
 /// Escapes a property value (`file=`, `title=`): the data rules plus `:` and `,`, which end a property.
-pub fn escape_property(text: &str) -> String {
+pub(crate) fn escape_property(text: &str) -> String {
     // The data escapes write no `:` or `,`, so these two apply to the original text only.
     escape_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// `bytes` random bytes from the operating system, as lowercase hex.
-pub fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     if getrandom::fill(&mut buf).is_err() {
         // No OS randomness (never seen on the runners): the clock and pid still differ per run, and a token
@@ -56,7 +56,7 @@ pub fn random_hex(bytes: usize) -> String {
 
 /// Untrusted text for a line smart-rerun prints while commands run: a leading `::` and any `##[` are
 /// broken by an invisible word joiner, so the line cannot be read as a command.
-pub fn defuse(text: &str) -> String {
+pub(crate) fn defuse(text: &str) -> String {
     let mut out = text.replace("##[", "##\u{2060}[");
     if out.trim_start().starts_with("::") {
         out.insert(0, '\u{2060}');
@@ -65,7 +65,7 @@ pub fn defuse(text: &str) -> String {
 }
 
 /// Stops and resumes workflow commands on one output stream.
-pub struct CommandGuard<W: Write> {
+pub(crate) struct CommandGuard<W: Write> {
     out: W,
     /// Outside GitHub Actions the guard does nothing.
     enabled: bool,
@@ -77,7 +77,7 @@ pub struct CommandGuard<W: Write> {
 }
 
 impl<W: Write> CommandGuard<W> {
-    pub fn new(out: W) -> Self {
+    pub(crate) fn new(out: W) -> Self {
         CommandGuard {
             out,
             enabled: true,
@@ -87,7 +87,7 @@ impl<W: Write> CommandGuard<W> {
     }
 
     /// A guard that never prints (not in GitHub Actions).
-    pub fn disabled(out: W) -> Self {
+    pub(crate) fn disabled(out: W) -> Self {
         CommandGuard {
             enabled: false,
             ..CommandGuard::new(out)
@@ -107,7 +107,7 @@ impl<W: Write> CommandGuard<W> {
     }
 
     /// Stops commands with a fresh token (no-op when already stopped).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if !self.enabled || self.token.is_some() {
             return;
         }
@@ -118,7 +118,7 @@ impl<W: Write> CommandGuard<W> {
     }
 
     /// Resumes commands (no-op when not stopped).
-    pub fn resume(&mut self) {
+    pub(crate) fn resume(&mut self) {
         if let Some(token) = self.token.take() {
             if !self.settle.is_zero() {
                 std::thread::sleep(self.settle);
@@ -136,7 +136,7 @@ impl<W: Write> CommandGuard<W> {
 
 /// A progress sink that keeps workflow commands stopped while pytest runs and while the inner sink
 /// prints test names, and lets the inner sink's own `::group::` lines through.
-pub struct GuardedProgress<P: ProgressSink, W: Write> {
+pub(crate) struct GuardedProgress<P: ProgressSink, W: Write> {
     inner: P,
     guard: CommandGuard<W>,
     /// Keep commands stopped during pytest's rounds (`false`: pytest's output may issue commands; test
@@ -146,7 +146,7 @@ pub struct GuardedProgress<P: ProgressSink, W: Write> {
 
 impl<P: ProgressSink, W: Write> GuardedProgress<P, W> {
     /// Stops commands now, before the first round, unless `stop_pytest` is off.
-    pub fn new(inner: P, mut guard: CommandGuard<W>, stop_pytest: bool) -> Self {
+    pub(crate) fn new(inner: P, mut guard: CommandGuard<W>, stop_pytest: bool) -> Self {
         if stop_pytest {
             guard.stop();
         }
@@ -159,7 +159,7 @@ impl<P: ProgressSink, W: Write> GuardedProgress<P, W> {
 
     /// The inner sink and the guard, to keep commands stopped over the summary and resume them for the
     /// annotations.
-    pub fn into_parts(self) -> (P, CommandGuard<W>) {
+    pub(crate) fn into_parts(self) -> (P, CommandGuard<W>) {
         (self.inner, self.guard)
     }
 

@@ -22,20 +22,20 @@
 //!   references found in it.
 //! - Failing to post is one warning line, never a failed job: the caller keeps its exit code.
 
-pub mod api;
+pub(crate) mod api;
 mod note;
 
 use super::comment::section_key;
 use crate::config::{GitlabSettings, Settings};
 use crate::model::{CiInfo, RunReport};
 use crate::report::markdown::{self, Links};
-pub use note::publish_note;
+pub(crate) use note::publish_note;
 
 /// GitLab's limit for a note body, in characters (this module counts bytes, which is stricter).
-pub const NOTE_LIMIT: usize = 1_000_000;
+pub(crate) const NOTE_LIMIT: usize = 1_000_000;
 
 /// Variables a token is read from, in order.
-pub const TOKEN_VARS: [&str; 2] = ["SMART_RERUN_GITLAB_TOKEN", "GITLAB_TOKEN"];
+pub(crate) const TOKEN_VARS: [&str; 2] = ["SMART_RERUN_GITLAB_TOKEN", "GITLAB_TOKEN"];
 
 /// How to get a token that can write notes; said whenever one is missing.
 const TOKEN_FIX: &str = "add a project access token with the api scope as a masked CI/CD variable \
@@ -43,7 +43,7 @@ const TOKEN_FIX: &str = "add a project access token with the api scope as a mask
 
 /// What a GitLab CI job's predefined variables say about where to post.
 #[derive(Clone)]
-pub struct Job {
+pub(crate) struct Job {
     /// `CI_API_V4_URL` (self-hosted instances have their own).
     pub api_url: Option<String>,
     /// The project that holds the merge request: `CI_MERGE_REQUEST_PROJECT_ID` (a fork MR's target
@@ -75,7 +75,7 @@ impl std::fmt::Debug for Job {
 }
 
 impl Job {
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Job {
+    pub(crate) fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Job {
         let var = |name: &str| {
             env(name)
                 .map(|v| v.trim().to_owned())
@@ -94,7 +94,7 @@ impl Job {
     }
 
     /// Overrides the section key (`smart-rerun comment --key`).
-    pub fn with_key(mut self, key: &str) -> Job {
+    pub(crate) fn with_key(mut self, key: &str) -> Job {
         self.key = section_key(key);
         self
     }
@@ -102,7 +102,7 @@ impl Job {
 
 /// The job's section key: `CI_JOB_NAME`, with `CI_NODE_INDEX/CI_NODE_TOTAL` added when the name does not
 /// already end with it (GitLab adds it to `parallel: N` job names; a script may not).
-pub fn job_key(env: &dyn Fn(&str) -> Option<String>) -> String {
+pub(crate) fn job_key(env: &dyn Fn(&str) -> Option<String>) -> String {
     let var = |name: &str| {
         env(name)
             .map(|v| v.trim().to_owned())
@@ -121,7 +121,7 @@ pub fn job_key(env: &dyn Fn(&str) -> Option<String>) -> String {
 
 /// How posting went; each is one line for the job log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoteOutcome {
+pub(crate) enum NoteOutcome {
     Posted(String),
     /// Nothing to do, or nothing that can be done (no token, no merge request); not a problem.
     Skipped(String),
@@ -131,7 +131,7 @@ pub enum NoteOutcome {
 
 impl NoteOutcome {
     /// The line for the job log: `Posted` and `Skipped` on stdout, `Failed` on stderr.
-    pub fn print(&self, out: &mut dyn std::io::Write) {
+    pub(crate) fn print(&self, out: &mut dyn std::io::Write) {
         use std::io::Write as _;
         let _ = match self {
             NoteOutcome::Posted(m) | NoteOutcome::Skipped(m) => writeln!(out, "smart-rerun: {m}"),
@@ -144,7 +144,7 @@ impl NoteOutcome {
 }
 
 /// One section of the note: its key and its Markdown within a byte budget.
-pub struct Section<'a> {
+pub(crate) struct Section<'a> {
     pub key: String,
     pub render: Box<dyn Fn(usize) -> String + 'a>,
 }
@@ -152,7 +152,7 @@ pub struct Section<'a> {
 /// Removes `SMART_RERUN_GITLAB_TOKEN` from this process's environment once the settings have read it,
 /// so the pytest processes (the code under test, maybe a fork's) do not inherit it. `GITLAB_TOKEN` is
 /// the user's own variable and stays.
-pub fn forget_token() {
+pub(crate) fn forget_token() {
     if let Some(k) = crate::config::keys::key("smart_rerun_gitlab_token") {
         if std::env::var_os(k.env).is_some() {
             // SAFETY: called from `run` before any thread is started (signal handlers, runtimes); nothing
@@ -163,7 +163,7 @@ pub fn forget_token() {
 }
 
 /// The report's `ci` block for a GitLab job: what `smart-rerun comment` needs later.
-pub fn ci_info(settings: &GitlabSettings, env: &dyn Fn(&str) -> Option<String>) -> CiInfo {
+pub(crate) fn ci_info(settings: &GitlabSettings, env: &dyn Fn(&str) -> Option<String>) -> CiInfo {
     let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     CiInfo {
         platform: "gitlab".into(),
@@ -183,7 +183,7 @@ pub fn ci_info(settings: &GitlabSettings, env: &dyn Fn(&str) -> Option<String>) 
 }
 
 /// After `smart-rerun run` under GitLab CI: this job's section of the merge request note.
-pub fn publish_run(report: &RunReport, settings: &Settings, out: &mut dyn std::io::Write) {
+pub(crate) fn publish_run(report: &RunReport, settings: &Settings, out: &mut dyn std::io::Write) {
     if !settings.gitlab.note {
         return;
     }
@@ -211,7 +211,7 @@ pub fn publish_run(report: &RunReport, settings: &Settings, out: &mut dyn std::i
 
 /// Why `smart-rerun comment` cannot post to GitLab (a usage error).
 #[derive(Debug, thiserror::Error)]
-pub enum CommentUsage {
+pub(crate) enum CommentUsage {
     #[error(
         "no GitLab token: set SMART_RERUN_GITLAB_TOKEN (a project access token with the api scope; CI_JOB_TOKEN cannot write notes)"
     )]
@@ -224,7 +224,7 @@ pub enum CommentUsage {
 
 /// What `smart-rerun comment` was asked to do, under GitLab CI.
 #[derive(Debug, Clone, Default)]
-pub struct CommentRequest {
+pub(crate) struct CommentRequest {
     /// The merge request IID (`--pr`).
     pub mr: Option<u64>,
     /// The project, by ID or path (`--repo`).
@@ -235,7 +235,7 @@ pub struct CommentRequest {
 
 /// `smart-rerun comment` under GitLab CI: one section per job of the saved reports (their `ci` block
 /// names it; else the file's name), or one merged section, written into the merge request's note.
-pub fn comment_from_reports(
+pub(crate) fn comment_from_reports(
     reports: Vec<(String, RunReport)>,
     request: &CommentRequest,
     env: &dyn Fn(&str) -> Option<String>,

@@ -19,7 +19,7 @@ const BUDGET: Duration = Duration::from_secs(120);
 /// Posts (or updates) `sections` of the sticky merge request note; never blocks longer than about two
 /// minutes. Whatever happens inside, even a panic, comes back as an outcome: the job's exit code stays
 /// the tests'.
-pub fn publish_note(job: &Job, sections: &[Section], retry: RetryPolicy) -> NoteOutcome {
+pub(crate) fn publish_note(job: &Job, sections: &[Section], retry: RetryPolicy) -> NoteOutcome {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         publish_note_inner(job, sections, retry)
     }))
@@ -264,7 +264,7 @@ pub(super) fn fit(room: usize, job: &Job, key: &str, render: &dyn Fn(usize) -> S
 /// - `#123`, `!123`, `&123`, `$123` link (and cross-reference) issues, merge requests, epics and
 ///   snippets; a zero-width space after the sigil leaves the text readable and unlinked. The `#` of an
 ///   HTML entity (`&#124;`) is left alone.
-pub fn disarm(text: &str) -> String {
+pub(super) fn disarm(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 64);
     for line in text.split_inclusive('\n') {
         let indent = line.len() - line.trim_start_matches([' ', '\t']).len();

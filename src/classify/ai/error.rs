@@ -2,7 +2,7 @@
 
 /// Why a call brought no answer. Everything but a refused answer switches the endpoint off for the run.
 #[derive(Debug, Clone, PartialEq)]
-pub enum CallError {
+pub(crate) enum CallError {
     /// Connection refused, no route, DNS failure: the detail says which.
     Unreachable(String),
     /// No answer within this many seconds.
@@ -22,7 +22,7 @@ pub enum CallError {
 impl CallError {
     /// Classifies an error from reqwest or rmcp by walking its sources (and into rmcp's wrappers, which
     /// hold the transport's error without exposing it as a source).
-    pub fn from_error(e: &(dyn std::error::Error + 'static)) -> CallError {
+    pub(crate) fn from_error(e: &(dyn std::error::Error + 'static)) -> CallError {
         use rmcp::service::{ClientInitializeError, ServiceError};
         use rmcp::transport::DynamicTransportError;
         use rmcp::transport::streamable_http_client::{HttpStatusError, StreamableHttpError};

@@ -9,13 +9,13 @@
 //! answers garbage gives one note for the run's warnings, and from then on the heuristics decide alone.
 
 mod ask;
-pub mod cache;
+pub(crate) mod cache;
 mod error;
-pub mod http;
-pub mod mcp;
-pub mod redact;
+pub(crate) mod http;
+pub(crate) mod mcp;
+pub(crate) mod redact;
 
-pub use error::CallError;
+pub(crate) use error::CallError;
 pub(crate) use error::one_line;
 
 use crate::classify::advisor::{Advice, Advisor, FailureQuery, validate_answer};
@@ -32,13 +32,13 @@ use std::path::Path;
 use std::time::Duration;
 
 /// No single call waits longer than this, whatever the run's budget.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The delay cap when the policy sets none.
-pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(300);
 
 /// What the advisor did over the run, for the AI report.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct AiStats {
+pub(crate) struct AiStats {
     /// Calls made to the endpoint.
     pub calls: u32,
     /// Valid answers received.
@@ -54,7 +54,7 @@ pub struct AiStats {
 /// The runner's AI [`Advisor`]. Made before the run; reads its settings at each call, because the
 /// pytest ini values are only known once the first round has started.
 #[derive(Debug, Default)]
-pub struct AiAdvisor {
+pub(crate) struct AiAdvisor {
     cache: Option<Cache>,
     cache_opened: bool,
     /// Set once the endpoint failed: the note given, and no more calls this run.
@@ -79,12 +79,12 @@ enum AnswerError {
 }
 
 impl AiAdvisor {
-    pub fn new() -> AiAdvisor {
+    pub(crate) fn new() -> AiAdvisor {
         AiAdvisor::default()
     }
 
     /// Calls in flight end as soon as one of these signals arrives.
-    pub fn with_interrupts(mut self, interrupts: Interrupts) -> AiAdvisor {
+    pub(crate) fn with_interrupts(mut self, interrupts: Interrupts) -> AiAdvisor {
         self.interrupts = Some(interrupts);
         self
     }
@@ -317,7 +317,7 @@ const MAX_REFUSAL_WARNINGS: u32 = 3;
 
 /// The AI report (`--ai-report PATH`): every classification the advisor gave and what was done with it,
 /// with the run's metadata. No token, and the endpoint without credentials.
-pub fn write_report(
+pub(crate) fn write_report(
     path: &Path,
     settings: &AiSettings,
     advisor: &AiAdvisor,

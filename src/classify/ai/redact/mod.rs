@@ -13,11 +13,11 @@ mod syntax;
 use crate::classify::advisor::FailureQuery;
 use shapes::{scrub_random_values, scrub_shapes};
 use std::collections::BTreeMap;
-pub use syntax::scrub_url_credentials;
+pub(crate) use syntax::scrub_url_credentials;
 use syntax::{scrub_assignments, scrub_schemes};
 
 /// Replaces every scrubbed value.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// Environment variables whose names contain one of these (upper-cased) hold secrets.
 const SECRET_NAMES: [&str; 6] = ["TOKEN", "SECRET", "KEY", "PASSWORD", "PASSWD", "CREDENTIAL"];
@@ -32,7 +32,7 @@ const MAX_TRACEBACK_CHARS: usize = 6000;
 const MAX_MESSAGE_CHARS: usize = 2000;
 
 #[derive(Debug, Clone, Default)]
-pub struct Redactor {
+pub(crate) struct Redactor {
     /// Secret values of the environment, longest first (so a secret containing another is masked whole).
     env_secrets: Vec<String>,
     /// The configured tokens: scrubbed even with redaction off.
@@ -41,7 +41,7 @@ pub struct Redactor {
 
 impl Redactor {
     /// A redactor for these environment variables plus `extra` values (the configured tokens).
-    pub fn new<I, K, V>(env: I, extra: &[&str]) -> Redactor
+    pub(crate) fn new<I, K, V>(env: I, extra: &[&str]) -> Redactor
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
@@ -63,7 +63,7 @@ impl Redactor {
     }
 
     /// A redactor for this process's environment and `extra` values.
-    pub fn from_process_env(extra: &[&str]) -> Redactor {
+    pub(crate) fn from_process_env(extra: &[&str]) -> Redactor {
         Redactor::new(
             std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
@@ -72,17 +72,17 @@ impl Redactor {
     }
 
     /// Only the configured tokens, which are scrubbed whether redaction is on or off.
-    pub fn scrub_tokens(&self, text: &str) -> String {
+    pub(crate) fn scrub_tokens(&self, text: &str) -> String {
         mask_values(text, &self.tokens)
     }
 
     /// Known values, then credentials recognised by their shape.
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         self.scrub_counted(text, &mut Redactions::default())
     }
 
     /// [`Redactor::scrub`], counting what it masked in `seen`.
-    pub fn scrub_counted(&self, text: &str, seen: &mut Redactions) -> String {
+    pub(crate) fn scrub_counted(&self, text: &str, seen: &mut Redactions) -> String {
         let out = stage(text.to_owned(), seen, "configured-token", |t| {
             mask_values(t, &self.tokens)
         });
@@ -104,7 +104,7 @@ impl Redactor {
     }
 
     /// [`Redactor::query`], counting what it masked in `seen`.
-    pub fn query_counted(
+    pub(crate) fn query_counted(
         &self,
         q: &FailureQuery,
         redact: bool,
@@ -139,7 +139,7 @@ impl Redactor {
 /// What the redactor scrubbed, by kind ("github-token", "secret-variable", ...): counts, never values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(transparent)]
-pub struct Redactions(BTreeMap<&'static str, usize>);
+pub(crate) struct Redactions(BTreeMap<&'static str, usize>);
 
 impl Redactions {
     pub(super) fn add(&mut self, kind: &'static str, n: usize) {
@@ -190,7 +190,7 @@ fn mask_values(text: &str, values: &[String]) -> String {
 }
 
 /// The first and last lines of a long traceback, with how many were left out, within a character budget.
-pub fn trim_traceback(tb: &str) -> String {
+pub(crate) fn trim_traceback(tb: &str) -> String {
     let lines: Vec<&str> = tb.lines().collect();
     let text = if lines.len() > HEAD_LINES + TAIL_LINES {
         let cut = lines.len() - HEAD_LINES - TAIL_LINES;

@@ -16,7 +16,7 @@ const SECRET_FIELDS: [&str; 8] = [
 ];
 
 /// `scheme://user:pass@host` and `scheme://token@host` → `scheme://***@host`.
-pub fn scrub_url_credentials(text: &str) -> String {
+pub(crate) fn scrub_url_credentials(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {
