@@ -507,8 +507,9 @@ fn a_read_only_token_on_a_fork_pr_is_one_warning_and_the_exit_code_stays() {
         assert!(w.data.contains("forks get a read-only token"), "{}", w.data);
         assert!(w.data.contains("workflow_run"), "{}", w.data);
         assert!(
-            w.data
-                .contains("https://github.com/aki-07/smart-rerun#fork-pull-requests"),
+            w.data.contains(
+                "https://github.com/aki-07/smart-rerun/blob/main/docs/github.md#fork-pull-requests"
+            ),
             "{}",
             w.data
         );

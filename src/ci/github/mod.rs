@@ -4,7 +4,7 @@
 //! while it runs.
 //!
 //! Nothing here can fail the job: a comment GitHub refuses is one warning that says why and points to
-//! the README's `workflow_run` recipe, and the exit code stays the tests'.
+//! the `workflow_run` recipe in docs/github.md, and the exit code stays the tests'.
 
 pub(crate) mod annotations;
 pub(crate) mod api;
@@ -19,8 +19,10 @@ pub(crate) use env::GithubEnv;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Where the README explains fork pull requests and the `workflow_run` recipe.
-pub(crate) const FORK_HELP: &str = "https://github.com/aki-07/smart-rerun#fork-pull-requests";
+/// Where the docs explain fork pull requests and the `workflow_run` recipe: the section `## Fork pull
+/// requests` of docs/github.md, by the anchor GitHub gives that heading.
+pub(crate) const FORK_HELP: &str =
+    "https://github.com/aki-07/smart-rerun/blob/main/docs/github.md#fork-pull-requests";
 
 /// What the run wrote, for the step outputs.
 #[derive(Debug, Clone, Default)]
@@ -548,5 +550,41 @@ mod tests {
             files::parse_outputs(&std::fs::read_to_string(dir.path().join("output")).unwrap());
         assert!(outputs.contains(&("failed".to_owned(), "300".to_owned())));
         assert!(outputs.contains(&("exit-code".to_owned(), "1".to_owned())));
+    }
+
+    /// GitHub's anchor for a Markdown heading: lowercase, punctuation but `-` and `_` dropped, spaces as
+    /// `-`.
+    fn slug(heading: &str) -> String {
+        heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect()
+    }
+
+    #[test]
+    fn the_fork_help_link_is_a_heading_of_the_docs() {
+        let (page, anchor) = FORK_HELP.split_once('#').unwrap();
+        let path = page
+            .strip_prefix("https://github.com/aki-07/smart-rerun/blob/main/")
+            .expect("a page of this repository");
+        let text =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let anchors: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .map(|l| slug(l.trim_start_matches('#')))
+            .collect();
+        assert!(
+            anchors.iter().any(|a| a == anchor),
+            "{anchor} is none of {anchors:?}"
+        );
+        assert_eq!(
+            slug("## `smart-rerun comment`".trim_start_matches('#')),
+            "smart-rerun-comment"
+        );
     }
 }
