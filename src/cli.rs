@@ -162,14 +162,9 @@ fn run(args: RunArgs) -> ExitCode {
     if args.from_pytest {
         PYTEST_WORDING.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let cwd = match std::env::current_dir() {
+    let cwd = match current_dir() {
         Ok(cwd) => cwd,
-        Err(e) => {
-            return fail(
-                ExitCode::InternalError,
-                &format!("cannot read the current directory: {e}"),
-            );
-        }
+        Err(code) => return code,
     };
     // The layer is read once: the GitHub token then leaves the environment, so pytest and the tested
     // code never inherit it.
@@ -512,14 +507,9 @@ fn comment(args: CommentArgs) -> ExitCode {
 }
 
 fn show_config(args: RunArgs) -> ExitCode {
-    let cwd = match std::env::current_dir() {
+    let cwd = match current_dir() {
         Ok(cwd) => cwd,
-        Err(e) => {
-            return fail(
-                ExitCode::InternalError,
-                &format!("cannot read the current directory: {e}"),
-            );
-        }
+        Err(code) => return code,
     };
     let layer = args.layer();
     // Bad values here are validated again over the ini values, so all of them are listed together.
@@ -635,6 +625,16 @@ fn finish(report: &RunReport, settings: &config::Settings, run_time: Duration) -
 /// Errors are worded as pytest's own usage errors (`ERROR: ...`) when `pytest --smart-rerun` handed the
 /// run over: the user typed a pytest command.
 static PYTEST_WORDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The working directory, or the internal error said on stderr.
+fn current_dir() -> Result<std::path::PathBuf, ExitCode> {
+    std::env::current_dir().map_err(|e| {
+        fail(
+            ExitCode::InternalError,
+            &format!("cannot read the current directory: {e}"),
+        )
+    })
+}
 
 fn fail(code: ExitCode, message: &str) -> ExitCode {
     let prefix = match PYTEST_WORDING.load(std::sync::atomic::Ordering::Relaxed) {
