@@ -121,7 +121,7 @@ pub(crate) struct RunArgs {
 
 impl RunArgs {
     /// The command-line layer of the settings, with the environment's `SMART_RERUN_*` layer under it.
-    pub fn layer(&self) -> config::RawLayer {
+    pub(crate) fn layer(&self) -> config::RawLayer {
         let mut layer = config::RawLayer::from_env(|n| std::env::var(n).ok());
         layer.update(&self.settings.layer(self.from_pytest));
         layer

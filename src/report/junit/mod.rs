@@ -29,7 +29,7 @@ use std::io::{self, Write};
 
 /// How attempts are laid out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum JunitCompat {
+pub(crate) enum JunitCompat {
     /// One testcase per test, with Surefire's flaky and rerun elements.
     #[default]
     Surefire,
@@ -41,7 +41,7 @@ pub enum JunitCompat {
 }
 
 #[derive(Debug, Clone)]
-pub struct JunitOptions {
+pub(crate) struct JunitOptions {
     /// The testsuite's name; pytest's `junit_suite_name` (default `pytest`).
     pub suite_name: String,
     pub compat: JunitCompat,
@@ -58,7 +58,7 @@ impl Default for JunitOptions {
 
 /// pytest's junitxml naming: the path becomes dotted without `.py`, the last `::` part is the name, the
 /// rest the classname; parameters (`[...]`) stay on the name.
-pub fn pytest_names(nodeid: &str) -> (String, String) {
+pub(crate) fn pytest_names(nodeid: &str) -> (String, String) {
     let (path, params) = nodeid.split_at(nodeid.find('[').unwrap_or(nodeid.len()));
     let (file, rest) = match path.split_once("::") {
         Some((file, rest)) => (file, Some(rest)),
@@ -81,7 +81,11 @@ pub fn pytest_names(nodeid: &str) -> (String, String) {
 }
 
 /// Writes the JUnit XML for `report` to `path` (atomically), streamed: see [`write`].
-pub fn save(report: &RunReport, options: &JunitOptions, path: &std::path::Path) -> io::Result<()> {
+pub(crate) fn save(
+    report: &RunReport,
+    options: &JunitOptions,
+    path: &std::path::Path,
+) -> io::Result<()> {
     crate::output::write_atomic(path, |file| {
         let mut out = io::BufWriter::new(file);
         write(report, options, &mut out).map_err(io::Error::other)?;
@@ -90,7 +94,7 @@ pub fn save(report: &RunReport, options: &JunitOptions, path: &std::path::Path) 
 }
 
 /// The JUnit XML document for `report`.
-pub fn to_xml(
+pub(crate) fn to_xml(
     report: &RunReport,
     options: &JunitOptions,
 ) -> Result<String, quick_junit::SerializeError> {
@@ -108,7 +112,7 @@ const BATCH: usize = 256;
 /// once to count them (the `testsuite` tag, written first, carries the totals) and once in batches of
 /// [`BATCH`], each serialised by quick-junit in a document of its own whose testcases are copied out.
 /// Counting builds only each testcase's status ([`Detail::Status`]), through the same layout code.
-pub fn write(
+pub(crate) fn write(
     report: &RunReport,
     options: &JunitOptions,
     out: impl Write,
