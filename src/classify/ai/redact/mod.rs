@@ -96,14 +96,15 @@ impl Redactor {
         scrub_random_values(&out, seen)
     }
 
-    /// The query as it may be sent: every text field scrubbed; with `trim`, the traceback and message
-    /// cut to a budget. Without `trim` (redaction off), only the configured tokens are scrubbed.
+    /// [`Redactor::query_counted`] without the counts.
     #[cfg(test)]
     pub fn query(&self, q: &FailureQuery, redact: bool) -> FailureQuery {
         self.query_counted(q, redact, &mut Redactions::default())
     }
 
-    /// [`Redactor::query`], counting what it masked in `seen`.
+    /// The query as it may be sent: every text field scrubbed; with `redact`, the traceback and message
+    /// cut to a budget. Without it (redaction off), only the configured tokens are scrubbed. What was
+    /// masked is counted in `seen`.
     pub(crate) fn query_counted(
         &self,
         q: &FailureQuery,
