@@ -106,7 +106,7 @@ pub(crate) fn to_xml(
 /// How many testcases [`write`] builds before it writes them out.
 const BATCH: usize = 256;
 
-/// Writes the same document as serialising [`to_junit`], without ever holding all of its testcases:
+/// Writes the same document as serialising `to_junit` (tests), without ever holding all of its testcases:
 /// quick-junit builds a whole document in memory before writing it (about 680 bytes a testcase: 68 MB at
 /// 100,000 tests, more than smart-rerun's own peak without it). The testcases are built twice instead,
 /// once to count them (the `testsuite` tag, written first, carries the totals) and once in batches of
