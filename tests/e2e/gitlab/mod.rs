@@ -224,19 +224,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         s.requests.push(request.clone());
         answer(&mut s, &request)
     };
-    let reason = match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        302 => "Found",
-        _ => "Whatever",
-    };
+    let reason = common::reason_phrase(status);
     let mut out = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
