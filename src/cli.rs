@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
     after_help = "Exit codes follow pytest's: 0 nothing failed (flaky tests passed), 1 failures remain, \
                   2 interrupted, 3 internal error, 4 usage error, 5 no tests collected."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// When to use colour: auto honours NO_COLOR, CLICOLOR_FORCE and whether stdout is a terminal.
@@ -32,14 +32,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ColorWhen {
+pub(crate) enum ColorWhen {
     Auto,
     Always,
     Never,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the suite and rerun the tests that fail: `smart-rerun run [OPTIONS] [-- COMMAND...]`.
     Run(RunArgs),
     /// Print the effective settings for this project and command, and where each value came from
@@ -60,23 +60,23 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct PolicyArgs {
+pub(crate) struct PolicyArgs {
     /// The policy, e.g. "retry network errors up to 4 times with exponential backoff".
     #[arg(value_name = "SENTENCE")]
-    pub sentence: String,
+    pub(crate) sentence: String,
     /// Write the settings into the configuration file pytest reads for this project (a new pytest.ini in
     /// its rootdir when there is none), keeping everything else in it.
     #[arg(long)]
-    pub write: bool,
+    pub(crate) write: bool,
     /// The MCP tool (or, over plain HTTP, the `task`) that translates.
     #[arg(long, value_name = "NAME", default_value = crate::translate::DEFAULT_TOOL)]
-    pub policy_tool: String,
+    pub(crate) policy_tool: String,
     #[command(flatten)]
-    pub run: RunArgs,
+    pub(crate) run: RunArgs,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct CommentArgs {
+pub(crate) struct CommentArgs {
     /// Saved smart-rerun JSON reports (`--report a.json b.json`, or the flag repeated).
     #[arg(long = "report", value_name = "REPORT.json", required = true, num_args = 1..)]
     pub reports: Vec<PathBuf>,
@@ -92,7 +92,7 @@ pub struct CommentArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum RenderFormat {
+pub(crate) enum RenderFormat {
     Json,
     Junit,
     Markdown,
@@ -100,7 +100,7 @@ pub enum RenderFormat {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct RenderArgs {
+pub(crate) struct RenderArgs {
     /// The output format.
     #[arg(long, value_enum)]
     pub format: RenderFormat,
@@ -119,7 +119,7 @@ pub struct RenderArgs {
 }
 
 #[derive(Debug, Clone, Default, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// One flag per setting, from the settings table (src/config/keys.rs).
     #[command(flatten)]
     pub settings: config::args::SettingArgs,
@@ -141,7 +141,7 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// The command-line layer of the settings, with the environment's `SMART_RERUN_*` layer under it.
-    pub fn layer(&self) -> config::RawLayer {
+    pub(crate) fn layer(&self) -> config::RawLayer {
         let mut layer = config::RawLayer::from_env(|n| std::env::var(n).ok());
         layer.update(&self.settings.layer(self.from_pytest));
         layer
@@ -183,14 +183,9 @@ fn run(args: RunArgs) -> ExitCode {
     if args.from_pytest {
         PYTEST_WORDING.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let cwd = match std::env::current_dir() {
+    let cwd = match current_dir() {
         Ok(cwd) => cwd,
-        Err(e) => {
-            return fail(
-                ExitCode::InternalError,
-                &format!("cannot read the current directory: {e}"),
-            );
-        }
+        Err(code) => return code,
     };
     // The layer is read once: the GitHub token then leaves the environment, so pytest and the tested
     // code never inherit it.
@@ -257,7 +252,7 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(done) => done,
         Err(e) => {
             guard.resume();
-            return fail_invalid(invalid, e.exit_code(), &error_chain(&e));
+            return fail_invalid(invalid, e.exit_code(), &crate::errors::chain(&e));
         }
     };
     if let Some(gh) = &github {
@@ -407,7 +402,7 @@ fn render(args: RenderArgs) -> ExitCode {
     for path in &args.reports {
         match RunReport::load(path) {
             Ok(r) => reports.push(r),
-            Err(e) => return fail(ExitCode::UsageError, &error_chain(&e)),
+            Err(e) => return fail(ExitCode::UsageError, &crate::errors::chain(&e)),
         }
     }
     let Some(report) = RunReport::merge(reports) else {
@@ -479,7 +474,7 @@ fn comment(args: CommentArgs) -> ExitCode {
                     .unwrap_or_default(),
                 r,
             )),
-            Err(e) => return fail(ExitCode::UsageError, &error_chain(&e)),
+            Err(e) => return fail(ExitCode::UsageError, &crate::errors::chain(&e)),
         }
     }
     let env = |n: &str| std::env::var(n).ok();
@@ -538,15 +533,7 @@ fn comment(args: CommentArgs) -> ExitCode {
 /// The settings in force for `args` and what pytest said of its session, without running a test; on
 /// failure, the error has been printed and the exit code is returned.
 fn probe(args: &RunArgs) -> Result<(runner::events::SessionStart, config::Settings), ExitCode> {
-    let cwd = match std::env::current_dir() {
-        Ok(cwd) => cwd,
-        Err(e) => {
-            return Err(fail(
-                ExitCode::InternalError,
-                &format!("cannot read the current directory: {e}"),
-            ));
-        }
-    };
+    let cwd = current_dir()?;
     let layer = args.layer();
     // Bad values here are validated again over the ini values, so all of them are listed together.
     let (base, invalid) = validate_layer(&layer, &cwd);
@@ -557,7 +544,13 @@ fn probe(args: &RunArgs) -> Result<(runner::events::SessionStart, config::Settin
     let config = RunConfig::new(command, cwd, base, layer);
     let (session, settings) = match runner::probe_settings(&config) {
         Ok(found) => found,
-        Err(e) => return Err(fail_invalid(invalid, e.exit_code(), &error_chain(&e))),
+        Err(e) => {
+            return Err(fail_invalid(
+                invalid,
+                e.exit_code(),
+                &crate::errors::chain(&e),
+            ));
+        }
     };
     match settings {
         Ok(s) => Ok((session, s)),
@@ -739,6 +732,16 @@ fn finish(
 /// run over: the user typed a pytest command.
 static PYTEST_WORDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// The working directory, or the internal error said on stderr.
+fn current_dir() -> Result<std::path::PathBuf, ExitCode> {
+    std::env::current_dir().map_err(|e| {
+        fail(
+            ExitCode::InternalError,
+            &format!("cannot read the current directory: {e}"),
+        )
+    })
+}
+
 fn fail(code: ExitCode, message: &str) -> ExitCode {
     let prefix = match PYTEST_WORDING.load(std::sync::atomic::Ordering::Relaxed) {
         true => "ERROR: smart-rerun: ",
@@ -746,15 +749,4 @@ fn fail(code: ExitCode, message: &str) -> ExitCode {
     };
     let _ = writeln!(anstream::stderr(), "{prefix}{message}");
     code
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

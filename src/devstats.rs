@@ -12,11 +12,11 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The environment variable naming the statistics file.
-pub const STATS_ENV: &str = "SMART_RERUN_STATS";
+pub(crate) const STATS_ENV: &str = "SMART_RERUN_STATS";
 
 /// What `SMART_RERUN_STATS` receives. Times are in seconds.
 #[derive(Debug, Serialize)]
-pub struct DevStats {
+pub(crate) struct DevStats {
     pub stats_version: u32,
     /// smart-rerun's own peak resident set size in KiB, children excluded; `null` where unsupported.
     pub max_rss_kib: Option<u64>,
@@ -36,7 +36,7 @@ pub struct DevStats {
 }
 
 #[derive(Debug, Serialize)]
-pub struct RoundStats {
+pub(crate) struct RoundStats {
     pub number: u32,
     pub kind: RoundKind,
     pub selected: usize,
@@ -45,7 +45,7 @@ pub struct RoundStats {
 }
 
 impl DevStats {
-    pub fn new(
+    pub(crate) fn new(
         report: &RunReport,
         run: Duration,
         summary: Duration,
@@ -75,7 +75,7 @@ impl DevStats {
         }
     }
 
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> std::io::Result<()> {
         let mut body = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         body.push(b'\n');
         std::fs::write(path, body)
@@ -89,7 +89,7 @@ impl DevStats {
 /// had before `execve` over into it, so a smart-rerun started by a 15 MiB Python (vfork/posix_spawn + exec)
 /// reported at least 15 MiB. Other Unix systems fall back to ru_maxrss.
 #[cfg(unix)]
-pub fn max_rss_kib() -> Option<u64> {
+pub(crate) fn max_rss_kib() -> Option<u64> {
     if cfg!(target_os = "linux") {
         if let Some(kib) = std::fs::read_to_string("/proc/self/status")
             .ok()
@@ -115,7 +115,7 @@ pub fn max_rss_kib() -> Option<u64> {
 
 /// This process's CPU time so far, user + system, its children excluded.
 #[cfg(unix)]
-pub fn own_cpu_seconds() -> Option<f64> {
+pub(crate) fn own_cpu_seconds() -> Option<f64> {
     // SAFETY: getrusage only writes into the zeroed struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {

@@ -6,17 +6,19 @@
 //! `main.rs` only calls [`cli::main`].
 
 pub mod ci;
-pub mod classify;
+pub(crate) mod classify;
 pub mod cli;
 pub mod config;
-pub mod devstats;
+pub(crate) mod devstats;
+mod errors;
 mod hardening;
 pub mod model;
-pub mod output;
+pub(crate) mod output;
 pub mod policy;
-pub mod report;
-pub mod runner;
+pub(crate) mod report;
+pub(crate) mod runner;
 #[cfg(test)]
 pub(crate) mod sample;
-pub mod signals;
-pub mod translate;
+pub(crate) mod signals;
+pub(crate) mod timestamp;
+pub(crate) mod translate;

@@ -9,7 +9,7 @@ use std::path::Path;
 /// The file gets the mode any other tool's output gets (pytest's `--junitxml`, a shell redirect): 0666
 /// less the umask, so 0644 under the usual 022. A temporary file is 0600 by default, which would keep a
 /// report from the rest of a team on a shared machine, or from a CI step running as another user.
-pub fn write_atomic(
+pub(crate) fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
 ) -> io::Result<()> {

@@ -24,38 +24,40 @@ struct Shared {
 
 /// Shared interrupt state; cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Interrupts {
+pub(crate) struct Interrupts {
     shared: Arc<Shared>,
 }
 
 /// SIGINT's number, used when a platform reports no number (Windows' Ctrl-C).
+#[cfg(any(windows, test))]
 pub const SIGINT: i32 = 2;
 
 impl Interrupts {
-    /// State that no signal will ever set (library use, tests).
+    /// State that no signal will ever set (tests).
+    #[cfg(test)]
     pub fn none() -> Self {
         Interrupts::default()
     }
 
     /// Installs the process's handlers. Call once, from the binary.
-    pub fn install() -> std::io::Result<Self> {
+    pub(crate) fn install() -> std::io::Result<Self> {
         let this = Interrupts::default();
         platform::install(this.clone())?;
         Ok(this)
     }
 
     /// Records the pytest process to forward signals to (`None` between rounds).
-    pub fn set_child(&self, pid: Option<u32>) {
+    pub(crate) fn set_child(&self, pid: Option<u32>) {
         self.shared.child.store(pid.unwrap_or(0), Ordering::SeqCst);
     }
 
     /// The first signal received, if any.
-    pub fn received(&self) -> Option<i32> {
+    pub(crate) fn received(&self) -> Option<i32> {
         self.shared.state.lock().map(|s| s.signal).unwrap_or(None)
     }
 
     /// Waits until `deadline`; returns early, `false`, when a signal arrives.
-    pub fn sleep_until(&self, deadline: Instant) -> bool {
+    pub(crate) fn sleep_until(&self, deadline: Instant) -> bool {
         let mut state = match self.shared.state.lock() {
             Ok(s) => s,
             Err(_) => return false,
@@ -125,7 +127,7 @@ mod platform {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook::iterator::Signals;
 
-    pub fn install(interrupts: Interrupts) -> std::io::Result<()> {
+    pub(super) fn install(interrupts: Interrupts) -> std::io::Result<()> {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         std::thread::Builder::new()
             .name("smart-rerun-signals".into())

@@ -26,25 +26,25 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The hidden marker that identifies smart-rerun's comment.
-pub const MARKER: &str = "<!-- smart-rerun:sticky v1 -->";
+pub(crate) const MARKER: &str = "<!-- smart-rerun:sticky v1 -->";
 const SECTION_OPEN: &str = "<!-- smart-rerun:section key=\"";
 const SECTION_CLOSE: &str = "<!-- smart-rerun:end-section -->";
 
 /// A parsed sticky comment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StickyComment {
+pub(crate) struct StickyComment {
     /// Section bodies by key, in key order.
     pub sections: BTreeMap<String, String>,
 }
 
 impl StickyComment {
     /// Whether a comment body is smart-rerun's.
-    pub fn is_ours(body: &str) -> bool {
+    pub(crate) fn is_ours(body: &str) -> bool {
         body.contains(MARKER)
     }
 
     /// Parses a comment body; text outside sections (an edit by hand) is dropped.
-    pub fn parse(body: &str) -> StickyComment {
+    pub(crate) fn parse(body: &str) -> StickyComment {
         let mut sections = BTreeMap::new();
         let mut rest = body;
         while let Some(start) = rest.find(SECTION_OPEN) {
@@ -64,12 +64,12 @@ impl StickyComment {
     }
 
     /// Sets (replaces) one job's section.
-    pub fn set(&mut self, key: &str, body: String) {
+    pub(crate) fn set(&mut self, key: &str, body: String) {
         self.sections.insert(section_key(key), body);
     }
 
     /// Renders the comment body.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::from(MARKER);
         out.push('\n');
         for (key, body) in &self.sections {
@@ -86,7 +86,7 @@ impl StickyComment {
 
     /// The bytes the comment has left for `key`'s section within `limit`, counting every other section
     /// and the markers, so a job never pushes the whole comment over the platform's limit.
-    pub fn room_for(&self, key: &str, limit: usize) -> usize {
+    pub(crate) fn room_for(&self, key: &str, limit: usize) -> usize {
         let key = section_key(key);
         let others: usize = self
             .sections
@@ -107,7 +107,7 @@ fn section_overhead(key: &str) -> usize {
 /// `smart-rerun comment`'s sections: the saved reports (file name, report) grouped by the section key
 /// `key_of` gives each, in the order the keys first appear, each group merged into one report. A group
 /// whose reports cannot be merged is left out.
-pub fn merge_by_section(
+pub(crate) fn merge_by_section(
     reports: Vec<(String, crate::model::RunReport)>,
     key_of: impl Fn(String, &crate::model::RunReport) -> String,
 ) -> Vec<(String, crate::model::RunReport)> {
@@ -127,7 +127,7 @@ pub fn merge_by_section(
 
 /// A comment as a [`Thread`] stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stored {
+pub(crate) struct Stored {
     pub id: u64,
     pub body: String,
     /// Where a person can see it, if the platform says.
@@ -136,7 +136,7 @@ pub struct Stored {
 
 /// Where a sticky comment lives: the few calls [`upsert`] needs.
 #[allow(async_fn_in_trait)] // used generically inside the crate, never as `dyn`
-pub trait Thread {
+pub(crate) trait Thread {
     type Error;
     /// smart-rerun's comments (the marker, by an author it may take as its own), oldest first.
     async fn list(&self) -> Result<Vec<Stored>, Self::Error>;
@@ -148,7 +148,7 @@ pub trait Thread {
 }
 
 /// What [`upsert`] writes, and how.
-pub struct Upsert<'a> {
+pub(crate) struct Upsert<'a> {
     /// This job's section keys, as [`section_key`] makes them.
     pub keys: &'a [String],
     /// The platform's limit for a comment body, in bytes.
@@ -167,7 +167,7 @@ pub struct Upsert<'a> {
 
 /// The comment was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upserted {
+pub(crate) struct Upserted {
     pub id: u64,
     /// The comment is the one this job created.
     pub created: bool,
@@ -177,7 +177,7 @@ pub struct Upserted {
 }
 
 #[derive(Debug)]
-pub enum UpsertError<E> {
+pub(crate) enum UpsertError<E> {
     /// A call failed.
     Api(E),
     /// `keep` declined to write.
@@ -192,7 +192,7 @@ impl<E> From<E> for UpsertError<E> {
 
 /// Writes this job's sections into the thread's sticky comment, creating it if there is none (see the
 /// module's docs for how concurrent jobs are handled).
-pub async fn upsert<T: Thread>(
+pub(crate) async fn upsert<T: Thread>(
     thread: &T,
     job: &Upsert<'_>,
 ) -> Result<Upserted, UpsertError<T::Error>> {
@@ -250,7 +250,7 @@ pub async fn upsert<T: Thread>(
 
 /// Writes `keys`' sections into `comment`, each within a fair share of `limit`: what the other sections
 /// leave, split among this job's, and never more than an equal share of the whole.
-pub fn fill(
+pub(crate) fn fill(
     comment: &mut StickyComment,
     keys: &[String],
     limit: usize,
@@ -279,7 +279,7 @@ fn holds(body: &str, written: &StickyComment, keys: &[String]) -> bool {
 }
 
 /// A section key safe inside the marker comment: printable, no quotes, no `--`, at most 200 chars.
-pub fn section_key(raw: &str) -> String {
+pub(crate) fn section_key(raw: &str) -> String {
     let cleaned: String = raw
         .chars()
         .map(|c| {

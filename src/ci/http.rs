@@ -22,7 +22,7 @@ const MAX_REDIRECTS: usize = 10;
 
 /// Whether, and when, a failed call is worth another try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
+pub(crate) enum Retry {
     /// Asking again will not change the answer.
     No,
     /// Worth another try after the policy's backoff (the server named no time).
@@ -33,7 +33,7 @@ pub enum Retry {
 
 /// How many times, and how patiently, a call is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Tries after the first.
     pub retries: u32,
     /// The pause before the first retry when the server names none; doubled for each later one.
@@ -57,7 +57,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The backoff before retry number `retry` (1 for the first).
-    pub fn backoff(&self, retry: u32) -> Duration {
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
         let doubled = self
             .backoff
             .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
@@ -66,7 +66,7 @@ impl RetryPolicy {
 
     /// The pause before the next try, after try number `attempt` failed as `why` says; `None` when there
     /// is no next try.
-    pub fn pause(&self, attempt: u32, why: Retry) -> Option<Duration> {
+    pub(crate) fn pause(&self, attempt: u32, why: Retry) -> Option<Duration> {
         if attempt > self.retries {
             return None;
         }
@@ -81,17 +81,17 @@ impl RetryPolicy {
 
 /// A try that failed, and whether another one can help.
 #[derive(Debug)]
-pub struct Failed<E> {
+pub(crate) struct Failed<E> {
     pub error: E,
     pub retry: Retry,
 }
 
 impl<E> Failed<E> {
-    pub fn new(error: E, retry: Retry) -> Failed<E> {
+    pub(crate) fn new(error: E, retry: Retry) -> Failed<E> {
         Failed { error, retry }
     }
 
-    pub fn fatal(error: E) -> Failed<E> {
+    pub(crate) fn fatal(error: E) -> Failed<E> {
         Failed::new(error, Retry::No)
     }
 }
@@ -99,7 +99,7 @@ impl<E> Failed<E> {
 /// Runs `call(attempt)` (1 for the first try) until it succeeds, fails for good, runs out of retries, or
 /// the next pause would end after `deadline`; the error is the last try's. Backoff pauses get up to a
 /// quarter more at random, so parallel jobs don't retry in step; a wait the server named is kept as is.
-pub async fn retrying<T, E, Fut>(
+pub(crate) async fn retrying<T, E, Fut>(
     policy: &RetryPolicy,
     deadline: Instant,
     mut call: impl FnMut(u32) -> Fut,
@@ -129,7 +129,12 @@ where
 
 /// What an answer other than 2xx says about trying again. `message` is the error text the API sent (GitHub
 /// words some rate limits only there).
-pub fn judge(status: StatusCode, headers: &HeaderMap, message: &str, now: SystemTime) -> Retry {
+pub(crate) fn judge(
+    status: StatusCode,
+    headers: &HeaderMap,
+    message: &str,
+    now: SystemTime,
+) -> Retry {
     if let Some(wait) = rate_limit(status, headers, message, now) {
         return wait.map_or(Retry::Backoff, Retry::After);
     }
@@ -142,7 +147,7 @@ pub fn judge(status: StatusCode, headers: &HeaderMap, message: &str, now: System
 /// `Some` when the answer is a rate limit, holding the wait the server names, if any. A 429 always is;
 /// a 403 is when it says so (GitHub answers an exhausted quota with 403 and `X-RateLimit-Remaining: 0`,
 /// a secondary limit with `Retry-After` or only in its message).
-pub fn rate_limit(
+pub(crate) fn rate_limit(
     status: StatusCode,
     headers: &HeaderMap,
     message: &str,
@@ -160,7 +165,7 @@ pub fn rate_limit(
 }
 
 /// `Retry-After`: a number of seconds, or an HTTP date.
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = header(headers, RETRY_AFTER.as_str())?;
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
@@ -197,7 +202,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Reads a list page by page: `fetch(None)` reads the first page, `fetch(Some(next))` the page the
 /// previous answer named, until an answer names none or `max_pages` pages were read (a server that
 /// keeps naming pages must not keep the job waiting).
-pub async fn collect_pages<T, C, E, Fut>(
+pub(crate) async fn collect_pages<T, C, E, Fut>(
     max_pages: usize,
     mut fetch: impl FnMut(Option<C>) -> Fut,
 ) -> Result<Vec<T>, E>
@@ -219,7 +224,10 @@ where
 
 /// A client for calls that carry a token: redirects are followed within the origin only (see the
 /// module's docs), `connect` bounds each connection, `timeout` each whole call.
-pub fn client(connect: Duration, timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn client(
+    connect: Duration,
+    timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
     // rustls needs a process-wide crypto provider; the CLI installs ring, unit tests may not have.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -231,7 +239,7 @@ pub fn client(connect: Duration, timeout: Duration) -> Result<reqwest::Client, r
 }
 
 /// Follows a redirect only to the origin (scheme, host, port) the request started at.
-pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let same = attempt
             .previous()
@@ -248,7 +256,7 @@ pub fn same_origin_redirects() -> reqwest::redirect::Policy {
 }
 
 /// Up to a quarter of `d`, at random.
-pub fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 2];
     let _ = getrandom::fill(&mut b);
     d.mul_f64(f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) / 4.0)

@@ -2,24 +2,24 @@
 //! also derives the links renderers put in Markdown (file at the commit, the CI run). Adapters read the
 //! rendered output and the report, nothing else.
 
-pub mod comment;
+pub(crate) mod comment;
 pub mod github;
-pub mod gitlab;
-pub mod http;
+pub(crate) mod gitlab;
+pub(crate) mod http;
 
 use crate::report::markdown::Links;
 use std::path::Path;
 
 /// Where smart-rerun is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Platform {
+pub(crate) enum Platform {
     GitHub,
     GitLab,
     Other,
 }
 
 impl Platform {
-    pub fn detect(env: &dyn Fn(&str) -> Option<String>) -> Platform {
+    pub(crate) fn detect(env: &dyn Fn(&str) -> Option<String>) -> Platform {
         if env("GITHUB_ACTIONS").as_deref() == Some("true") {
             Platform::GitHub
         } else if env("GITLAB_CI").as_deref() == Some("true") {
@@ -31,7 +31,7 @@ impl Platform {
 }
 
 /// Links for the Markdown report: files at the commit and the CI run, on GitHub and GitLab.
-pub fn markdown_links(env: &dyn Fn(&str) -> Option<String>, rootdir: Option<&str>) -> Links {
+pub(crate) fn markdown_links(env: &dyn Fn(&str) -> Option<String>, rootdir: Option<&str>) -> Links {
     let mut links = Links::default();
     let nonempty = |name: &str| env(name).filter(|v| !v.is_empty());
     let (workspace, blob, run) = match Platform::detect(env) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// One failure, as sent to the classifier (after redaction, when on).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FailureQuery {
+pub(crate) struct FailureQuery {
     pub nodeid: String,
     pub fingerprint: String,
     pub exception_type: String,
@@ -28,7 +28,7 @@ pub struct FailureQuery {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AttemptSummary {
+pub(crate) struct AttemptSummary {
     pub number: u32,
     pub outcome: String,
     pub exception_type: Option<String>,
@@ -36,13 +36,13 @@ pub struct AttemptSummary {
 
 /// An advisor's answer for one fingerprint, already validated.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Advice {
+pub(crate) struct Advice {
     pub fingerprint: String,
     pub classification: Classification,
 }
 
 /// Classifies failures; implemented by the MCP and plain-HTTP clients.
-pub trait Advisor {
+pub(crate) trait Advisor {
     /// Answers what it can for `queries` (distinct fingerprints) within `deadline`. Notes (endpoint
     /// down, 401, garbage, ...) are returned as one-line strings for the run's warnings.
     /// `settings` are the run's settings in force, read at each call: the pytest ini values are only known
@@ -57,7 +57,7 @@ pub trait Advisor {
 
 /// Checks a classifier's raw answer: the category must be known, the confidence within 0..1, a suggested
 /// delay within `max_delay`. Returns the classification or why it was ignored.
-pub fn validate_answer(
+pub(crate) fn validate_answer(
     category: &str,
     confidence: Option<f64>,
     reason: Option<&str>,

@@ -5,7 +5,7 @@
 use crate::model::Attempt;
 
 /// The normalised message: what stays the same when a failure repeats.
-pub fn normalize(message: &str) -> String {
+pub(crate) fn normalize(message: &str) -> String {
     // Only the first lines carry the failure; pytest's assertion explanations below can hold addresses.
     let head: String = message.lines().take(5).collect::<Vec<_>>().join("\n");
     let mut out = String::with_capacity(head.len());
@@ -85,7 +85,7 @@ fn temp_path_len(chars: &[char]) -> Option<usize> {
 
 /// The fingerprint of a failed attempt: 16 hex digits, stable across runs and machines (FNV-1a), so an
 /// AI cache can be keyed on it.
-pub fn fingerprint(attempt: &Attempt) -> String {
+pub(crate) fn fingerprint(attempt: &Attempt) -> String {
     let mut h = Fnv::new();
     match &attempt.exception {
         Some(e) => {

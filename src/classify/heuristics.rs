@@ -137,7 +137,7 @@ const RULES: &[Rule] = &[
 ];
 
 /// Classifies one failed attempt from its exception and message alone.
-pub fn classify(attempt: &Attempt) -> Classification {
+pub(crate) fn classify(attempt: &Attempt) -> Classification {
     if attempt.phase == Some(Phase::Crash) {
         return Classification {
             category: Category::Unknown,

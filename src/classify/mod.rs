@@ -6,15 +6,15 @@
 //! fingerprint, for a failure nothing marks as transient, confirms a deterministic failure, and by
 //! default no further attempts are spent on it.
 
-pub mod advisor;
-pub mod ai;
-pub mod fingerprint;
-pub mod heuristics;
+pub(crate) mod advisor;
+pub(crate) mod ai;
+pub(crate) mod fingerprint;
+pub(crate) mod heuristics;
 
 use crate::model::{Action, Attempt, Category, Classification, ClassificationSource, Outcome};
 
 /// Fingerprints and classifies a failed attempt in place (offline heuristics).
-pub fn annotate(attempt: &mut Attempt) {
+pub(crate) fn annotate(attempt: &mut Attempt) {
     if attempt.outcome.is_failure() {
         attempt.fingerprint = Some(fingerprint::fingerprint(attempt));
         attempt.classification = Some(heuristics::classify(attempt));
@@ -23,7 +23,7 @@ pub fn annotate(attempt: &mut Attempt) {
 
 /// Whether the latest failed attempt repeats the previous one's fingerprint for a failure nothing marks as
 /// transient: a confirmed deterministic failure, not worth more attempts.
-pub fn confirmed_deterministic(attempts: &[Attempt]) -> bool {
+pub(crate) fn confirmed_deterministic(attempts: &[Attempt]) -> bool {
     let mut failures = attempts.iter().rev().filter(|a| a.outcome.is_failure());
     let (Some(last), Some(prev)) = (failures.next(), failures.next()) else {
         return false;
@@ -40,7 +40,7 @@ pub fn confirmed_deterministic(attempts: &[Attempt]) -> bool {
 }
 
 /// The test-level verdict from its attempts: observations first, then the failures' own classifications.
-pub fn observe(outcome: Outcome, attempts: &[Attempt]) -> Option<Classification> {
+pub(crate) fn observe(outcome: Outcome, attempts: &[Attempt]) -> Option<Classification> {
     let failures: Vec<&Attempt> = attempts.iter().filter(|a| a.outcome.is_failure()).collect();
     let first = *failures.first()?;
     let guess = first.classification.clone();

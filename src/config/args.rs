@@ -8,14 +8,14 @@ use std::path::PathBuf;
 
 /// The values given as flags, by setting, in the table's order.
 #[derive(Debug, Clone, Default)]
-pub struct SettingArgs {
+pub(crate) struct SettingArgs {
     values: Vec<(&'static Key, String)>,
 }
 
 impl SettingArgs {
     /// The command-line layer: each flag given, from the command line or (`from_pytest`) handed over by
     /// the pytest plugin as `--smart-rerun-*` options.
-    pub fn layer(&self, from_pytest: bool) -> RawLayer {
+    pub(crate) fn layer(&self, from_pytest: bool) -> RawLayer {
         let mut layer = RawLayer::default();
         for (k, value) in &self.values {
             let source = match from_pytest {

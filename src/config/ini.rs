@@ -11,7 +11,7 @@ const SECTIONS: &[&str] = &[
 ];
 
 /// The 1-based line where `key` is set in a pytest section of `text`.
-pub fn locate(text: &str, key: &str) -> Option<u32> {
+pub(crate) fn locate(text: &str, key: &str) -> Option<u32> {
     let mut in_section = false;
     for (n, line) in text.lines().enumerate() {
         let trimmed = line.trim();

@@ -1,7 +1,8 @@
 //! The GitHub Action's inputs (action.yml, turned into flags by dist/run.sh) and the GitLab component's
 //! inputs (templates/smart-rerun.yml, turned into variables) against the settings table: every setting
 //! that is an input is the input the table names, and every input is a setting or one of the few that
-//! only install and start smart-rerun.
+//! only install and start smart-rerun. Every action input is described and has its row in
+//! docs/github.md, and reaches the run script as `SR_IN_<INPUT>`; a token never on its command line.
 
 use super::{Group, KEYS, Key, Kind};
 use serde_yaml_ng::Value;
@@ -36,6 +37,11 @@ const COMPONENT_ONLY: &[&str] = &[
 fn read(path: &str) -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
         .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The variable the action's run step hands an input to dist/run.sh in.
+fn env_name(input: &str) -> String {
+    format!("SR_IN_{}", input.to_ascii_uppercase().replace('-', "_"))
 }
 
 fn inputs(spec: &Value) -> Vec<(String, Value)> {
@@ -87,6 +93,17 @@ fn every_setting_but_gitlab_s_is_an_action_input_passed_on_as_its_flag() {
             .find(|(_, v)| v.as_str() == Some(expression.as_str()))
             .unwrap_or_else(|| panic!("the run step does not pass {input} in its env"));
         let variable = variable.as_str().unwrap();
+        assert_eq!(
+            variable,
+            env_name(input),
+            "the run step's variable for {input}"
+        );
+        if k.kind == Kind::Secret {
+            assert!(
+                !run_sh.contains(&format!("{variable} {}", k.flag)),
+                "dist/run.sh puts the token {input} on the command line"
+            );
+        }
         let passed = match k.kind {
             // Never on a command line: handed over as the setting's variable.
             Kind::Secret => run_sh.contains(&format!("export {}=\"${variable}\"", k.env)),
@@ -96,11 +113,24 @@ fn every_setting_but_gitlab_s_is_an_action_input_passed_on_as_its_flag() {
         };
         assert!(passed, "dist/run.sh does not pass {variable} as {}", k.flag);
     }
-    for (name, _) in &inputs {
+    let docs = read("docs/github.md");
+    for (name, spec) in &inputs {
         assert!(
             KEYS.iter().any(|k| k.action_input == Some(name.as_str()))
                 || ACTION_ONLY.contains(&name.as_str()),
             "action input {name} is neither a setting of src/config/keys.rs nor an action-only input"
+        );
+        assert!(
+            !spec["description"]
+                .as_str()
+                .unwrap_or_default()
+                .trim()
+                .is_empty(),
+            "action input {name} has no description"
+        );
+        assert!(
+            docs.contains(&format!("| `{name}` |")),
+            "docs/github.md's inputs table has no row for `{name}`"
         );
     }
 }

@@ -260,7 +260,7 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// Looks a key up by its ini name.
-pub fn key(ini: &str) -> Option<&'static Key> {
+pub(crate) fn key(ini: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.ini == ini)
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// The keyword arguments `smart_rerun` accepts.
-pub const SMART_RERUN_KWARGS: &[&str] = &[
+pub(crate) const SMART_RERUN_KWARGS: &[&str] = &[
     "max",
     "delay",
     "backoff",
@@ -22,7 +22,7 @@ pub const SMART_RERUN_KWARGS: &[&str] = &[
 
 /// A test's own policy settings; `None` = inherit the global value.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct MarkerPolicy {
+pub(crate) struct MarkerPolicy {
     pub max_attempts: Option<u32>,
     pub delay: Option<Duration>,
     pub backoff: Option<Backoff>,
@@ -37,7 +37,7 @@ pub struct MarkerPolicy {
 impl MarkerPolicy {
     /// The test's policy: the global one with this marker's settings on top. A marked test is rerun even
     /// when the global switch is off.
-    pub fn apply(&self, global: &RetryPolicy) -> RetryPolicy {
+    pub(crate) fn apply(&self, global: &RetryPolicy) -> RetryPolicy {
         let mut p = global.clone();
         p.enabled = true;
         if let Some(v) = self.max_attempts {
@@ -67,7 +67,10 @@ impl MarkerPolicy {
 
 /// Parses one test's markers (`{"smart_rerun": [{"kwargs": {..}, "args": [..]}, ..], "flaky": [..]}`).
 /// Every bad argument is returned, each naming the test.
-pub fn parse(nodeid: &str, markers: &Value) -> Result<Option<MarkerPolicy>, Vec<ConfigError>> {
+pub(crate) fn parse(
+    nodeid: &str,
+    markers: &Value,
+) -> Result<Option<MarkerPolicy>, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let list = |name: &str| {
         markers

@@ -5,14 +5,14 @@
 //! Layers, lowest first: built-in defaults < pytest ini keys < `SMART_RERUN_*` environment < command
 //! line < the test's own `@pytest.mark.smart_rerun` (see [`marker`]). Every key is listed once in [`keys`].
 
-pub mod args;
+pub(crate) mod args;
 #[cfg(test)]
 mod generate;
-pub mod ini;
+pub(crate) mod ini;
 #[cfg(test)]
 mod inputs;
-pub mod keys;
-pub mod marker;
+pub(crate) mod keys;
+pub(crate) mod marker;
 
 use crate::policy::{Backoff, ErrorName, RetryPolicy};
 pub use keys::{Group, KEYS, Key, Kind};
@@ -23,8 +23,7 @@ use std::time::Duration;
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Default,
+pub(crate) enum Source {
     /// A pytest ini key; the line is found by [`ini::locate`] when it can be.
     Ini {
         file: String,
@@ -49,7 +48,6 @@ pub enum Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Default => f.write_str("default"),
             Source::Ini {
                 file,
                 line: Some(line),
@@ -76,14 +74,14 @@ pub fn pytest_option(flag: &str) -> String {
 
 /// One raw, unvalidated value and its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Raw {
+pub(crate) struct Raw {
     pub value: String,
     pub source: Source,
 }
 
 /// Raw values of one or more merged layers, by ini key; absent = not set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RawLayer {
+pub(crate) struct RawLayer {
     pub values: BTreeMap<&'static str, Raw>,
 }
 
@@ -149,7 +147,7 @@ impl RawLayer {
 
 /// One bad value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     pub key: String,
     pub source: Source,
     /// The offending value; `None` for secrets, which are never printed.
@@ -172,7 +170,7 @@ impl fmt::Display for ConfigError {
 
 /// Every bad value of a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub(crate) struct ConfigErrors(pub Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -193,7 +191,7 @@ impl std::error::Error for ConfigErrors {}
 
 /// A value that must never be printed or written.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
     pub fn expose(&self) -> &str {
@@ -209,7 +207,7 @@ impl fmt::Debug for Secret {
 
 /// Settings of the AI classifier (see `classify::ai`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AiSettings {
+pub(crate) struct AiSettings {
     pub enabled: bool,
     pub endpoint: Option<String>,
     pub token: Option<Secret>,
@@ -225,7 +223,7 @@ pub struct AiSettings {
 
 /// How the AI endpoint is reached.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum AiProtocol {
+pub(crate) enum AiProtocol {
     /// An MCP tool call over Streamable HTTP.
     #[default]
     Mcp,
@@ -244,7 +242,7 @@ impl AiProtocol {
 
 /// What smart-rerun does in GitHub Actions (ignored elsewhere).
 #[derive(Debug, Clone, PartialEq)]
-pub struct GithubSettings {
+pub(crate) struct GithubSettings {
     pub annotations: bool,
     pub summary: bool,
     pub comment: bool,
@@ -272,7 +270,7 @@ impl Default for GithubSettings {
 
 /// What smart-rerun does in GitLab CI (ignored elsewhere).
 #[derive(Debug, Clone, PartialEq)]
-pub struct GitlabSettings {
+pub(crate) struct GitlabSettings {
     pub note: bool,
     /// This job's section of the sticky note; `None`: the job's name.
     pub note_key: Option<String>,
@@ -292,7 +290,7 @@ impl Default for GitlabSettings {
 
 /// The validated settings of a run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The global policy; markers override it per test.
     pub policy: RetryPolicy,
     pub max_failures: Option<u32>,
@@ -573,7 +571,10 @@ fn error(k: &Key, raw: &Raw, problem: String) -> ConfigError {
 }
 
 /// Replaces each `{{ env:NAME }}` with the variable's value; a missing variable is an error that names it.
-pub fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(crate) fn expand_env(
+    value: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("{{") {
@@ -601,7 +602,7 @@ pub fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
     Ok(out)
 }
 
-pub fn parse_bool(value: &str) -> Result<bool, String> {
+pub(crate) fn parse_bool(value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
@@ -613,7 +614,7 @@ pub fn parse_bool(value: &str) -> Result<bool, String> {
 }
 
 /// A whole number, `min` or more.
-pub fn parse_count(value: &str, min: u32) -> Result<u32, String> {
+pub(crate) fn parse_count(value: &str, min: u32) -> Result<u32, String> {
     let extra = if min == 1 {
         " (the first run counts as an attempt)"
     } else {
@@ -627,7 +628,7 @@ pub fn parse_count(value: &str, min: u32) -> Result<u32, String> {
 }
 
 /// A number of seconds, 0 or more.
-pub fn parse_seconds(value: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(value: &str) -> Result<Duration, String> {
     match value.trim().trim_end_matches('s').parse::<f64>() {
         Ok(s) if (0.0..1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
         Ok(_) => Err("must be a number of seconds, 0 or more".into()),
@@ -665,359 +666,4 @@ fn resolve_path(value: &str, source: &Source, cwd: &Path) -> Result<PathBuf, Str
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn no_env(_: &str) -> Option<String> {
-        None
-    }
-
-    fn layer(rows: &[(&'static str, &str, Source)]) -> RawLayer {
-        let mut l = RawLayer::default();
-        for (k, v, s) in rows {
-            l.set(k, *v, s.clone());
-        }
-        l
-    }
-
-    fn validate(l: &RawLayer) -> Result<Settings, ConfigErrors> {
-        Settings::from_layer(l, &no_env, Path::new("/work"))
-    }
-
-    #[test]
-    fn every_key_rejects_bad_values_with_key_source_value_and_what_is_allowed() {
-        let ini = || Source::Ini {
-            file: "/p/pytest.ini".into(),
-            line: Some(4),
-        };
-        let rows: &[(&'static str, &str, Source, &str)] = &[
-            (
-                "smart_rerun",
-                "maybe",
-                Source::Env("SMART_RERUN"),
-                "smart_rerun = 'maybe' (environment variable SMART_RERUN): is not true or false",
-            ),
-            (
-                "smart_rerun_max",
-                "0",
-                Source::Flag("--max"),
-                "smart_rerun_max = '0' (command line --max): must be a whole number, 1 or more",
-            ),
-            (
-                "smart_rerun_max",
-                "three",
-                ini(),
-                "smart_rerun_max = 'three' (/p/pytest.ini:4): is not a whole number",
-            ),
-            (
-                "smart_rerun_delay",
-                "-1",
-                ini(),
-                "smart_rerun_delay = '-1' (/p/pytest.ini:4): must be a number of seconds, 0 or more",
-            ),
-            ("smart_rerun_delay", "soon", ini(), "is not a number"),
-            (
-                "smart_rerun_delay",
-                "inf",
-                ini(),
-                "must be a number of seconds",
-            ),
-            (
-                "smart_rerun_backoff",
-                "fib",
-                ini(),
-                "use none, linear or exp",
-            ),
-            (
-                "smart_rerun_max_delay",
-                "-2",
-                ini(),
-                "smart_rerun_max_delay = '-2'",
-            ),
-            ("smart_rerun_jitter", "x", ini(), "smart_rerun_jitter = 'x'"),
-            (
-                "smart_rerun_errors",
-                "Timeout Error",
-                ini(),
-                "is not an exception name",
-            ),
-            (
-                "smart_rerun_max_failures",
-                "-1",
-                ini(),
-                "must be a whole number, 0 or more",
-            ),
-            (
-                "smart_rerun_max_reruns",
-                "lots",
-                ini(),
-                "is not a whole number",
-            ),
-            (
-                "smart_rerun_fail_on_flaky",
-                "sometimes",
-                ini(),
-                "is not true or false",
-            ),
-            (
-                "smart_rerun_early_stop",
-                "perhaps",
-                ini(),
-                "is not true or false",
-            ),
-            (
-                "smart_rerun_prestart",
-                "soon",
-                ini(),
-                "is not true or false",
-            ),
-            ("smart_rerun_report", "  ", ini(), "is empty"),
-            ("smart_rerun_junit_xml", "", ini(), "is empty"),
-            (
-                "smart_rerun_junit_compat",
-                "xunit3",
-                ini(),
-                "use surefire, per-attempt or gitlab",
-            ),
-            (
-                "smart_rerun_markdown",
-                "",
-                Source::Flag("--markdown"),
-                "is empty",
-            ),
-            (
-                "smart_rerun_gitlab_note",
-                "sometimes",
-                Source::Env("SMART_RERUN_GITLAB_NOTE"),
-                "smart_rerun_gitlab_note = 'sometimes' (environment variable SMART_RERUN_GITLAB_NOTE): is not true or false",
-            ),
-            ("smart_rerun_gitlab_note_key", " ", ini(), "is empty"),
-            (
-                "smart_rerun_gitlab_token",
-                "{{ env:NOPE_GITLAB_TOKEN }}",
-                ini(),
-                "smart_rerun_gitlab_token (/p/pytest.ini:4): environment variable NOPE_GITLAB_TOKEN is not set",
-            ),
-            ("smart_rerun_ai", "2", ini(), "is not true or false"),
-            (
-                "smart_rerun_ai_endpoint",
-                "mcp.example.com",
-                ini(),
-                "is not a URL",
-            ),
-            (
-                "smart_rerun_ai_report",
-                "",
-                Source::Flag("--ai-report"),
-                "is empty",
-            ),
-            (
-                "smart_rerun_ai_cache",
-                "",
-                Source::Flag("--ai-cache"),
-                "is empty",
-            ),
-            (
-                "smart_rerun_ai_redact",
-                "nah",
-                ini(),
-                "is not true or false",
-            ),
-            (
-                "smart_rerun_ai_token",
-                "{{ env:NOPE_TOKEN }}",
-                ini(),
-                "smart_rerun_ai_token (/p/pytest.ini:4): environment variable NOPE_TOKEN is not set",
-            ),
-            (
-                "smart_rerun_ai_protocol",
-                "grpc",
-                Source::Flag("--ai-protocol"),
-                "smart_rerun_ai_protocol = 'grpc' (command line --ai-protocol): use mcp or http",
-            ),
-            ("smart_rerun_ai_tool", " ", ini(), "is empty"),
-            (
-                "smart_rerun_github_annotations",
-                "nah",
-                ini(),
-                "is not true or false",
-            ),
-            (
-                "smart_rerun_github_summary",
-                "nah",
-                ini(),
-                "is not true or false",
-            ),
-            (
-                "smart_rerun_github_comment",
-                "nah",
-                ini(),
-                "is not true or false",
-            ),
-            (
-                "smart_rerun_github_stop_commands",
-                "nah",
-                ini(),
-                "is not true or false",
-            ),
-            ("smart_rerun_github_comment_key", " ", ini(), "is empty"),
-            (
-                "smart_rerun_github_token",
-                "{{ env:NOPE_GH_TOKEN }}",
-                ini(),
-                "environment variable NOPE_GH_TOKEN is not set",
-            ),
-            ("smart_rerun_ai_timeout", "-1", ini(), "0 or more"),
-        ];
-        for (key, value, source, expected) in rows {
-            let err = validate(&layer(&[(key, value, source.clone())])).unwrap_err();
-            assert!(
-                err.to_string().contains(expected),
-                "{key}={value:?}: got {err}"
-            );
-        }
-        // Every key of the table has a row above.
-        for k in KEYS {
-            assert!(
-                rows.iter().any(|r| r.0 == k.ini),
-                "no validation row for {}",
-                k.ini
-            );
-        }
-    }
-
-    #[test]
-    fn all_bad_values_are_reported_together() {
-        let err = validate(&layer(&[
-            ("smart_rerun_max", "0", Source::Flag("--max")),
-            ("smart_rerun_delay", "x", Source::Env("SMART_RERUN_DELAY")),
-            ("smart_rerun_backoff", "y", Source::Default),
-        ]))
-        .unwrap_err();
-        assert_eq!(err.0.len(), 3, "{err}");
-        assert!(err.to_string().starts_with("3 invalid settings:"));
-    }
-
-    #[test]
-    fn secrets_are_never_echoed() {
-        let err = validate(&layer(&[(
-            "smart_rerun_ai_token",
-            "{{ env:MISSING }}-s3cr3t",
-            Source::Flag("--ai-token"),
-        )]))
-        .unwrap_err();
-        assert!(!err.to_string().contains("s3cr3t"), "{err}");
-        let env = |n: &str| (n == "TOK").then(|| "hunter2".to_owned());
-        let s = Settings::from_layer(
-            &layer(&[("smart_rerun_ai_token", "{{ env:TOK }}", Source::Default)]),
-            &env,
-            Path::new("/"),
-        )
-        .unwrap();
-        assert_eq!(s.ai.token.as_ref().unwrap().expose(), "hunter2");
-        assert!(!format!("{s:?}").contains("hunter2"));
-        assert!(
-            !s.display_value(keys::key("smart_rerun_ai_token").unwrap())
-                .contains("hunter2")
-        );
-    }
-
-    #[test]
-    fn higher_layers_win_and_sources_are_remembered() {
-        let mut merged = layer(&[
-            (
-                "smart_rerun_max",
-                "3",
-                Source::Ini {
-                    file: "pytest.ini".into(),
-                    line: Some(2),
-                },
-            ),
-            (
-                "smart_rerun_delay",
-                "1",
-                Source::Ini {
-                    file: "pytest.ini".into(),
-                    line: Some(3),
-                },
-            ),
-        ]);
-        merged.update(&RawLayer::from_env(|n| {
-            (n == "SMART_RERUN_MAX").then(|| "4".into())
-        }));
-        merged.update(&layer(&[("smart_rerun_max", "5", Source::Flag("--max"))]));
-        let s = validate(&merged).unwrap();
-        assert_eq!(s.policy.max_attempts, 5);
-        assert_eq!(s.policy.delay, Duration::from_secs(1));
-        assert_eq!(s.sources["smart_rerun_max"], Source::Flag("--max"));
-        assert_eq!(s.sources["smart_rerun_delay"].to_string(), "pytest.ini:3");
-    }
-
-    #[test]
-    fn gitlab_ci_picks_the_gitlab_junit_layout_unless_one_was_chosen() {
-        let gitlab = |n: &str| (n == "GITLAB_CI").then(|| "true".to_owned());
-        let cwd = Path::new("/work");
-        let s = Settings::from_layer(&RawLayer::default(), &gitlab, cwd).unwrap();
-        assert_eq!(s.junit_compat, crate::report::junit::JunitCompat::Gitlab);
-        assert_eq!(
-            s.sources["smart_rerun_junit_compat"].to_string(),
-            "environment variable GITLAB_CI"
-        );
-        let chosen = layer(&[(
-            "smart_rerun_junit_compat",
-            "surefire",
-            Source::Flag("--junit-compat"),
-        )]);
-        let s = Settings::from_layer(&chosen, &gitlab, cwd).unwrap();
-        assert_eq!(s.junit_compat, crate::report::junit::JunitCompat::Surefire);
-        let s = validate(&RawLayer::default()).unwrap();
-        assert_eq!(s.junit_compat, crate::report::junit::JunitCompat::Surefire);
-        assert!(s.gitlab.note, "the merge request note is on by default");
-    }
-
-    #[test]
-    fn ini_paths_are_relative_to_the_ini_file() {
-        let s = validate(&layer(&[
-            (
-                "smart_rerun_report",
-                "reports/r.json",
-                Source::Ini {
-                    file: "/proj/sub/pytest.ini".into(),
-                    line: None,
-                },
-            ),
-            (
-                "smart_rerun_ai_report",
-                "ai.json",
-                Source::Flag("--ai-report"),
-            ),
-        ]))
-        .unwrap();
-        assert_eq!(s.report.unwrap(), PathBuf::from("/proj/sub/reports/r.json"));
-        assert_eq!(s.ai.report.unwrap(), PathBuf::from("/work/ai.json"));
-    }
-
-    #[test]
-    fn env_placeholders_expand_and_malformed_ones_are_named() {
-        let env = |n: &str| (n == "A").then(|| "x".to_owned());
-        assert_eq!(
-            expand_env("pre-{{ env:A }}-{{env:A}}", &env).unwrap(),
-            "pre-x-x"
-        );
-        assert!(
-            expand_env("{{ env:B }}", &env)
-                .unwrap_err()
-                .contains("B is not set")
-        );
-        assert!(
-            expand_env("{{ A }}", &env)
-                .unwrap_err()
-                .contains("not a placeholder")
-        );
-        assert!(
-            expand_env("{{ env:A", &env)
-                .unwrap_err()
-                .contains("without a closing")
-        );
-    }
-}
+mod tests;

@@ -24,7 +24,7 @@ impl Category {
         Category::Unknown,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Category::FlakyNetwork => "flaky-network",
             Category::FlakyTiming => "flaky-timing",
@@ -36,7 +36,7 @@ impl Category {
     }
 
     /// Failures of this kind may pass on a rerun even when they repeat the same way.
-    pub fn is_transient(self) -> bool {
+    pub(crate) fn is_transient(self) -> bool {
         matches!(
             self,
             Category::FlakyNetwork | Category::FlakyTiming | Category::FlakyResource
@@ -44,7 +44,7 @@ impl Category {
     }
 
     /// "a network", "an environmental", ... for reasons.
-    pub fn article(self) -> &'static str {
+    pub(crate) fn article(self) -> &'static str {
         match self {
             Category::FlakyNetwork => "a network",
             Category::FlakyTiming => "a timing",

@@ -12,5 +12,5 @@ mod report;
 
 pub use classification::{Action, Category, Classification, ClassificationSource};
 pub use exit::{ExitCode, UnknownExitCode};
-pub use progress::{PlannedTest, ProgressEvent, ProgressSink, RoundPlan};
+pub(crate) use progress::{PlannedTest, ProgressEvent, ProgressSink, RoundPlan};
 pub use report::*;

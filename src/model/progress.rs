@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// A round about to start.
 #[derive(Debug, Clone)]
-pub struct RoundPlan<'a> {
+pub(crate) struct RoundPlan<'a> {
     pub number: u32,
     pub kind: RoundKind,
     /// The selected tests; empty for the first round, which runs the suite.
@@ -17,7 +17,7 @@ pub struct RoundPlan<'a> {
 
 /// One test of a [`RoundPlan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlannedTest<'a> {
+pub(crate) struct PlannedTest<'a> {
     pub nodeid: &'a str,
     /// The attempt this round makes, 1-based.
     pub attempt: u32,
@@ -26,7 +26,7 @@ pub struct PlannedTest<'a> {
 
 /// One step of the run, as it happens.
 #[derive(Debug, Clone, Copy)]
-pub enum ProgressEvent<'a> {
+pub(crate) enum ProgressEvent<'a> {
     /// The run waits `wait` before the round `plan` (a retry delay).
     Waiting {
         wait: Duration,
@@ -43,7 +43,7 @@ pub enum ProgressEvent<'a> {
 }
 
 /// Receives the run's progress.
-pub trait ProgressSink {
+pub(crate) trait ProgressSink {
     fn event(&mut self, event: ProgressEvent<'_>);
 
     /// How often a wait sends [`ProgressEvent::WaitingTick`] (`None`: never), for a live countdown.

@@ -175,7 +175,7 @@ impl Outcome {
         matches!(self, Outcome::Failed | Outcome::Error)
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Passed => "passed",
             Outcome::Failed => "failed",
@@ -226,7 +226,7 @@ pub struct TestResult {
 
 impl TestResult {
     /// The attempt a flaky test passed on.
-    pub fn passed_on_attempt(&self) -> Option<u32> {
+    pub(crate) fn passed_on_attempt(&self) -> Option<u32> {
         if self.outcome != Outcome::Flaky {
             return None;
         }
@@ -238,12 +238,12 @@ impl TestResult {
     }
 
     /// The first failed attempt, whose exception best describes the test's failure.
-    pub fn first_failure(&self) -> Option<&Attempt> {
+    pub(crate) fn first_failure(&self) -> Option<&Attempt> {
         self.attempts.iter().find(|a| a.outcome.is_failure())
     }
 
     /// The last failed attempt.
-    pub fn last_failure(&self) -> Option<&Attempt> {
+    pub(crate) fn last_failure(&self) -> Option<&Attempt> {
         self.attempts.iter().rev().find(|a| a.outcome.is_failure())
     }
 }
@@ -302,12 +302,32 @@ pub struct ExceptionInfo {
 
 impl ExceptionInfo {
     /// The class name without its module (`ValueError`).
-    pub fn short_type(&self) -> &str {
+    pub(crate) fn short_type(&self) -> &str {
         let t = self.type_name.as_str();
         match t.strip_prefix("builtins.") {
             Some(short) => short,
             None => t,
         }
+    }
+
+    /// The failure's headline: [`headline`] of the short type and the message.
+    pub(crate) fn headline(&self) -> String {
+        headline(self.short_type(), &self.message)
+    }
+}
+
+/// `Type: first line of the message` (its first non-blank line, trimmed), or the type alone when the
+/// message is blank: how every renderer names a failure in one line. Not escaped and not shortened.
+pub(crate) fn headline(kind: &str, message: &str) -> String {
+    let first = message
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if first.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {first}")
     }
 }
 
@@ -366,7 +386,7 @@ impl RunReport {
 
     /// Merges the reports of several jobs (matrix shards) into one: every test of every report, counts
     /// recomputed, the worst exit code, the earliest start and latest end.
-    pub fn merge(mut reports: Vec<RunReport>) -> Option<RunReport> {
+    pub(crate) fn merge(mut reports: Vec<RunReport>) -> Option<RunReport> {
         if reports.len() <= 1 {
             return reports.pop();
         }
@@ -402,5 +422,22 @@ impl RunReport {
             merged.run.exit_code = ExitCode::TestsFailed;
         }
         Some(merged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_headline_is_the_type_and_the_first_line_that_says_something() {
+        let e = ExceptionInfo {
+            type_name: "builtins.ValueError".into(),
+            mro: vec![],
+            message: "\n  bad value  \nmore".into(),
+        };
+        assert_eq!(e.headline(), "ValueError: bad value");
+        assert_eq!(headline("AssertionError", " \n\t\n"), "AssertionError");
+        assert_eq!(headline("a.B", "x"), "a.B: x");
     }
 }

@@ -5,8 +5,8 @@
 mod schedule;
 mod step;
 
-pub use schedule::{NextRound, plan_next_round};
-pub use step::{Step, StopReason, next_step};
+pub(crate) use schedule::plan_next_round;
+pub(crate) use step::{Step, StopReason, next_step};
 
 use serde::Serialize;
 use std::fmt;
@@ -14,7 +14,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// Default total attempts per test, as in the reference plugin.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 2;
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 2;
 
 /// How the delay grows from one retry to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -66,7 +66,7 @@ pub struct ErrorName(String);
 
 impl ErrorName {
     /// Parses one name; it must look like a dotted Python identifier.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, String> {
         let name = raw.trim();
         let valid = !name.is_empty()
             && name.split('.').all(|part| {
@@ -84,7 +84,7 @@ impl ErrorName {
     }
 
     /// Parses a comma-separated list, reporting every bad entry.
-    pub fn parse_list(raw: &str) -> Result<Vec<Self>, String> {
+    pub(crate) fn parse_list(raw: &str) -> Result<Vec<Self>, String> {
         let mut names = Vec::new();
         let mut bad = Vec::new();
         for part in raw.split(',').filter(|p| !p.trim().is_empty()) {
@@ -100,14 +100,14 @@ impl ErrorName {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// Whether this name denotes `qualified` (`module.QualName`, as the collector reports each class of an
     /// exception's MRO). A short name matches the last component; a qualified one must match in full,
     /// where `builtins.` may be left out.
-    pub fn matches(&self, qualified: &str) -> bool {
+    pub(crate) fn matches(&self, qualified: &str) -> bool {
         let name = self.0.as_str();
         if name == qualified {
             return true;
@@ -161,7 +161,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The delays before each retry, in order: the first item is the wait before attempt 2.
-    pub fn delays(&self) -> BackoffIter {
+    pub(crate) fn delays(&self) -> BackoffIter {
         BackoffIter {
             delay: self.delay,
             backoff: self.backoff,
@@ -173,7 +173,7 @@ impl RetryPolicy {
 
     /// The wait between a test's failed attempt `attempt` (1-based) and the next one: the scheduler's
     /// delays are [`RetryPolicy::delays`], read past `max_attempts` for a marker that allows more.
-    pub fn delay_after(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay_after(&self, attempt: u32) -> Duration {
         let mut delays = BackoffIter {
             remaining: u32::MAX,
             ..self.delays()
@@ -186,7 +186,7 @@ impl RetryPolicy {
     /// The wait after failed attempt `attempt` of the test `key` (its node id), jitter included. The
     /// jitter is a hash of the test and the attempt, not a random draw: retries still spread out, and the
     /// schedule stays a pure function.
-    pub fn delay_for(&self, key: &str, attempt: u32) -> Duration {
+    pub(crate) fn delay_for(&self, key: &str, attempt: u32) -> Duration {
         let base = self.delay_after(attempt);
         if self.jitter.is_zero() {
             return base;
@@ -201,7 +201,7 @@ impl RetryPolicy {
 
     /// Whether a failure whose exception has these MRO names (most derived first) may be retried under
     /// the allow-list. A failure without an exception type (a crash) matches only an empty list.
-    pub fn allows(&self, mro: &[String]) -> bool {
+    pub(crate) fn allows(&self, mro: &[String]) -> bool {
         self.errors.is_empty()
             || mro
                 .iter()
@@ -279,7 +279,7 @@ impl From<&RetryPolicy> for crate::model::PolicyInfo {
 mod secs {
     use serde::Serializer;
     use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -287,7 +287,7 @@ mod secs {
 mod opt_secs {
     use serde::Serializer;
     use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_f64(d.as_secs_f64()),
             None => s.serialize_none(),

@@ -7,7 +7,7 @@
 
 /// What the next round runs and when: `start_at` is a wall-clock time in seconds since the epoch.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NextRound {
+pub(crate) struct NextRound {
     pub start_at: f64,
     /// Indices (into the caller's list) of the tests that run in it.
     pub tests: Vec<usize>,
@@ -15,7 +15,11 @@ pub struct NextRound {
 
 /// Plans the next round from `(test, ready_at)` pairs. Tests ready within `coalesce` seconds of the
 /// earliest join it, and the round starts once the last of them is ready; no test starts early.
-pub fn plan_next_round(ready: &[(usize, f64)], now: f64, coalesce: f64) -> Option<NextRound> {
+pub(crate) fn plan_next_round(
+    ready: &[(usize, f64)],
+    now: f64,
+    coalesce: f64,
+) -> Option<NextRound> {
     let earliest = ready.iter().map(|&(_, t)| t.max(now)).reduce(f64::min)?;
     let horizon = earliest + coalesce.max(0.0);
     let mut start_at = earliest;

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// What to do after a test's failed attempt.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Run it again, not before `at` (seconds since the epoch): the failure's end plus the delay.
     Retry {
         at: f64,
@@ -16,7 +16,7 @@ pub enum Step {
 
 /// Why a failed test gets no further attempt; its `Display` is the report's `stopped_because`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     /// Reruns are off (`smart_rerun = false`) for a test without a marker that turns them on.
     Disabled,
     AttemptLimit {
@@ -66,7 +66,7 @@ impl fmt::Display for StopReason {
 /// The step after failed attempt number `runs` of the test `nodeid`, which ended at `stop` (seconds since
 /// the epoch) with an exception whose class and bases are `mro` (empty for a crash). `deterministic`:
 /// early stop is on and the attempts confirm a deterministic failure.
-pub fn next_step(
+pub(crate) fn next_step(
     policy: &RetryPolicy,
     nodeid: &str,
     runs: u32,

@@ -12,7 +12,7 @@
 //! escape it so it cannot inject Markdown or HTML, break a table, close a block, or @mention anyone.
 
 use super::{counted, truncate};
-use crate::model::{ExitCode, Outcome, RunReport, TestResult};
+use crate::model::{ExitCode, Outcome, RunReport, TestResult, headline};
 use regex::Regex;
 use std::fmt::Write as _;
 use std::sync::LazyLock;
@@ -259,9 +259,7 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
                     let head = a
                         .exception
                         .as_ref()
-                        .map(|e| {
-                            html_inline(&truncate(&first_line(e.short_type(), &e.message), 200))
-                        })
+                        .map(|e| html_inline(&truncate(&e.headline(), 200)))
                         .unwrap_or_default();
                     let _ = writeln!(
                         out,
@@ -355,20 +353,7 @@ fn test_cell(t: &TestResult, links: &Links) -> String {
 
 /// `Type: first line of the message`, escaped, at most 200 characters.
 fn exception_line(kind: &str, message: &str) -> String {
-    inline(&truncate(&first_line(kind, message), 200))
-}
-
-fn first_line(kind: &str, message: &str) -> String {
-    let first = message
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
-    if first.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {first}")
-    }
+    inline(&truncate(&headline(kind, message), 200))
 }
 
 /// Escapes untrusted text for one line inside an HTML element (`<summary>`): HTML-escaped, one line,

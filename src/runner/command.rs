@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// Why no command could be formed.
 #[derive(Debug, thiserror::Error)]
-pub enum CommandError {
+pub(crate) enum CommandError {
     #[error("--python {0}: no such file")]
     PythonMissing(String),
     #[error(
@@ -17,7 +17,7 @@ pub enum CommandError {
 
 /// Where the interpreter came from, for the run's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PythonSource {
+pub(crate) enum PythonSource {
     Flag,
     VirtualEnv,
     DotVenv,
@@ -26,7 +26,7 @@ pub enum PythonSource {
 
 /// Finds the interpreter for `python -m pytest`: `--python`, then an active virtualenv (`VIRTUAL_ENV`),
 /// then `./.venv` under `cwd`, then `python3` (or `python`) on PATH.
-pub fn find_python(
+pub(crate) fn find_python(
     flag: Option<&Path>,
     virtual_env: Option<OsString>,
     cwd: &Path,

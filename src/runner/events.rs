@@ -201,8 +201,6 @@ pub struct SessionStart {
     pub ini_overrides: Vec<String>,
     #[serde(default)]
     pub plugins: Vec<String>,
-    #[serde(default)]
-    pub numprocesses: u32,
     /// In-process rerun plugins that are loaded (pytest-rerunfailures, flaky, pytest-retry), with their
     /// run-wide switches.
     #[serde(default)]

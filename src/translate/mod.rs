@@ -42,27 +42,11 @@ pub enum TranslateError {
          SMART_RERUN_AI_ENDPOINT, or smart_rerun_ai_endpoint in the pytest configuration file)"
     )]
     NoEndpoint,
-    #[error("the AI endpoint {endpoint} did not translate the policy: {}", describe(.error))]
-    Call { endpoint: String, error: CallError },
+    /// `what` says what went wrong ([`CallError::what`]).
+    #[error("AI endpoint {endpoint} {what}: the policy was not translated")]
+    Call { endpoint: String, what: String },
     #[error("the AI endpoint's answer was rejected: {0}")]
     Rejected(String),
-}
-
-fn describe(e: &CallError) -> String {
-    match e {
-        CallError::Unreachable(detail) => format!("unreachable ({detail})"),
-        CallError::Timeout(s) => format!("no answer within {s}s (smart_rerun_ai_timeout)"),
-        CallError::Auth(status) => format!(
-            "HTTP {status}: the token is missing or refused (SMART_RERUN_AI_TOKEN or smart_rerun_ai_token)"
-        ),
-        CallError::Status(status) => format!("HTTP {status}"),
-        CallError::Garbage(why) => format!("an answer that is not a translation ({why})"),
-        CallError::Tool(text) => format!(
-            "the tool failed ({})",
-            crate::classify::ai::one_line(text, 160)
-        ),
-        CallError::Protocol(text) => text.clone(),
-    }
 }
 
 /// What is sent: the sentence, and every setting the answer may use.
@@ -84,9 +68,9 @@ pub fn question(sentence: &str, tool: &str) -> Value {
 /// Asks the endpoint in `ai` (its protocol, token and time budget) to translate `sentence`.
 pub fn ask(ai: &config::AiSettings, sentence: &str, tool: &str) -> Result<Value, TranslateError> {
     let endpoint = ai.endpoint.clone().ok_or(TranslateError::NoEndpoint)?;
-    let call_error = |error| TranslateError::Call {
+    let call_error = |error: CallError| TranslateError::Call {
         endpoint: endpoint.clone(),
-        error,
+        what: error.what(tool, ai.token.is_some(), "a translation"),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

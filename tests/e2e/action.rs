@@ -1,48 +1,16 @@
-//! The GitHub Action: `action.yml` against the settings table and docs/github.md, its scripts through
-//! shellcheck, the pins of every action it and the workflows use, and the run script's command line. The
-//! installer has its own end-to-end tests in install.rs.
+//! The GitHub Action: `action.yml`'s steps and outputs against docs/github.md, its scripts through
+//! shellcheck, the pins of every action it and the workflows use, and the run script's command line. Its
+//! inputs are checked against the settings table by the unit tests in src/config/inputs.rs; the installer
+//! has its own end-to-end tests in install.rs.
 
 use crate::common;
 use serde_yaml_ng::Value;
-use smart_rerun::config::{KEYS, Kind};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Inputs that are not settings of src/config/keys.rs.
-const ACTION_ONLY: &[&str] = &[
-    "command",
-    "pytest-args",
-    "working-directory",
-    "python",
-    "version",
-    "sha256",
-    "download-url",
-    "upload-artifacts",
-    "artifact-name",
-];
 
 fn action() -> Value {
     let text = std::fs::read_to_string(common::repo_root().join("action.yml")).unwrap();
     serde_yaml_ng::from_str(&text).expect("action.yml is YAML")
-}
-
-fn inputs(action: &Value) -> Vec<(String, Value)> {
-    action["inputs"]
-        .as_mapping()
-        .expect("inputs")
-        .iter()
-        .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.clone()))
-        .collect()
-}
-
-/// The setting an input sets: the key whose flag is `--INPUT`, or `--github-INPUT`.
-fn key_of(input: &str) -> Option<&'static smart_rerun::config::Key> {
-    KEYS.iter()
-        .find(|k| k.flag == format!("--{input}") || k.flag == format!("--github-{input}"))
-}
-
-fn env_name(input: &str) -> String {
-    format!("SR_IN_{}", input.to_ascii_uppercase().replace('-', "_"))
 }
 
 fn steps(action: &Value) -> Vec<Value> {
@@ -54,40 +22,9 @@ fn dist(name: &str) -> String {
 }
 
 #[test]
-fn every_setting_is_an_input_and_every_input_is_a_documented_option() {
+fn every_output_is_the_run_steps_and_documented() {
     let action = action();
-    let inputs = inputs(&action);
-    let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
-    // GitLab's settings do nothing in GitHub Actions.
-    for k in KEYS
-        .iter()
-        .filter(|k| !k.ini.starts_with("smart_rerun_gitlab_"))
-    {
-        let long = k.flag.trim_start_matches("--");
-        let short = k.flag.trim_start_matches("--github-");
-        assert!(
-            names.contains(&long) || names.contains(&short),
-            "{} ({}) has no action input '{short}' or '{long}'",
-            k.ini,
-            k.flag
-        );
-    }
     let docs = std::fs::read_to_string(common::repo_root().join("docs/github.md")).unwrap();
-    for (name, spec) in &inputs {
-        assert!(
-            key_of(name).is_some() || ACTION_ONLY.contains(&name.as_str()),
-            "input {name} is neither a setting nor an action-only input"
-        );
-        let description = spec["description"].as_str().unwrap_or("");
-        assert!(
-            !description.trim().is_empty(),
-            "input {name} has no description"
-        );
-        assert!(
-            docs.contains(&format!("| `{name}` |")),
-            "docs/github.md's inputs table has no row for `{name}`"
-        );
-    }
     let outputs: Vec<String> = action["outputs"]
         .as_mapping()
         .unwrap()
@@ -174,31 +111,8 @@ fn inputs_reach_the_scripts_only_through_env() {
         "the run step execs, so cancellation signals reach smart-rerun"
     );
     assert!(run_sh.contains("exec \"$bin\" \"${args[@]}\""));
+    // The settings' inputs are checked against the settings table in src/config/inputs.rs.
     let env = run["env"].as_mapping().unwrap();
-    for (name, _) in inputs(&action) {
-        let Some(key) = key_of(&name) else { continue };
-        let var = env_name(&name);
-        assert_eq!(
-            env.get(var.as_str()).and_then(|v| v.as_str()),
-            Some(format!("${{{{ inputs.{name} }}}}").as_str()),
-            "input {name} reaches the run step as {var}"
-        );
-        if key.kind == Kind::Secret {
-            // Tokens go to smart-rerun's environment, never on its command line.
-            assert!(
-                run_sh.contains(&format!("=\"${var}\"")) && run_sh.contains(key.env),
-                "{name} is exported as {}",
-                key.env
-            );
-            assert!(!run_sh.contains(&format!("{var} {}", key.flag)));
-        } else {
-            assert!(
-                run_sh.contains(&format!("\n{var} {}\n", key.flag)),
-                "dist/run.sh maps {var} to {}",
-                key.flag
-            );
-        }
-    }
     for (var, input) in [
         ("SR_COMMAND", "command"),
         ("SR_PYTEST_ARGS", "pytest-args"),

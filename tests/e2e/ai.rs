@@ -179,12 +179,9 @@ fn attempt_class(out: &RunOutput, nodeid: &str, n: usize) -> Value {
 }
 
 fn epoch(v: &Value) -> f64 {
-    let t: jiff::Timestamp = v
-        .as_str()
-        .unwrap_or_else(|| panic!("not a timestamp: {v}"))
-        .parse()
-        .unwrap();
-    t.as_millisecond() as f64 / 1000.0
+    let text = v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"));
+    let t = chrono::DateTime::parse_from_rfc3339(text).unwrap();
+    t.timestamp_millis() as f64 / 1000.0
 }
 
 /// Seconds between the end of attempt `n` and the start of the round that ran attempt `n + 1`.

@@ -1013,8 +1013,8 @@ fn max_delay_caps_the_backoff_and_jitter_is_accepted() {
     assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
     // Each retry waited the capped delay (0.5s, plus up to 0.1s of jitter) after the failed attempt.
     let at = |v: &serde_json::Value| -> f64 {
-        let t: jiff::Timestamp = v.as_str().unwrap().parse().unwrap();
-        t.as_millisecond() as f64 / 1000.0
+        let t = chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+        t.timestamp_millis() as f64 / 1000.0
     };
     let attempts = out.test(nodeid)["attempts"].as_array().unwrap().clone();
     let rounds = out.report()["run"]["rounds"].as_array().unwrap().clone();

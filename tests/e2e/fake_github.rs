@@ -278,20 +278,7 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
 }
 
 fn respond(mut stream: TcpStream, status: u16, headers: &[(String, String)], body: &str) {
-    let reason = match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        422 => "Unprocessable Entity",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
-    };
+    let reason = crate::common::reason_phrase(status);
     let mut head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nx-ratelimit-limit: 5000\r\n",
         body.len()

@@ -90,8 +90,8 @@ fn attempt<'a>(out: &'a RunOutput, nodeid: &str, n: usize) -> &'a Value {
 /// Seconds since the epoch of an RFC 3339 timestamp in the report.
 fn epoch(v: &Value) -> f64 {
     let text = v.as_str().unwrap_or_else(|| panic!("a timestamp, got {v}"));
-    let ts: jiff::Timestamp = text.parse().unwrap();
-    ts.as_nanosecond() as f64 / 1e9
+    let ts = chrono::DateTime::parse_from_rfc3339(text).unwrap();
+    ts.timestamp_nanos_opt().unwrap() as f64 / 1e9
 }
 
 fn assert_contains(haystack: &str, needle: &str, out: &RunOutput) {

@@ -13,15 +13,15 @@ use crate::model::{Attempt, Location, Outcome, RunReport, TestResult};
 use std::path::{Component, Path, PathBuf};
 
 /// The runner's per-step limits.
-pub const MAX_ERRORS: usize = 10;
-pub const MAX_WARNINGS: usize = 10;
+pub(crate) const MAX_ERRORS: usize = 10;
+pub(crate) const MAX_WARNINGS: usize = 10;
 /// The runner truncates a message to this many UTF-16 code units (after masking).
 const MESSAGE_LIMIT: usize = 4096;
 /// Titles are shown on one line; longer ones are cut.
 const TITLE_LIMIT: usize = 255;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
+pub(crate) enum Level {
     Error,
     Warning,
 }
@@ -36,7 +36,7 @@ impl Level {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Annotation {
+pub(crate) struct Annotation {
     pub level: Level,
     /// Relative to the workspace (the repository root), `/`-separated.
     pub file: Option<String>,
@@ -47,7 +47,7 @@ pub struct Annotation {
 
 impl Annotation {
     /// The workflow command, escaped, on one line.
-    pub fn to_command(&self) -> String {
+    pub(crate) fn to_command(&self) -> String {
         let mut props = Vec::new();
         if let Some(file) = &self.file {
             props.push(format!("file={}", escape_property(file)));
@@ -118,7 +118,7 @@ fn strip_controls(text: &str) -> String {
 
 /// The annotations to emit and how many were left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Annotations {
+pub(crate) struct Annotations {
     pub shown: Vec<Annotation>,
     pub errors_left_out: usize,
     pub warnings_left_out: usize,
@@ -126,7 +126,7 @@ pub struct Annotations {
 
 /// Maps pytest's rootdir-relative paths to workspace-relative ones.
 #[derive(Debug, Clone, Default)]
-pub struct Paths {
+pub(crate) struct Paths {
     pub rootdir: Option<PathBuf>,
     /// `GITHUB_WORKSPACE`.
     pub workspace: Option<PathBuf>,
@@ -135,7 +135,7 @@ pub struct Paths {
 impl Paths {
     /// `file` (relative to the rootdir, or absolute) relative to the workspace; `None` when it is outside
     /// the workspace, where an annotation could not point.
-    pub fn in_workspace(&self, file: &str) -> Option<String> {
+    pub(crate) fn in_workspace(&self, file: &str) -> Option<String> {
         let workspace = self.workspace.as_deref()?;
         let file = Path::new(file);
         let absolute = if file.is_absolute() || looks_absolute(file) {
@@ -177,7 +177,7 @@ fn normalize(p: &Path) -> PathBuf {
 
 /// Ranks and caps the annotations for `report`. `warnings_used` slots of the warning budget are already
 /// taken (by a warning about the PR comment).
-pub fn annotations(report: &RunReport, paths: &Paths, warnings_used: usize) -> Annotations {
+pub(crate) fn annotations(report: &RunReport, paths: &Paths, warnings_used: usize) -> Annotations {
     let mut errors: Vec<((u8, u8, i64, usize), Annotation)> = Vec::new();
     let mut warnings: Vec<((i64, usize), Annotation)> = Vec::new();
     for (index, t) in report.tests.iter().enumerate() {

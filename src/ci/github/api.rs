@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// GitHub's limit for a comment body.
-pub const COMMENT_LIMIT: usize = 65_536;
+pub(crate) const COMMENT_LIMIT: usize = 65_536;
 
 /// Where the comment goes.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// `https://api.github.com`, or `https://HOST/api/v3`.
     pub api_url: String,
     /// `owner/name`.
@@ -38,7 +38,7 @@ pub struct Target {
 
 /// Retry and time limits.
 #[derive(Debug, Clone)]
-pub struct ApiOptions {
+pub(crate) struct ApiOptions {
     /// Attempts after the first, for a request that can succeed later.
     pub retries: u32,
     /// The first retry's pause; doubled each time.
@@ -78,7 +78,7 @@ impl ApiOptions {
     }
 
     /// The defaults; the end-to-end tests shorten the pauses with `SMART_RERUN_TEST_GITHUB_PAUSE_MS`.
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> ApiOptions {
+    pub(crate) fn from_env(env: &dyn Fn(&str) -> Option<String>) -> ApiOptions {
         let mut o = ApiOptions::default();
         if let Some(ms) = env("SMART_RERUN_TEST_GITHUB_PAUSE_MS").and_then(|v| v.parse().ok()) {
             o.backoff = Duration::from_millis(ms);
@@ -91,7 +91,7 @@ impl ApiOptions {
 
 /// Why the comment could not be written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// 403 "Resource not accessible by integration": the token cannot write here (a fork's read-only
     /// token, or a workflow without `pull-requests: write`).
     ReadOnly {
@@ -136,7 +136,7 @@ pub enum Failure {
 
 impl Failure {
     /// One line: what went wrong.
-    pub fn reason(&self, target: &Target) -> String {
+    pub(crate) fn reason(&self, target: &Target) -> String {
         match self {
             Failure::ReadOnly { message } => format!(
                 "the token cannot write to pull request #{} (403 {message})",
@@ -177,7 +177,7 @@ impl Failure {
     }
 
     /// Whether a token with more rights would have succeeded (the workflow_run recipe helps).
-    pub fn is_permission(&self) -> bool {
+    pub(crate) fn is_permission(&self) -> bool {
         matches!(
             self,
             Failure::ReadOnly { .. } | Failure::Forbidden { .. } | Failure::NotFound { .. }
@@ -187,7 +187,7 @@ impl Failure {
 
 /// The comment was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Posted {
+pub(crate) struct Posted {
     pub id: u64,
     pub created: bool,
     pub url: Option<String>,
@@ -195,7 +195,7 @@ pub struct Posted {
 
 /// Writes `keys`' sections (rendered by `render(key, room in bytes)`) into the pull request's sticky
 /// comment, creating it if there is none. Blocks on a private single-threaded runtime.
-pub fn post_sections(
+pub(crate) fn post_sections(
     target: &Target,
     token: &str,
     options: &ApiOptions,

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::time::Duration;
 
 /// Escapes the data of a workflow command (after the second `::`), exactly as the runner unescapes it.
-pub fn escape_data(text: &str) -> String {
+pub(crate) fn escape_data(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -31,24 +31,14 @@ pub fn escape_data(text: &str) -> String {
 }
 
 /// Escapes a property value (`file=`, `title=`): the data rules plus `:` and `,`, which end a property.
-pub fn escape_property(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '\r' => out.push_str("%0D"),
-            '\n' => out.push_str("%0A"),
-            ':' => out.push_str("%3A"),
-            ',' => out.push_str("%2C"),
-            c => out.push(c),
-        }
-    }
-    out
+pub(crate) fn escape_property(text: &str) -> String {
+    // The data escapes write no `:` or `,`, so these two apply to the original text only.
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// `bytes` random bytes from the operating system, as lowercase hex. There is no weaker fallback: a
 /// token someone could predict protects nothing, so callers refuse to go on without one.
-pub fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
+pub(crate) fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
     random_hex_from(getrandom::fill, bytes)
 }
 
@@ -72,7 +62,7 @@ pub struct NoStopToken(pub getrandom::Error);
 
 /// Untrusted text for a line smart-rerun prints while commands run: a leading `::` and any `##[` are
 /// broken by an invisible word joiner, so the line cannot be read as a command.
-pub fn defuse(text: &str) -> String {
+pub(crate) fn defuse(text: &str) -> String {
     let mut out = text.replace("##[", "##\u{2060}[");
     if out.trim_start().starts_with("::") {
         out.insert(0, '\u{2060}');
@@ -81,7 +71,7 @@ pub fn defuse(text: &str) -> String {
 }
 
 /// Stops and resumes workflow commands on one output stream.
-pub struct CommandGuard<W: Write> {
+pub(crate) struct CommandGuard<W: Write> {
     out: W,
     /// Outside GitHub Actions the guard does nothing.
     enabled: bool,
@@ -94,7 +84,7 @@ pub struct CommandGuard<W: Write> {
 }
 
 impl<W: Write> CommandGuard<W> {
-    pub fn new(out: W) -> Self {
+    pub(crate) fn new(out: W) -> Self {
         CommandGuard {
             out,
             enabled: true,
@@ -105,7 +95,7 @@ impl<W: Write> CommandGuard<W> {
     }
 
     /// A guard that never prints (not in GitHub Actions).
-    pub fn disabled(out: W) -> Self {
+    pub(crate) fn disabled(out: W) -> Self {
         CommandGuard {
             enabled: false,
             ..CommandGuard::new(out)
@@ -113,11 +103,13 @@ impl<W: Write> CommandGuard<W> {
     }
 
     /// No pause before resuming (tests).
+    #[cfg(test)]
     pub fn without_settle(mut self) -> Self {
         self.settle = Duration::ZERO;
         self
     }
 
+    #[cfg(test)]
     pub fn is_stopped(&self) -> bool {
         self.token.is_some()
     }
@@ -131,7 +123,7 @@ impl<W: Write> CommandGuard<W> {
 
     /// Stops commands with a fresh token (no-op when already stopped). Without random bytes for a token,
     /// commands are not stopped and the error says so.
-    pub fn stop(&mut self) -> Result<(), NoStopToken> {
+    pub(crate) fn stop(&mut self) -> Result<(), NoStopToken> {
         if !self.enabled || self.token.is_some() {
             return Ok(());
         }
@@ -154,7 +146,7 @@ impl<W: Write> CommandGuard<W> {
     }
 
     /// Resumes commands (no-op when not stopped).
-    pub fn resume(&mut self) {
+    pub(crate) fn resume(&mut self) {
         if let Some(token) = self.token.take() {
             if !self.settle.is_zero() {
                 std::thread::sleep(self.settle);
@@ -164,6 +156,7 @@ impl<W: Write> CommandGuard<W> {
         }
     }
 
+    #[cfg(test)]
     pub fn into_inner(self) -> W {
         self.out
     }
@@ -171,7 +164,7 @@ impl<W: Write> CommandGuard<W> {
 
 /// A progress sink that keeps workflow commands stopped while pytest runs and while the inner sink
 /// prints test names, and lets the inner sink's own `::group::` lines through.
-pub struct GuardedProgress<P: ProgressSink, W: Write> {
+pub(crate) struct GuardedProgress<P: ProgressSink, W: Write> {
     inner: P,
     guard: CommandGuard<W>,
     /// Keep commands stopped during pytest's rounds (`false`: pytest's output may issue commands; test
@@ -182,7 +175,7 @@ pub struct GuardedProgress<P: ProgressSink, W: Write> {
 impl<P: ProgressSink, W: Write> GuardedProgress<P, W> {
     /// Stops commands now, before the first round, unless `stop_pytest` is off. Fails closed: when they
     /// cannot be stopped, pytest must not be started.
-    pub fn new(
+    pub(crate) fn new(
         inner: P,
         mut guard: CommandGuard<W>,
         stop_pytest: bool,
@@ -199,7 +192,7 @@ impl<P: ProgressSink, W: Write> GuardedProgress<P, W> {
 
     /// The inner sink and the guard, to keep commands stopped over the summary and resume them for the
     /// annotations.
-    pub fn into_parts(self) -> (P, CommandGuard<W>) {
+    pub(crate) fn into_parts(self) -> (P, CommandGuard<W>) {
         (self.inner, self.guard)
     }
 

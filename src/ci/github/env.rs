@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 /// The runner's environment, as far as smart-rerun uses it.
 #[derive(Debug, Clone, Default)]
-pub struct GithubEnv {
+pub(crate) struct GithubEnv {
     /// `GITHUB_API_URL` (GitHub Enterprise Server: `https://HOST/api/v3`).
     pub api_url: String,
     pub server_url: String,
@@ -32,7 +32,7 @@ pub struct GithubEnv {
 
 /// The pull request an event is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullRequest {
+pub(crate) struct PullRequest {
     pub number: u64,
     pub head_sha: Option<String>,
     /// `owner/name` of the head repository; differs from the base for a fork.
@@ -42,7 +42,7 @@ pub struct PullRequest {
 
 impl PullRequest {
     /// A pull request from a fork: GitHub gives its `pull_request` workflows a read-only token.
-    pub fn is_fork(&self) -> bool {
+    pub(crate) fn is_fork(&self) -> bool {
         matches!((&self.head_repo, &self.base_repo), (Some(h), Some(b)) if h != b)
     }
 }
@@ -50,17 +50,17 @@ impl PullRequest {
 /// The run a `workflow_run` event is about. Its fields come from GitHub, not from the triggering run's
 /// code: they can be trusted where the uploaded reports cannot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkflowRun {
+pub(crate) struct WorkflowRun {
     pub head_sha: Option<String>,
     /// Pull requests GitHub associates with the run; empty for pull requests from forks.
     pub pull_requests: Vec<u64>,
 }
 
 /// The environment variable through which the action passes `toJSON(matrix)`.
-pub const MATRIX_ENV: &str = "SMART_RERUN_GITHUB_MATRIX";
+pub(crate) const MATRIX_ENV: &str = "SMART_RERUN_GITHUB_MATRIX";
 
 impl GithubEnv {
-    pub fn read(env: &dyn Fn(&str) -> Option<String>) -> GithubEnv {
+    pub(crate) fn read(env: &dyn Fn(&str) -> Option<String>) -> GithubEnv {
         let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let event_name = get("GITHUB_EVENT_NAME");
         let payload = get("GITHUB_EVENT_PATH")
@@ -94,7 +94,7 @@ impl GithubEnv {
         }
     }
 
-    pub fn run_url(&self) -> Option<String> {
+    pub(crate) fn run_url(&self) -> Option<String> {
         let repo = self.repository.as_ref()?;
         let id = self.run_id.as_ref()?;
         Some(format!("{}/{repo}/actions/runs/{id}", self.server_url))
@@ -102,7 +102,7 @@ impl GithubEnv {
 
     /// This job's section of the sticky comment: the configured key, else the job id with the matrix
     /// values, as GitHub names matrix jobs (`test (3.12, ubuntu-latest)`).
-    pub fn comment_key(&self, configured: Option<&str>) -> String {
+    pub(crate) fn comment_key(&self, configured: Option<&str>) -> String {
         if let Some(k) = configured {
             return k.to_owned();
         }
@@ -115,7 +115,7 @@ impl GithubEnv {
     }
 
     /// The report's `ci` block.
-    pub fn ci_info(&self, configured_key: Option<&str>) -> CiInfo {
+    pub(crate) fn ci_info(&self, configured_key: Option<&str>) -> CiInfo {
         CiInfo {
             platform: "github".into(),
             repository: self.repository.clone(),
@@ -130,7 +130,7 @@ impl GithubEnv {
 
 /// The pull request of a `pull_request` or `pull_request_target` payload (any payload with a
 /// `pull_request` object, as `pull_request_review` has too).
-pub fn pull_request_of(payload: &serde_json::Value) -> Option<PullRequest> {
+pub(crate) fn pull_request_of(payload: &serde_json::Value) -> Option<PullRequest> {
     let pr = payload.get("pull_request")?;
     let number = pr.get("number")?.as_u64()?;
     let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
@@ -143,7 +143,7 @@ pub fn pull_request_of(payload: &serde_json::Value) -> Option<PullRequest> {
 }
 
 /// The triggering run of a `workflow_run` payload.
-pub fn workflow_run_of(payload: &serde_json::Value) -> Option<WorkflowRun> {
+pub(crate) fn workflow_run_of(payload: &serde_json::Value) -> Option<WorkflowRun> {
     let run = payload.get("workflow_run")?;
     Some(WorkflowRun {
         head_sha: run
@@ -164,7 +164,7 @@ pub fn workflow_run_of(payload: &serde_json::Value) -> Option<WorkflowRun> {
 
 /// The values of `toJSON(matrix)`, in the workflow's order (how GitHub names matrix jobs): strings as
 /// they are, other values as JSON. `null` (no matrix) and anything unparsable give none.
-pub fn matrix_values(json: &str) -> Vec<String> {
+pub(crate) fn matrix_values(json: &str) -> Vec<String> {
     struct Ordered(Vec<String>);
     struct Visit;
     impl<'de> serde::de::Visitor<'de> for Visit {

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 /// Appends `text` to the job summary file.
-pub fn append_summary(path: &Path, text: &str) -> io::Result<()> {
+pub(crate) fn append_summary(path: &Path, text: &str) -> io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -19,12 +19,12 @@ pub fn append_summary(path: &Path, text: &str) -> io::Result<()> {
 }
 
 /// How many bytes the summary file already holds (other writers in the same step).
-pub fn summary_used(path: &Path) -> usize {
+pub(crate) fn summary_used(path: &Path) -> usize {
     std::fs::metadata(path).map_or(0, |m| m.len() as usize)
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum OutputError {
+pub(crate) enum OutputError {
     #[error("output {name} was not written: its value contains the random delimiter")]
     Delimiter { name: String },
     #[error(
@@ -44,7 +44,7 @@ pub enum OutputError {
 /// Writes step outputs, each as a heredoc block with a fresh random delimiter (`ghadelimiter_<hex>`, as
 /// the Actions toolkit does). A value that contains its delimiter is refused, not written: it could end
 /// the block early and set other outputs. Returns the refused outputs; the rest are written.
-pub fn write_outputs(
+pub(crate) fn write_outputs(
     path: &Path,
     outputs: &[(&str, String)],
 ) -> Result<Vec<OutputError>, OutputError> {

@@ -4,34 +4,36 @@
 //! while it runs.
 //!
 //! Nothing here can fail the job: a comment GitHub refuses is one warning that says why and points to
-//! the README's `workflow_run` recipe, and the exit code stays the tests'.
+//! the `workflow_run` recipe in docs/github.md, and the exit code stays the tests'.
 
-pub mod annotations;
-pub mod api;
-pub mod commands;
-pub mod env;
+pub(crate) mod annotations;
+pub(crate) mod api;
+pub(crate) mod commands;
+pub(crate) mod env;
 pub mod files;
 
 use crate::config::GithubSettings;
 use crate::model::{CiInfo, RunReport};
 use crate::report::markdown::{self, Links};
-pub use env::GithubEnv;
+pub(crate) use env::GithubEnv;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Where the README explains fork pull requests and the `workflow_run` recipe.
-pub const FORK_HELP: &str = "https://github.com/aki-07/smart-rerun#fork-pull-requests";
+/// Where the docs explain fork pull requests and the `workflow_run` recipe: the section `## Fork pull
+/// requests` of docs/github.md, by the anchor GitHub gives that heading.
+pub(crate) const FORK_HELP: &str =
+    "https://github.com/aki-07/smart-rerun/blob/main/docs/github.md#fork-pull-requests";
 
 /// What the run wrote, for the step outputs.
 #[derive(Debug, Clone, Default)]
-pub struct Written {
+pub(crate) struct Written {
     pub report: Option<PathBuf>,
     pub junit: Option<PathBuf>,
 }
 
 /// How the PR comment went, for the job summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommentStatus {
+pub(crate) enum CommentStatus {
     Off,
     /// No pull request, no token: nothing to do, said once on stdout.
     Skipped(String),
@@ -42,7 +44,7 @@ pub enum CommentStatus {
 /// Everything GitHub gets at the end of `smart-rerun run`. `out` is stdout, with workflow commands
 /// already resumed; `exit_code` is the run's, which this never changes.
 #[allow(clippy::too_many_arguments)]
-pub fn publish(
+pub(crate) fn publish(
     report: &RunReport,
     settings: &GithubSettings,
     gh: &GithubEnv,
@@ -237,7 +239,7 @@ fn comment_from_run(
 }
 
 /// One job's section: its key, then the Markdown report within `room` bytes.
-pub fn section(report: &RunReport, links: &Links, key: &str, room: usize) -> String {
+pub(crate) fn section(report: &RunReport, links: &Links, key: &str, room: usize) -> String {
     let head = format!("**{}**\n\n", markdown::inline(key));
     if room <= head.len() {
         return markdown::render(report, links, room);
@@ -249,7 +251,7 @@ pub fn section(report: &RunReport, links: &Links, key: &str, room: usize) -> Str
 }
 
 /// The one warning line for a comment that could not be written.
-pub fn failure_line(f: &api::Failure, target: &api::Target, fork: bool) -> String {
+pub(crate) fn failure_line(f: &api::Failure, target: &api::Target, fork: bool) -> String {
     let advice = if matches!(f, api::Failure::ReadOnly { .. }) && fork {
         " Pull requests from forks get a read-only token: post the comment from a workflow_run job"
     } else if matches!(f, api::Failure::ReadOnly { .. }) {
@@ -266,13 +268,13 @@ pub fn failure_line(f: &api::Failure, target: &api::Target, fork: bool) -> Strin
 }
 
 /// The report's `ci` block for a run in GitHub Actions.
-pub fn ci_info(gh: &GithubEnv, settings: &GithubSettings) -> CiInfo {
+pub(crate) fn ci_info(gh: &GithubEnv, settings: &GithubSettings) -> CiInfo {
     gh.ci_info(settings.comment_key.as_deref())
 }
 
 /// What `smart-rerun comment` was asked to do.
 #[derive(Debug, Clone, Default)]
-pub struct CommentRequest {
+pub(crate) struct CommentRequest {
     pub pr: Option<u64>,
     pub repo: Option<String>,
     /// Merge every report into one section with this key.
@@ -282,7 +284,7 @@ pub struct CommentRequest {
 
 /// Why `smart-rerun comment` cannot start (a usage error).
 #[derive(Debug, thiserror::Error)]
-pub enum CommentUsage {
+pub(crate) enum CommentUsage {
     #[error("no repository: pass --repo OWNER/NAME or set GITHUB_REPOSITORY")]
     NoRepository,
     #[error("no token: set SMART_RERUN_GITHUB_TOKEN or GITHUB_TOKEN")]
@@ -295,7 +297,7 @@ pub enum CommentUsage {
 /// the pull request's sticky comment. In a `workflow_run` job the reports and any number read from them
 /// are the triggering run's, untrusted: the pull request must be at the commit that run tested, and the
 /// repository and links come from this job's environment, not from the reports.
-pub fn comment_from_reports(
+pub(crate) fn comment_from_reports(
     reports: Vec<(String, RunReport)>,
     request: &CommentRequest,
     gh: &GithubEnv,
@@ -548,5 +550,41 @@ mod tests {
             files::parse_outputs(&std::fs::read_to_string(dir.path().join("output")).unwrap());
         assert!(outputs.contains(&("failed".to_owned(), "300".to_owned())));
         assert!(outputs.contains(&("exit-code".to_owned(), "1".to_owned())));
+    }
+
+    /// GitHub's anchor for a Markdown heading: lowercase, punctuation but `-` and `_` dropped, spaces as
+    /// `-`.
+    fn slug(heading: &str) -> String {
+        heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect()
+    }
+
+    #[test]
+    fn the_fork_help_link_is_a_heading_of_the_docs() {
+        let (page, anchor) = FORK_HELP.split_once('#').unwrap();
+        let path = page
+            .strip_prefix("https://github.com/aki-07/smart-rerun/blob/main/")
+            .expect("a page of this repository");
+        let text =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let anchors: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .map(|l| slug(l.trim_start_matches('#')))
+            .collect();
+        assert!(
+            anchors.iter().any(|a| a == anchor),
+            "{anchor} is none of {anchors:?}"
+        );
+        assert_eq!(
+            slug("## `smart-rerun comment`".trim_start_matches('#')),
+            "smart-rerun-comment"
+        );
     }
 }

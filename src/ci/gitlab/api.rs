@@ -30,7 +30,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// A failed API call.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     #[error("GitLab answered {status} to {method} {path}{}", gitlab_says(.message))]
     Status {
         method: &'static str,
@@ -77,7 +77,7 @@ fn gitlab_says(message: &str) -> String {
 }
 
 impl ApiError {
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             ApiError::Status { status, .. } => Some(*status),
             _ => None,
@@ -86,13 +86,13 @@ impl ApiError {
 }
 
 /// How failed calls are retried: the shared policy, with GitLab's pauses (at most 10s between tries).
-pub fn retry_policy() -> RetryPolicy {
+pub(crate) fn retry_policy() -> RetryPolicy {
     RetryPolicy::default()
 }
 
 /// A note on a merge request, as the notes API returns it.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Note {
+pub(crate) struct Note {
     pub id: u64,
     #[serde(default)]
     pub body: String,
@@ -103,13 +103,13 @@ pub struct Note {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct User {
+pub(crate) struct User {
     pub id: u64,
 }
 
 /// A merge request, as `GET /projects/:id/repository/commits/:sha/merge_requests` lists it.
 #[derive(Debug, Clone, Deserialize)]
-pub struct MergeRequest {
+pub(crate) struct MergeRequest {
     pub iid: u64,
     /// The target project, which holds the merge request (and its notes), also for fork MRs.
     pub project_id: u64,
@@ -118,7 +118,7 @@ pub struct MergeRequest {
 }
 
 /// An authenticated client for one GitLab instance's API v4.
-pub struct Api {
+pub(crate) struct Api {
     client: reqwest::Client,
     /// `CI_API_V4_URL`, without a trailing slash.
     base: String,
@@ -130,7 +130,7 @@ pub struct Api {
 
 impl Api {
     /// `base` is `CI_API_V4_URL`; every call, retries included, ends within `budget`.
-    pub fn new(
+    pub(crate) fn new(
         base: &str,
         token: &str,
         retry: RetryPolicy,
@@ -151,12 +151,12 @@ impl Api {
         })
     }
 
-    pub async fn current_user(&self) -> Result<User, ApiError> {
+    pub(crate) async fn current_user(&self) -> Result<User, ApiError> {
         self.get_json("/user", "").await.map(|(v, _)| v)
     }
 
     /// Merge requests that contain `sha` (for branch pipelines, which have no `CI_MERGE_REQUEST_IID`).
-    pub async fn merge_requests_of_commit(
+    pub(crate) async fn merge_requests_of_commit(
         &self,
         project: &str,
         sha: &str,
@@ -170,7 +170,7 @@ impl Api {
     }
 
     /// Every note of a merge request that `keep` accepts, oldest first, reading all pages.
-    pub async fn notes(
+    pub(crate) async fn notes(
         &self,
         project: &str,
         mr: u64,
@@ -188,14 +188,19 @@ impl Api {
         .await
     }
 
-    pub async fn create_note(&self, project: &str, mr: u64, body: &str) -> Result<Note, ApiError> {
+    pub(crate) async fn create_note(
+        &self,
+        project: &str,
+        mr: u64,
+        body: &str,
+    ) -> Result<Note, ApiError> {
         let path = format!("/projects/{}/merge_requests/{mr}/notes", encode(project));
         let body = serde_json::json!({ "body": body });
         let text = self.send("POST", &path, "", Some(&body)).await?.1;
         decode("POST", &path, &text)
     }
 
-    pub async fn update_note(
+    pub(crate) async fn update_note(
         &self,
         project: &str,
         mr: u64,
@@ -211,7 +216,12 @@ impl Api {
         decode("PUT", &path, &text)
     }
 
-    pub async fn delete_note(&self, project: &str, mr: u64, note: u64) -> Result<(), ApiError> {
+    pub(crate) async fn delete_note(
+        &self,
+        project: &str,
+        mr: u64,
+        note: u64,
+    ) -> Result<(), ApiError> {
         let path = format!(
             "/projects/{}/merge_requests/{mr}/notes/{note}",
             encode(project)
@@ -363,7 +373,7 @@ fn next_page(headers: &reqwest::header::HeaderMap, page: u32) -> Option<u32> {
 }
 
 /// Percent-encodes a path segment (a project id may be `group/project`, sent as `group%2Fproject`).
-pub fn encode(segment: &str) -> String {
+pub(crate) fn encode(segment: &str) -> String {
     utf8_percent_encode(segment, SEGMENT).to_string()
 }
 

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub const CACHE_VERSION: u32 = 1;
+pub(crate) const CACHE_VERSION: u32 = 1;
 /// The oldest entries go beyond this many.
 const MAX_ENTRIES: usize = 10_000;
 
 /// One cached answer, in the shape an endpoint answers (re-validated when used).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CachedAnswer {
+pub(crate) struct CachedAnswer {
     pub category: String,
     pub confidence: f64,
     pub reason: String,
@@ -26,7 +26,7 @@ pub struct CachedAnswer {
 }
 
 impl CachedAnswer {
-    pub fn from_classification(c: &Classification) -> CachedAnswer {
+    pub(crate) fn from_classification(c: &Classification) -> CachedAnswer {
         let (action, delay_seconds) = match c.action {
             Action::Retry => ("retry", None),
             Action::RetryWithDelay { seconds } => ("retry_with_delay", Some(seconds)),
@@ -38,7 +38,7 @@ impl CachedAnswer {
             reason: c.reason.clone(),
             action: action.to_owned(),
             delay_seconds,
-            saved_at: jiff::Timestamp::now().to_string(),
+            saved_at: crate::timestamp::now_rfc3339(),
         }
     }
 }
@@ -50,7 +50,7 @@ struct CacheFile {
 }
 
 #[derive(Debug)]
-pub struct Cache {
+pub(crate) struct Cache {
     path: PathBuf,
     entries: BTreeMap<String, CachedAnswer>,
     dirty: bool,
@@ -59,7 +59,7 @@ pub struct Cache {
 impl Cache {
     /// Opens the cache at `path`; a missing file is an empty cache, an unreadable one an empty cache
     /// and a note.
-    pub fn open(path: &Path) -> (Cache, Option<String>) {
+    pub(crate) fn open(path: &Path) -> (Cache, Option<String>) {
         let mut cache = Cache {
             path: path.to_owned(),
             entries: BTreeMap::new(),
@@ -101,26 +101,28 @@ impl Cache {
         }
     }
 
-    pub fn get(&self, fingerprint: &str) -> Option<&CachedAnswer> {
+    pub(crate) fn get(&self, fingerprint: &str) -> Option<&CachedAnswer> {
         self.entries.get(fingerprint)
     }
 
-    pub fn put(&mut self, fingerprint: &str, c: &Classification) {
+    pub(crate) fn put(&mut self, fingerprint: &str, c: &Classification) {
         self.entries
             .insert(fingerprint.to_owned(), CachedAnswer::from_classification(c));
         self.dirty = true;
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Writes the cache if anything changed (atomically: a temp file renamed over the old one).
-    pub fn save(&mut self) -> std::io::Result<()> {
+    pub(crate) fn save(&mut self) -> std::io::Result<()> {
         if !self.dirty {
             return Ok(());
         }

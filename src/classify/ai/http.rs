@@ -3,7 +3,7 @@
 use super::CallError;
 use serde_json::Value;
 
-pub async fn call(
+pub(crate) async fn call(
     client: &reqwest::Client,
     url: &str,
     token: Option<&str>,

@@ -14,12 +14,12 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use serde_json::Value;
 use std::time::Duration;
 
-pub struct Session {
+pub(crate) struct Session {
     running: RunningService<RoleClient, ClientConfig>,
 }
 
 /// Opens a session: `initialize`, then `notifications/initialized`.
-pub async fn connect(
+pub(crate) async fn connect(
     url: &str,
     token: Option<&str>,
     client: reqwest::Client,
@@ -42,19 +42,19 @@ pub async fn connect(
 }
 
 impl Session {
-    pub fn peer(&self) -> rmcp::Peer<RoleClient> {
+    pub(crate) fn peer(&self) -> rmcp::Peer<RoleClient> {
         self.running.peer().clone()
     }
 
     /// Ends the session (bounded: a server that does not answer the close is left behind).
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_millis(500), self.running.cancel()).await;
     }
 }
 
 /// Calls `tool` with `arguments` and returns the answer: `structuredContent`, else the first text block
 /// that holds JSON.
-pub async fn call(
+pub(crate) async fn call(
     peer: &rmcp::Peer<RoleClient>,
     tool: &str,
     arguments: Value,
@@ -72,7 +72,7 @@ pub async fn call(
     answer_of(&result)
 }
 
-pub fn answer_of(result: &CallToolResult) -> Result<Value, CallError> {
+pub(crate) fn answer_of(result: &CallToolResult) -> Result<Value, CallError> {
     let texts: Vec<&str> = result
         .content
         .iter()

@@ -8,15 +8,21 @@
 //! Nothing here can fail or hang the run: an endpoint that is down, slow, refuses the token, errs or
 //! answers garbage gives one note for the run's warnings, and from then on the heuristics decide alone.
 
-pub mod cache;
-pub mod http;
-pub mod mcp;
-pub mod redact;
+mod ask;
+pub(crate) mod cache;
+mod error;
+pub(crate) mod http;
+pub(crate) mod mcp;
+pub(crate) mod redact;
+
+pub(crate) use error::CallError;
+pub(crate) use error::one_line;
 
 use crate::classify::advisor::{Advice, Advisor, FailureQuery, validate_answer};
-use crate::config::{AiProtocol, AiSettings};
+use crate::config::AiSettings;
 use crate::model::ClassificationSource;
 use crate::signals::Interrupts;
+use ask::ask_all;
 use cache::Cache;
 use redact::Redactor;
 use serde::Serialize;
@@ -24,170 +30,15 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// No single call waits longer than this, whatever the run's budget.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The delay cap when the policy sets none.
-pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(300);
-
-/// Why a call brought no answer. Everything but a refused answer switches the endpoint off for the run.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CallError {
-    /// Connection refused, no route, DNS failure: the detail says which.
-    Unreachable(String),
-    /// No answer within this many seconds.
-    Timeout(f64),
-    /// HTTP 401 or 403.
-    Auth(u16),
-    /// Another HTTP error status.
-    Status(u16),
-    /// An answer that is not a classification.
-    Garbage(String),
-    /// The MCP tool reported an error (`isError`).
-    Tool(String),
-    /// Anything else the transport or protocol reported.
-    Protocol(String),
-}
-
-impl CallError {
-    /// Classifies an error from reqwest or rmcp by walking its sources (and into rmcp's wrappers, which
-    /// hold the transport's error without exposing it as a source).
-    pub fn from_error(e: &(dyn std::error::Error + 'static)) -> CallError {
-        use rmcp::service::{ClientInitializeError, ServiceError};
-        use rmcp::transport::DynamicTransportError;
-        use rmcp::transport::streamable_http_client::{HttpStatusError, StreamableHttpError};
-        let mut chain = Vec::new();
-        let mut current = Some(e);
-        while let Some(err) = current {
-            if let Some(io) = err.downcast_ref::<std::io::Error>() {
-                if let Some(found) = CallError::from_io(io) {
-                    return found;
-                }
-            }
-            if let Some(status) = err
-                .downcast_ref::<reqwest::Error>()
-                .and_then(reqwest::Error::status)
-            {
-                return CallError::from_status(status.as_u16());
-            }
-            if let Some(status) = err.downcast_ref::<HttpStatusError>() {
-                return CallError::from_status(status.status);
-            }
-            let inner: Option<&DynamicTransportError> =
-                match err.downcast_ref::<ClientInitializeError>() {
-                    Some(ClientInitializeError::TransportError { error, .. }) => Some(error),
-                    _ => match err.downcast_ref::<ServiceError>() {
-                        Some(ServiceError::TransportSend(error)) => Some(error),
-                        Some(ServiceError::Timeout { timeout }) => {
-                            return CallError::Timeout(timeout.as_secs_f64());
-                        }
-                        _ => err.downcast_ref::<DynamicTransportError>(),
-                    },
-                };
-            if let Some(http) = inner.and_then(|d| {
-                d.error
-                    .downcast_ref::<StreamableHttpError<reqwest::Error>>()
-            }) {
-                match http {
-                    StreamableHttpError::Client(re) => return CallError::from_error(re),
-                    StreamableHttpError::Io(io) => {
-                        if let Some(found) = CallError::from_io(io) {
-                            return found;
-                        }
-                    }
-                    StreamableHttpError::HttpStatus(s) => return CallError::from_status(s.status),
-                    StreamableHttpError::AuthRequired(_) => return CallError::Auth(401),
-                    StreamableHttpError::InsufficientScope(_) => return CallError::Auth(403),
-                    StreamableHttpError::Deserialize(e) => {
-                        return CallError::Garbage(one_line(&e.to_string(), 120));
-                    }
-                    StreamableHttpError::UnexpectedContentType(t) => {
-                        return CallError::Garbage(format!(
-                            "content type {}",
-                            t.as_deref().unwrap_or("(none)")
-                        ));
-                    }
-                    other => return CallError::Protocol(one_line(&other.to_string(), 160)),
-                }
-            }
-            chain.push(err.to_string());
-            current = err.source();
-        }
-        let text = chain.join(": ");
-        let lower = text.to_ascii_lowercase();
-        if lower.contains("dns error") || lower.contains("failed to lookup") {
-            return CallError::Unreachable("name resolution failed".into());
-        }
-        if lower.contains("error sending request") {
-            return CallError::Unreachable(one_line(chain.last().map_or("", String::as_str), 120));
-        }
-        if lower.contains("error decoding") || lower.contains("expected value") {
-            return CallError::Garbage(one_line(&text, 160));
-        }
-        CallError::Protocol(one_line(&text, 160))
-    }
-
-    fn from_io(io: &std::io::Error) -> Option<CallError> {
-        use std::io::ErrorKind::*;
-        let what = match io.kind() {
-            ConnectionRefused => "connection refused",
-            ConnectionReset => "connection reset",
-            ConnectionAborted => "connection aborted",
-            NotConnected => "not connected",
-            TimedOut => "connection timed out",
-            AddrNotAvailable => "address not available",
-            HostUnreachable => "host unreachable",
-            NetworkUnreachable => "network unreachable",
-            _ => return None,
-        };
-        Some(CallError::Unreachable(what.into()))
-    }
-
-    fn from_status(status: u16) -> CallError {
-        match status {
-            401 | 403 => CallError::Auth(status),
-            s => CallError::Status(s),
-        }
-    }
-
-    /// The one line for the run's warnings.
-    fn note(&self, endpoint: &str, tool: &str, has_token: bool) -> String {
-        let what = match self {
-            CallError::Unreachable(detail) => format!("unreachable ({detail})"),
-            CallError::Timeout(s) => format!("did not answer within {s}s"),
-            CallError::Auth(status) if has_token => {
-                format!("refused the token (HTTP {status})")
-            }
-            CallError::Auth(status) => format!(
-                "needs a token (HTTP {status}; set smart_rerun_ai_token or SMART_RERUN_AI_TOKEN)"
-            ),
-            CallError::Status(status) => format!("failed (HTTP {status})"),
-            CallError::Garbage(why) => {
-                format!("sent an answer that is not a classification ({why})")
-            }
-            CallError::Tool(text) => format!("tool {tool} failed ({})", one_line(text, 160)),
-            CallError::Protocol(text) => format!("failed ({text})"),
-        };
-        format!("AI endpoint {endpoint} {what}: the heuristics decided")
-    }
-}
-
-/// The first line of `text`, at most `max` characters.
-pub(crate) fn one_line(text: &str, max: usize) -> String {
-    let line = text.trim().lines().next().unwrap_or("");
-    if line.chars().count() > max {
-        let mut t: String = line.chars().take(max).collect();
-        t.push('…');
-        t
-    } else {
-        line.to_owned()
-    }
-}
+pub(crate) const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(300);
 
 /// What the advisor did over the run, for the AI report.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct AiStats {
+pub(crate) struct AiStats {
     /// Calls made to the endpoint.
     pub calls: u32,
     /// Valid answers received.
@@ -203,7 +54,7 @@ pub struct AiStats {
 /// The runner's AI [`Advisor`]. Made before the run; reads its settings at each call, because the
 /// pytest ini values are only known once the first round has started.
 #[derive(Debug, Default)]
-pub struct AiAdvisor {
+pub(crate) struct AiAdvisor {
     cache: Option<Cache>,
     cache_opened: bool,
     /// Set once the endpoint failed: the note given, and no more calls this run.
@@ -228,12 +79,12 @@ enum AnswerError {
 }
 
 impl AiAdvisor {
-    pub fn new() -> AiAdvisor {
+    pub(crate) fn new() -> AiAdvisor {
         AiAdvisor::default()
     }
 
     /// Calls in flight end as soon as one of these signals arrives.
-    pub fn with_interrupts(mut self, interrupts: Interrupts) -> AiAdvisor {
+    pub(crate) fn with_interrupts(mut self, interrupts: Interrupts) -> AiAdvisor {
         self.interrupts = Some(interrupts);
         self
     }
@@ -461,133 +312,12 @@ impl Advisor for AiAdvisor {
     }
 }
 
-/// Returns once a signal has been received (never without `interrupts`).
-async fn until_interrupted(interrupts: Option<&Interrupts>) {
-    let Some(interrupts) = interrupts else {
-        return std::future::pending().await;
-    };
-    while interrupts.received().is_none() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Refused answers beyond this many go to the AI report only.
 const MAX_REFUSAL_WARNINGS: u32 = 3;
 
-/// At most this many calls are in flight at once.
-const MAX_IN_FLIGHT: usize = 8;
-
-/// One call's bounds: a place among the calls in flight, then min(per call, the batch's end).
-struct Bounded {
-    permits: std::sync::Arc<tokio::sync::Semaphore>,
-    end: Instant,
-    per_call: Duration,
-    timeout: CallError,
-}
-
-impl Bounded {
-    async fn run(
-        self,
-        call: impl std::future::Future<Output = Result<Value, CallError>>,
-    ) -> Result<Value, CallError> {
-        let Ok(Ok(_permit)) = tokio::time::timeout_at(self.end, self.permits.acquire_owned()).await
-        else {
-            return Err(self.timeout);
-        };
-        let call_end = self.end.min(Instant::now() + self.per_call);
-        tokio::time::timeout_at(call_end, call)
-            .await
-            .unwrap_or(Err(self.timeout))
-    }
-}
-
-/// Asks every question concurrently; one result per payload, in order. Runs on its own current-thread
-/// runtime, shut down without waiting for anything still in flight.
-fn ask_all(
-    settings: &AiSettings,
-    endpoint: &str,
-    token: Option<&str>,
-    payloads: Vec<Value>,
-    budget: Duration,
-    interrupts: Option<&Interrupts>,
-) -> Result<Option<Vec<Result<Value, CallError>>>, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("no async runtime: {e}"))?;
-    let per_call = CALL_TIMEOUT.min(budget);
-    let client = reqwest::Client::builder()
-        .connect_timeout(per_call)
-        .user_agent(concat!("smart-rerun/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("no HTTP client: {e}"))?;
-    let work = async {
-        let end = Instant::now() + budget;
-        let timeout = CallError::Timeout((per_call.as_secs_f64() * 10.0).round() / 10.0);
-        let mut results: Vec<Result<Value, CallError>> = vec![Err(timeout.clone()); payloads.len()];
-        let mut calls = tokio::task::JoinSet::new();
-        let session = match settings.protocol {
-            AiProtocol::Mcp => {
-                let connect = mcp::connect(endpoint, token, client.clone());
-                match tokio::time::timeout_at(end.min(Instant::now() + per_call), connect).await {
-                    Ok(Ok(session)) => Some(session),
-                    Ok(Err(e)) => return results.iter().map(|_| Err(e.clone())).collect(),
-                    Err(_) => return results,
-                }
-            }
-            AiProtocol::Http => None,
-        };
-        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-        for (i, payload) in payloads.into_iter().enumerate() {
-            let bounded = Bounded {
-                permits: permits.clone(),
-                end,
-                per_call,
-                timeout: timeout.clone(),
-            };
-            match &session {
-                Some(session) => {
-                    let peer = session.peer();
-                    let tool = settings.tool.clone();
-                    calls.spawn(
-                        async move { (i, bounded.run(mcp::call(&peer, &tool, payload)).await) },
-                    );
-                }
-                None => {
-                    let client = client.clone();
-                    let url = endpoint.to_owned();
-                    let token = token.map(str::to_owned);
-                    calls.spawn(async move {
-                        let call = http::call(&client, &url, token.as_deref(), &payload);
-                        (i, bounded.run(call).await)
-                    });
-                }
-            }
-        }
-        while let Some(done) = calls.join_next().await {
-            if let Ok((i, result)) = done {
-                results[i] = result;
-            }
-        }
-        if let Some(session) = session {
-            session.close().await;
-        }
-        results
-    };
-    // Ctrl-C or SIGTERM drops every call in flight at once: the run stops without waiting on the AI.
-    let results = runtime.block_on(async {
-        tokio::select! {
-            results = work => Some(results),
-            _ = until_interrupted(interrupts) => None,
-        }
-    });
-    runtime.shutdown_background();
-    Ok(results)
-}
-
 /// The AI report (`--ai-report PATH`): every classification the advisor gave and what was done with it,
 /// with the run's metadata. No token, and the endpoint without credentials.
-pub fn write_report(
+pub(crate) fn write_report(
     path: &Path,
     settings: &AiSettings,
     advisor: &AiAdvisor,
@@ -627,259 +357,4 @@ pub fn write_report(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Action, Category};
-
-    #[test]
-    fn answers_are_read_refused_or_called_garbage() {
-        let r = Redactor::new(Vec::<(String, String)>::new(), &["the-token-123"]);
-        let cap = Duration::from_secs(30);
-        let ok = AiAdvisor::parse(
-            &serde_json::json!({"category": "flaky-network", "confidence": 0.9, "reason": "reset; the-token-123", "action": "retry_with_delay", "delay_seconds": 2}),
-            cap,
-            &r,
-        )
-        .ok()
-        .unwrap();
-        assert_eq!(ok.category, Category::FlakyNetwork);
-        assert_eq!(ok.action, Action::RetryWithDelay { seconds: 2.0 });
-        assert_eq!(ok.reason, "reset; ***");
-        assert_eq!(ok.source, ClassificationSource::Ai);
-        let refused = |v: Value| match AiAdvisor::parse(&v, cap, &r) {
-            Err(AnswerError::Refused(why)) => why,
-            _ => panic!("{v} not refused"),
-        };
-        assert!(refused(serde_json::json!({"category": "cosmic"})).contains("not a category"));
-        assert!(
-            refused(serde_json::json!({"category": "unknown", "confidence": 1.7}))
-                .contains("outside 0..1")
-        );
-        assert!(
-            refused(serde_json::json!({"category": "unknown", "confidence": "high"}))
-                .contains("not a number")
-        );
-        for garbage in [
-            serde_json::json!([1]),
-            serde_json::json!({"verdict": "flaky"}),
-        ] {
-            assert!(matches!(
-                AiAdvisor::parse(&garbage, cap, &r),
-                Err(AnswerError::Garbage(_))
-            ));
-        }
-    }
-
-    #[test]
-    fn notes_name_the_endpoint_and_what_went_wrong() {
-        let e = CallError::Unreachable("connection refused".into());
-        assert_eq!(
-            e.note("http://127.0.0.1:9/mcp", "classify_failure", false),
-            "AI endpoint http://127.0.0.1:9/mcp unreachable (connection refused): the heuristics decided"
-        );
-        assert!(
-            CallError::Auth(401)
-                .note("u", "t", false)
-                .contains("needs a token")
-        );
-        assert!(
-            CallError::Auth(401)
-                .note("u", "t", true)
-                .contains("refused the token")
-        );
-        assert!(
-            CallError::Status(503)
-                .note("u", "t", true)
-                .contains("failed (HTTP 503)")
-        );
-    }
-
-    #[test]
-    fn a_disabled_advisor_asks_nothing_and_no_endpoint_is_one_note() {
-        let mut a = AiAdvisor::new();
-        let settings = AiSettings::default();
-        let q = sample_query();
-        assert_eq!(
-            a.advise(&settings, std::slice::from_ref(&q), Duration::from_secs(1)),
-            (vec![], vec![])
-        );
-        let on = AiSettings {
-            enabled: true,
-            ..AiSettings::default()
-        };
-        let (advice, notes) = a.advise(&on, std::slice::from_ref(&q), Duration::from_secs(1));
-        assert!(advice.is_empty());
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert!(
-            a.advise(&on, &[q], Duration::from_secs(1)).1.is_empty(),
-            "noted once"
-        );
-    }
-
-    #[test]
-    fn cache_hits_cost_no_call_and_an_unreachable_endpoint_is_noted_once() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cache.json");
-        let q = sample_query();
-        let (mut cache, _) = Cache::open(&path);
-        cache.put(
-            &q.fingerprint,
-            &crate::model::Classification {
-                category: Category::FlakyTiming,
-                confidence: 0.6,
-                action: Action::RetryWithDelay { seconds: 1.0 },
-                reason: "slow".into(),
-                source: ClassificationSource::Ai,
-            },
-        );
-        cache.save().unwrap();
-        // A port nothing listens on: bound, then closed.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let settings = AiSettings {
-            enabled: true,
-            endpoint: Some(format!("http://127.0.0.1:{port}/mcp")),
-            cache: Some(path),
-            tool: "classify_failure".into(),
-            ..AiSettings::default()
-        };
-        let mut a = AiAdvisor::new();
-        let (advice, notes) = a.advise(&settings, std::slice::from_ref(&q), Duration::from_secs(5));
-        assert_eq!(advice.len(), 1);
-        assert_eq!(advice[0].classification.source, ClassificationSource::Cache);
-        assert!(notes.is_empty());
-        assert_eq!((a.stats.calls, a.stats.cache_hits), (0, 1));
-        let mut other = sample_query();
-        other.fingerprint = "fedcba9876543210".into();
-        for protocol in [AiProtocol::Mcp, AiProtocol::Http] {
-            let settings = AiSettings {
-                protocol,
-                ..settings.clone()
-            };
-            let mut a = AiAdvisor::new();
-            let started = std::time::Instant::now();
-            let (advice, notes) = a.advise(
-                &settings,
-                std::slice::from_ref(&other),
-                Duration::from_secs(5),
-            );
-            assert!(advice.is_empty());
-            assert_eq!(notes.len(), 1, "{notes:?}");
-            assert!(
-                notes[0].contains("unreachable (connection refused)"),
-                "{protocol:?}: {notes:?}"
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(4),
-                "{:?}",
-                started.elapsed()
-            );
-            assert!(
-                a.advise(&settings, &[other.clone()], Duration::from_secs(5))
-                    .1
-                    .is_empty(),
-                "noted once"
-            );
-            assert_eq!(a.stats.calls, 1, "no second call to a broken endpoint");
-        }
-    }
-
-    /// A plain HTTP endpoint on a thread that answers every request with `body`, and counts them.
-    fn fixed_http_endpoint(
-        body: &'static str,
-    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/classify", listener.local_addr().unwrap());
-        let count = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let seen = count.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut request = vec![0; length];
-                let _ = reader.read_exact(&mut request);
-                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        (url, count)
-    }
-
-    #[test]
-    fn refused_answers_are_warned_about_a_few_times_then_only_reported() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let (url, count) = fixed_http_endpoint(r#"{"category": "cosmic-rays", "confidence": 0.5}"#);
-        let settings = AiSettings {
-            enabled: true,
-            endpoint: Some(url),
-            protocol: AiProtocol::Http,
-            ..AiSettings::default()
-        };
-        let queries: Vec<FailureQuery> = (0..5)
-            .map(|i| {
-                let mut q = sample_query();
-                q.nodeid = format!("t.py::test_{i}");
-                q.fingerprint = format!("{i:016x}");
-                q
-            })
-            .collect();
-        let mut a = AiAdvisor::new();
-        let (advice, notes) = a.advise(&settings, &queries, Duration::from_secs(10));
-        assert!(advice.is_empty());
-        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 5);
-        assert_eq!(notes.len(), MAX_REFUSAL_WARNINGS as usize + 1, "{notes:?}");
-        assert!(notes[0].contains("ignored: 'cosmic-rays' is not a category"));
-        assert!(
-            notes
-                .last()
-                .unwrap()
-                .starts_with("more AI answers were ignored")
-        );
-        assert_eq!(a.notes.len(), 5, "every refusal is in the AI report");
-        assert_eq!(a.stats.refused, 5);
-        // Refused fingerprints are not asked again; the endpoint is not written off.
-        let (_, notes) = a.advise(&settings, &queries, Duration::from_secs(10));
-        assert!(notes.is_empty());
-        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 5);
-        assert!(a.broken.is_none());
-    }
-
-    fn sample_query() -> FailureQuery {
-        FailureQuery {
-            nodeid: "t.py::test_x".into(),
-            fingerprint: "0123456789abcdef".into(),
-            exception_type: "builtins.TimeoutError".into(),
-            exception_bases: vec!["builtins.TimeoutError".into(), "builtins.OSError".into()],
-            message: "timed out".into(),
-            traceback: "E   TimeoutError: timed out".into(),
-            attempts: vec![],
-            heuristic: crate::model::Classification {
-                category: Category::FlakyTiming,
-                confidence: 0.7,
-                action: Action::Retry,
-                reason: "TimeoutError".into(),
-                source: ClassificationSource::Heuristic,
-            },
-            policy: crate::model::PolicyInfo::from(&crate::policy::RetryPolicy::default()),
-        }
-    }
-}
+mod tests;
