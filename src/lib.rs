@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod devstats;
 mod hardening;
+pub mod history;
 pub mod model;
 pub mod output;
 pub mod policy;

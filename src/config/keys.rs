@@ -201,6 +201,11 @@ pub const KEYS: &[Key] = &[
         "Write the Markdown report (for job summaries and PR/MR comments) here")
         .action("markdown")
         .component("markdown"),
+    Key::new("smart_rerun_history", "SMART_RERUN_HISTORY", "--history", Kind::Text("URL"), Reports, "none",
+        "Remember every run here and say in the reports what history knows of each failed or flaky test: a file path or sqlite:PATH (SQLite), or postgres://USER@HOST:PORT/DB")
+        .action("history")
+        .component("history")
+        .details("See docs/history.md. A relative path in an ini file is relative to that file. A history that cannot be opened, read or written is one warning line: the run and its exit code stay as they are, and history adds at most 4.5 seconds to a run. TLS connections to PostgreSQL are not supported yet."),
     Key::new("smart_rerun_ai", "SMART_RERUN_AI", "--ai", Kind::Bool, Ai, "false",
         "Classify failures with an AI endpoint (MCP or plain HTTP) on top of the offline heuristics")
         .action("ai"),

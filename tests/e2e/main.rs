@@ -8,6 +8,7 @@ mod core;
 mod fake_github;
 mod github;
 mod gitlab;
+mod history;
 mod https;
 #[cfg(unix)]
 mod install;
