@@ -217,6 +217,8 @@ fn from_pg(row: &postgres::Row, i: usize) -> Result<Value, DbError> {
         Value::Real(row.try_get::<_, Option<f64>>(i)?)
     } else if *ty == Type::FLOAT4 {
         Value::Real(row.try_get::<_, Option<f32>>(i)?.map(f64::from))
+    } else if *ty == Type::VOID {
+        Value::Text(None)
     } else if *ty == Type::BOOL {
         Value::Int(row.try_get::<_, Option<bool>>(i)?.map(i64::from))
     } else {

@@ -323,3 +323,103 @@ fn a_bad_history_url_is_a_usage_error_for_history_and_a_warning_for_run() {
     assert!(!run.stderr.contains("hunter2") && !run.stdout.contains("hunter2"));
     assert!(started.elapsed().as_secs() < 60);
 }
+
+/// `n` saved reports made from a real one: each its own run (start, directory), with `extra` more
+/// passing tests besides the suite's.
+pub fn synthetic_reports(
+    p: &Project,
+    base: &Value,
+    n: usize,
+    extra: usize,
+) -> Vec<std::path::PathBuf> {
+    let ok = base["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["outcome"] == "passed")
+        .unwrap()
+        .clone();
+    (0..n)
+        .map(|k| {
+            let mut r = base.clone();
+            r["run"]["cwd"] = Value::from(format!("/generated/{k}"));
+            let tests = r["tests"].as_array_mut().unwrap();
+            for i in 0..extra {
+                let mut t = ok.clone();
+                t["nodeid"] = Value::from(format!("test_generated.py::test_{i}"));
+                tests.push(t);
+            }
+            let path = p.path().join(format!("generated-{k}.json"));
+            std::fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// Starts `history import` of each group of reports at once; asserts every one succeeded.
+pub fn import_concurrently(p: &Project, url: &str, groups: &[Vec<std::path::PathBuf>]) {
+    let children: Vec<_> = groups
+        .iter()
+        .map(|reports| {
+            Command::new(common::bin())
+                .current_dir(p.path())
+                .args(["history", "import", "--history", url])
+                .args(reports)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "an import failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recorded = String::from_utf8_lossy(&out.stdout)
+            .matches("smart-rerun: recorded")
+            .count();
+        assert_eq!(
+            recorded,
+            groups[0].len(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn two_concurrent_imports_into_one_sqlite_file_lose_nothing() {
+    let p = project();
+    let run = p.run(&[], &[]);
+    assert_eq!(run.code, 1, "{}", run.dump());
+    let reports = synthetic_reports(&p, run.report(), 8, 3_000);
+    let db = p.path().join("shared.db");
+    let url = format!("sqlite:{}", db.display());
+    import_concurrently(&p, &url, &[reports[..4].to_vec(), reports[4..].to_vec()]);
+    let out = Command::new(common::python())
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(*[c.execute('SELECT COUNT(*) FROM ' + t).fetchone()[0] for t in ('runs', 'results', 'attempts')])",
+            db.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let attempts = run.attempts(FLAKY) + run.attempts(BROKEN);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("8 {} {}", 8 * 3_003, 8 * attempts)
+    );
+    let flaky = history(&p, &["flaky", "--history", &url, "--format", "json"]);
+    let list: Value = serde_json::from_str(&flaky.stdout).unwrap();
+    assert_eq!(list[0]["flaky_runs"], 8, "{list}");
+}

@@ -9,11 +9,15 @@ mod fake_github;
 mod github;
 mod gitlab;
 mod history;
+#[cfg(unix)]
+mod history_pg;
 mod https;
 #[cfg(unix)]
 mod install;
 #[cfg(unix)]
 mod plugin;
+#[cfg(unix)]
+mod postgres;
 #[cfg(unix)]
 mod process;
 mod reports;
