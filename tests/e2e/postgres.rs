@@ -7,7 +7,7 @@
 //! these tests are never skipped.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 pub struct PgServer {
@@ -186,10 +186,6 @@ impl PgServer {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
     }
 }
 
