@@ -16,6 +16,8 @@ pub mod record;
 pub mod schema;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_render;
 
 pub use backend::Dialect;
 pub use location::{ALLOWED, Location, LocationError};

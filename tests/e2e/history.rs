@@ -423,3 +423,111 @@ fn two_concurrent_imports_into_one_sqlite_file_lose_nothing() {
     let list: Value = serde_json::from_str(&flaky.stdout).unwrap();
     assert_eq!(list[0]["flaky_runs"], 8, "{list}");
 }
+
+/// A git repository with one commit of the project; returns the commit.
+fn git_commit(p: &Project) -> String {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .current_dir(p.path())
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    git(&["init", "-q", "-b", "trunk"]);
+    git(&["add", "test_suite.py"]);
+    git(&["commit", "-q", "-m", "suite"]);
+    git(&["rev-parse", "HEAD"])
+}
+
+#[test]
+fn a_later_run_reports_what_history_knows() {
+    let p = project();
+    let commit = git_commit(&p);
+    let db = p.path().join("history.db");
+    let md = p.path().join("summary.md");
+    let run = |p: &Project| {
+        let mut cmd = p.command(&[
+            "--history",
+            db.to_str().unwrap(),
+            "--markdown",
+            md.to_str().unwrap(),
+        ]);
+        // Outside CI: the commit and branch come from git.
+        for var in [
+            "CI",
+            "GITHUB_SHA",
+            "GITHUB_REF_NAME",
+            "GITHUB_HEAD_REF",
+            "CI_COMMIT_SHA",
+            "CI_COMMIT_BRANCH",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.arg("--").arg(common::python()).args(["-m", "pytest"]);
+        p.output(cmd)
+    };
+    let first = run(&p);
+    assert_eq!(first.code, 1, "{}", first.dump());
+    // Nothing known yet: the first run in history says so.
+    assert_eq!(
+        first.test(FLAKY)["history"]["verdict"],
+        "first-run",
+        "{}",
+        first.dump()
+    );
+    assert!(
+        first.stdout.contains("history: first run in history"),
+        "{}",
+        first.stdout
+    );
+
+    let second = run(&p);
+    assert_eq!(second.code, 1, "{}", second.dump());
+    let flaky = &second.test(FLAKY)["history"];
+    assert_eq!(flaky["verdict"], "known-flaky");
+    assert_eq!(flaky["runs"], 1);
+    assert_eq!(flaky["flaky_runs"], 1);
+    assert_eq!(flaky["failed_runs"], 0);
+    assert_eq!(flaky["branch"], "trunk");
+    let day = &started(&first)[..10];
+    assert_eq!(&flaky["first_flaky"].as_str().unwrap()[..10], day);
+    let broken = &second.test(BROKEN)["history"];
+    assert_eq!(broken["verdict"], "failing-since");
+    assert_eq!(broken["failing_since"]["commit"], commit.as_str());
+    assert!(
+        second
+            .test("test_suite.py::test_ok")
+            .get("history")
+            .is_none()
+    );
+
+    // The terminal summary, the Markdown report: the same words.
+    let known = format!("known flaky: flaked 1 of the last run of trunk, first on {day}");
+    assert!(
+        second.stdout.contains(&format!("history: {known}")),
+        "{}",
+        second.stdout
+    );
+    let since = format!("failing since {}", &commit[..7]);
+    assert!(
+        second.stdout.contains(&format!("history: {since}")),
+        "{}",
+        second.stdout
+    );
+    let markdown = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        markdown.contains(&format!("**history**: {}", since.replace(':', "\\:"))),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains(&format!("**history**: {}", known.replace(':', "\\:"))),
+        "{markdown}"
+    );
+}
