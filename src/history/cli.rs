@@ -44,6 +44,14 @@ pub enum HistoryCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// What history says of the failed and flaky tests of a saved report (as a run with --history
+    /// would say it), without recording the report.
+    Explain {
+        #[arg(value_name = "REPORT.json")]
+        report: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Delete the runs older than an age, and their tests.
     Prune {
         /// Keep the runs of this period, back from now: 90d, 12w.
@@ -153,6 +161,20 @@ pub fn main(args: HistoryArgs) -> ExitCode {
                 Err(e) => return failed(&e),
             }
         }
+        HistoryCommand::Explain { report, format } => {
+            let report = match RunReport::load(&report) {
+                Ok(r) => r,
+                Err(e) => return usage(&chain(&e)),
+            };
+            let mut store = match Store::open(&location, false, COMMAND_TIMEOUT) {
+                Ok(s) => s,
+                Err(e) => return failed(&e),
+            };
+            match store.lookup_report(&report) {
+                Ok(found) => write_explain(&report, &found, format, &mut out),
+                Err(e) => return failed(&e),
+            }
+        }
         HistoryCommand::Prune { keep } => {
             let keep = match parse_age(&keep) {
                 Ok(k) => k,
@@ -201,13 +223,15 @@ fn import(location: &Location, reports: &[PathBuf], out: &mut dyn Write) -> Exit
     };
     for (path, report) in loaded {
         let run = record::RunRecord::from_report(&report);
+        let started = std::time::Instant::now();
         match store.record(&run, &report) {
             Ok(record::Recorded::Run { tests }) => {
                 let _ = writeln!(
                     out,
-                    "smart-rerun: recorded {} ({}, started {})",
+                    "smart-rerun: recorded {} ({} in {:.3} s, started {})",
                     path.display(),
                     crate::report::counted(tests as usize, "test"),
+                    started.elapsed().as_secs_f64(),
                     report.run.started_at
                 );
             }
@@ -339,6 +363,57 @@ fn write_show(
                         f if f.is_empty() => String::new(),
                         f => format!("  {}", sanitize_line(&f)),
                     }
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn write_explain(
+    report: &RunReport,
+    found: &[(usize, crate::model::TestHistory)],
+    format: Format,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    match format {
+        Format::Json => {
+            let doc: Vec<_> = found
+                .iter()
+                .map(|(i, h)| {
+                    let t = &report.tests[*i];
+                    serde_json::json!({ "nodeid": t.nodeid, "outcome": t.outcome, "history": h })
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            writeln!(out)
+        }
+        Format::Markdown => {
+            writeln!(out, "| Test | Outcome | History |\n| --- | --- | --- |")?;
+            for (i, h) in found {
+                let t = &report.tests[*i];
+                writeln!(
+                    out,
+                    "| {} | {} | {} |",
+                    markdown::inline(&t.nodeid),
+                    t.outcome.as_str(),
+                    markdown::inline(&h.describe())
+                )?;
+            }
+            Ok(())
+        }
+        Format::Table => {
+            if found.is_empty() {
+                return writeln!(out, "no failed or flaky test in this report");
+            }
+            for (i, h) in found {
+                let t = &report.tests[*i];
+                writeln!(
+                    out,
+                    "{:<7} {}\n        {}",
+                    t.outcome.as_str().to_uppercase(),
+                    sanitize_line(&t.nodeid),
+                    sanitize_line(&h.describe())
                 )?;
             }
             Ok(())

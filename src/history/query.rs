@@ -83,18 +83,23 @@ pub fn verdict(
     })
 }
 
-/// The history of one test that ended `outcome` in the run being reported (not yet recorded).
+/// The history of one test that ended `outcome` in the run being reported, the run `run_key` left
+/// out (a saved report explained after it was recorded).
 pub fn lookup(
     db: &mut dyn Backend,
     nodeid: &str,
     outcome: Outcome,
+    run_key: &str,
 ) -> Result<Option<TestHistory>, DbError> {
-    let id = [Value::Text(Some(nodeid.to_owned()))];
+    let id = [
+        Value::Text(Some(nodeid.to_owned())),
+        Value::Text(Some(run_key.to_owned())),
+    ];
     let rows = db.query(
         "SELECT r.outcome, runs.started_at, runs.commit_sha, runs.branch \
-         FROM results r JOIN runs ON runs.id = r.run_id WHERE r.nodeid = $1 \
-         ORDER BY runs.started_at DESC, runs.id DESC LIMIT $2",
-        &[id[0].clone(), Value::Int(Some(WINDOW))],
+         FROM results r JOIN runs ON runs.id = r.run_id WHERE r.nodeid = $1 AND runs.run_key <> $2 \
+         ORDER BY runs.started_at DESC, runs.id DESC LIMIT $3",
+        &[id[0].clone(), id[1].clone(), Value::Int(Some(WINDOW))],
     )?;
     let past: Vec<PastRun> = rows
         .into_iter()
@@ -110,7 +115,7 @@ pub fn lookup(
     }
     let firsts = db.query(
         "SELECT MIN(runs.started_at), MIN(CASE WHEN r.outcome = 'flaky' THEN runs.started_at END) \
-         FROM results r JOIN runs ON runs.id = r.run_id WHERE r.nodeid = $1",
+         FROM results r JOIN runs ON runs.id = r.run_id WHERE r.nodeid = $1 AND runs.run_key <> $2",
         &id,
     )?;
     let (first_seen, first_flaky) = firsts
@@ -127,6 +132,7 @@ pub fn lookup_report(
     report: &RunReport,
 ) -> Result<Vec<(usize, TestHistory)>, DbError> {
     let mut found = Vec::new();
+    let run_key = super::record::RunRecord::from_report(report).run_key;
     let interesting = report
         .tests
         .iter()
@@ -134,7 +140,7 @@ pub fn lookup_report(
         .filter(|(_, t)| matches!(t.outcome, Outcome::Flaky | Outcome::Failed | Outcome::Error))
         .take(LOOKUP_LIMIT);
     for (i, t) in interesting {
-        if let Some(h) = lookup(db, &t.nodeid, t.outcome)? {
+        if let Some(h) = lookup(db, &t.nodeid, t.outcome, &run_key)? {
             found.push((i, h));
         }
     }

@@ -521,6 +521,26 @@ fn a_later_run_reports_what_history_knows() {
         "{}",
         second.stdout
     );
+    // Explained after it was recorded, the saved report gets the same words (its own run left out).
+    let explained = history(
+        &p,
+        &[
+            "explain",
+            p.report_path().to_str().unwrap(),
+            "--history",
+            db.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(explained.code, 0, "{}", explained.stderr);
+    let list: Value = serde_json::from_str(&explained.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    for item in list {
+        let nodeid = item["nodeid"].as_str().unwrap();
+        assert_eq!(item["history"], second.test(nodeid)["history"], "{nodeid}");
+    }
     let markdown = std::fs::read_to_string(&md).unwrap();
     assert!(
         markdown.contains(&format!("**history**: {}", since.replace(':', "\\:"))),
