@@ -21,7 +21,7 @@ bin=${SR_BIN:-}
 [ -n "$bin" ] || fail "smart-rerun is not installed (the install step gave no binary)"
 
 args=(run)
-# input variable, flag — one line per setting of src/config/keys.rs (tokens excepted, see above).
+# input variable, flag — one line per setting of src/config/keys.rs (tokens and the history URL excepted, see below).
 while read -r var flag; do
   [ -n "$var" ] || continue
   value=${!var:-}
@@ -66,7 +66,11 @@ fi
 if [ -n "${SR_IN_AI_TOKEN:-}" ]; then
   export SMART_RERUN_AI_TOKEN="$SR_IN_AI_TOKEN"
 fi
-unset SR_IN_GITHUB_TOKEN SR_IN_AI_TOKEN
+# A PostgreSQL URL may hold a password: through the variable, like the tokens.
+if [ -n "${SR_IN_HISTORY:-}" ]; then
+  export SMART_RERUN_HISTORY="$SR_IN_HISTORY"
+fi
+unset SR_IN_GITHUB_TOKEN SR_IN_AI_TOKEN SR_IN_HISTORY
 
 if [ -n "${SR_PYTHON:-}" ]; then
   args+=("--python=$SR_PYTHON")

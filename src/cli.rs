@@ -57,6 +57,9 @@ pub(crate) enum Command {
     /// (smart_rerun_ai_endpoint, MCP or plain HTTP), check them as any configuration is checked, and print
     /// them as the block for pytest's configuration file, or write them into it (--write). Runs no test.
     Policy(PolicyArgs),
+    /// Memory across runs: import saved reports, list flaky tests, show a test's runs, prune old runs
+    /// (see docs/history.md).
+    History(crate::history::cli::HistoryArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -176,6 +179,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Render(args) => render(args),
         Command::Comment(args) => comment(args),
         Command::Policy(args) => policy(args),
+        Command::History(args) => crate::history::cli::main(args),
     }
 }
 
@@ -262,10 +266,23 @@ fn run(args: RunArgs) -> ExitCode {
     if gitlab {
         report.ci = Some(crate::ci::gitlab::ci_info(&settings.gitlab, &env));
     }
+    // What history knows of the failed and flaky tests goes into the report before any of it is
+    // written; this run is recorded once the reports are out. Neither can change the exit code.
+    let history = crate::history::RunHistory::start(
+        settings.history.as_deref(),
+        &mut report,
+        &mut std::io::stderr(),
+    );
     // The summary lists test names and messages: commands stay stopped over it, even when pytest's
     // output was let through.
     let stopped = guard.stop();
     let code = finish(&report, &settings, started.elapsed(), stopped.err());
+    history.record(
+        &report,
+        &env,
+        Path::new(&report.run.cwd),
+        &mut std::io::stderr(),
+    );
     guard.resume();
     if let Some(path) = settings.ai.report.as_ref().filter(|_| settings.ai.enabled) {
         // Optional like the AI itself: a trail that cannot be written is said, and the exit code stays.

@@ -12,6 +12,7 @@ pub mod config;
 pub(crate) mod devstats;
 mod errors;
 mod hardening;
+pub(crate) mod history;
 pub mod model;
 pub(crate) mod output;
 pub mod policy;

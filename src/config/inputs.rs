@@ -4,7 +4,7 @@
 //! only install and start smart-rerun. Every action input is described and has its row in
 //! docs/github.md, and reaches the run script as `SR_IN_<INPUT>`; a token never on its command line.
 
-use super::{Group, KEYS, Key, Kind};
+use super::{Group, KEYS, Key};
 use serde_yaml_ng::Value;
 
 /// Action inputs that are not settings: how smart-rerun is installed, started and its files uploaded.
@@ -98,18 +98,19 @@ fn every_setting_but_gitlab_s_is_an_action_input_passed_on_as_its_flag() {
             env_name(input),
             "the run step's variable for {input}"
         );
-        if k.kind == Kind::Secret {
+        if k.is_sensitive() {
             assert!(
                 !run_sh.contains(&format!("{variable} {}", k.flag)),
                 "dist/run.sh puts the token {input} on the command line"
             );
         }
-        let passed = match k.kind {
+        let passed = if k.is_sensitive() {
             // Never on a command line: handed over as the setting's variable.
-            Kind::Secret => run_sh.contains(&format!("export {}=\"${variable}\"", k.env)),
-            _ => run_sh
+            run_sh.contains(&format!("export {}=\"${variable}\"", k.env))
+        } else {
+            run_sh
                 .lines()
-                .any(|l| l == format!("{variable} {}", k.flag)),
+                .any(|l| l == format!("{variable} {}", k.flag))
         };
         assert!(passed, "dist/run.sh does not pass {variable} as {}", k.flag);
     }

@@ -76,6 +76,9 @@ pub struct Key {
     pub help: &'static str,
     /// More for the configuration reference (full sentences), or empty.
     pub details: &'static str,
+    /// The value may hold a password (a database URL): like a token's, it reaches smart-rerun through its
+    /// variable, never a command line (which any process can read), and pytest's environment loses it.
+    pub credentials: bool,
 }
 
 impl Key {
@@ -99,7 +102,18 @@ impl Key {
             component_input: None,
             help,
             details: "",
+            credentials: false,
         }
+    }
+
+    const fn credentials(mut self) -> Key {
+        self.credentials = true;
+        self
+    }
+
+    /// A token, or a value that may hold a password: kept off command lines and out of pytest's reach.
+    pub fn is_sensitive(&self) -> bool {
+        self.kind == Kind::Secret || self.credentials
     }
 
     const fn action(mut self, input: &'static str) -> Key {
@@ -201,6 +215,12 @@ pub const KEYS: &[Key] = &[
         "Write the Markdown report (for job summaries and PR/MR comments) here")
         .action("markdown")
         .component("markdown"),
+    Key::new("smart_rerun_history", "SMART_RERUN_HISTORY", "--history", Kind::Text("URL"), Reports, "none",
+        "Remember every run here and say in the reports what history knows of each failed or flaky test: a file path or sqlite:PATH (SQLite), or postgres://USER@HOST:PORT/DB")
+        .action("history")
+        .component("history")
+        .credentials()
+        .details("See docs/history.md. A relative path in an ini file is relative to that file. A history that cannot be opened, read or written is one warning line: the run and its exit code stay as they are, and history adds at most 4.5 seconds to a run. TLS connections to PostgreSQL are not supported yet."),
     Key::new("smart_rerun_ai", "SMART_RERUN_AI", "--ai", Kind::Bool, Ai, "false",
         "Classify failures with an AI endpoint (MCP or plain HTTP) on top of the offline heuristics")
         .action("ai"),

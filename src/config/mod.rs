@@ -303,6 +303,9 @@ pub(crate) struct Settings {
     pub junit_xml: Option<PathBuf>,
     pub junit_compat: crate::report::junit::JunitCompat,
     pub markdown: Option<PathBuf>,
+    /// Where history lives: a PostgreSQL URL as given, or a SQLite path resolved like the other paths
+    /// (`sqlite:` kept). Checked when history is opened: a bad one is a warning, not a usage error.
+    pub history: Option<String>,
     /// The `--junitxml` path in the user's pytest arguments, which smart-rerun takes over (set by the
     /// runner from what pytest reports).
     pub pytest_junitxml: Option<PathBuf>,
@@ -327,6 +330,7 @@ impl Default for Settings {
             junit_xml: None,
             junit_compat: Default::default(),
             markdown: None,
+            history: None,
             pytest_junitxml: None,
             junit_suite_name: None,
             ai: AiSettings {
@@ -418,6 +422,7 @@ impl Settings {
                     .map_err(|_| format!("use {}", Kind::JunitCompat.allowed()))?
             }
             "smart_rerun_markdown" => self.markdown = Some(resolve_path(value, &raw.source, cwd)?),
+            "smart_rerun_history" => self.history = history_location(value, &raw.source, cwd),
             "smart_rerun_ai" => self.ai.enabled = parse_bool(value)?,
             "smart_rerun_ai_endpoint" => self.ai.endpoint = Some(parse_url(value)?),
             "smart_rerun_ai_token" => self.ai.token = Some(Secret(value.to_owned())),
@@ -510,6 +515,11 @@ impl Settings {
                 crate::report::junit::JunitCompat::Gitlab => "gitlab".into(),
             },
             "smart_rerun_markdown" => path(&self.markdown),
+            "smart_rerun_history" => self
+                .history
+                .as_deref()
+                .and_then(|h| crate::history::Location::parse(h).ok())
+                .map_or("(none)".into(), |l| l.redacted()),
             "smart_rerun_ai" => self.ai.enabled.to_string(),
             "smart_rerun_ai_endpoint" => {
                 self.ai.endpoint.clone().unwrap_or_else(|| "(none)".into())
@@ -565,7 +575,7 @@ fn error(k: &Key, raw: &Raw, problem: String) -> ConfigError {
     ConfigError {
         key: k.ini.to_owned(),
         source: raw.source.clone(),
-        value: (k.kind != Kind::Secret).then(|| raw.value.clone()),
+        value: (!k.is_sensitive()).then(|| raw.value.clone()),
         problem,
     }
 }
@@ -642,6 +652,25 @@ fn parse_url(value: &str) -> Result<String, String> {
         Ok(v.to_owned())
     } else {
         Err(format!("is not a URL: use {}", Kind::Url.allowed()))
+    }
+}
+
+/// A history location: empty is none; a URL is kept as given; a SQLite file is resolved like any path.
+fn history_location(value: &str, source: &Source, cwd: &Path) -> Option<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return None;
+    }
+    if v.contains("://") && !v.starts_with("sqlite:") {
+        return Some(v.to_owned());
+    }
+    let (prefix, path) = match v.strip_prefix("sqlite:") {
+        Some(p) => ("sqlite:", p.strip_prefix("//").unwrap_or(p)),
+        None => ("", v),
+    };
+    match resolve_path(path, source, cwd) {
+        Ok(p) => Some(format!("{prefix}{}", p.display())),
+        Err(_) => Some(v.to_owned()),
     }
 }
 

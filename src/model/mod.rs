@@ -7,10 +7,12 @@
 
 mod classification;
 mod exit;
+mod history;
 mod progress;
 mod report;
 
 pub use classification::{Action, Category, Classification, ClassificationSource};
 pub use exit::{ExitCode, UnknownExitCode};
+pub(crate) use history::{HistoryRun, HistoryVerdict, TestHistory};
 pub(crate) use progress::{PlannedTest, ProgressEvent, ProgressSink, RoundPlan};
 pub use report::*;

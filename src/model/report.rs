@@ -5,8 +5,12 @@
 use super::{Classification, ExitCode};
 use serde::{Deserialize, Serialize};
 
-/// Version of the JSON report's shape.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the JSON report's shape. 2 added `history` to tests.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest version smart-rerun still reads (a version 1 report is a version 2 report without
+/// history).
+pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
@@ -222,6 +226,10 @@ pub struct TestResult {
     /// Every attempt, for a test that failed at least once; empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// What the history store says about a failed or flaky test (with `--history`). Boxed, like the
+    /// classification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Box<super::TestHistory>>,
 }
 
 impl TestResult {

@@ -309,7 +309,19 @@ fn failure_rank(t: &TestResult) -> u8 {
 }
 
 /// `category (source): reason`, escaped; empty when the test has no classification.
+/// The classification, then what history says (with `--history`) on its own line of the cell.
 fn classification_cell(t: &TestResult) -> String {
+    let mut cell = classification_only(t);
+    if let Some(h) = &t.history {
+        if !cell.is_empty() {
+            cell.push_str("<br>");
+        }
+        cell.push_str(&format!("**history**: {}", inline(&h.describe())));
+    }
+    cell
+}
+
+fn classification_only(t: &TestResult) -> String {
     match &t.classification {
         Some(c) => {
             let source = match c.source {

@@ -38,7 +38,8 @@ impl RunReport {
                     source,
                 }
             })?;
-        if report.schema_version != SCHEMA_VERSION {
+        if !(crate::model::OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&report.schema_version)
+        {
             return Err(LoadError::Version {
                 path: path.display().to_string(),
                 found: report.schema_version,
@@ -80,7 +81,10 @@ pub enum LoadError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{path} has schema_version {found}; this smart-rerun reads version {SCHEMA_VERSION}")]
+    #[error(
+        "{path} has schema_version {found}; this smart-rerun reads versions {} to {SCHEMA_VERSION}",
+        crate::model::OLDEST_SCHEMA_VERSION
+    )]
     Version { path: String, found: u32 },
 }
 
@@ -301,6 +305,12 @@ mod tests {
         report.save(&path).unwrap();
         let err = RunReport::load(&path).unwrap_err();
         assert!(matches!(err, LoadError::Version { found, .. } if found == SCHEMA_VERSION + 1));
+
+        // A report saved before history existed still loads.
+        report.schema_version = OLDEST_SCHEMA_VERSION;
+        let path = dir.path().join("old.json");
+        report.save(&path).unwrap();
+        assert_eq!(RunReport::load(&path).unwrap().schema_version, 1);
 
         let path = dir.path().join("junk.json");
         std::fs::write(&path, "{\"schema_version\": 1}").unwrap();

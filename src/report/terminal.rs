@@ -301,6 +301,7 @@ pub fn render_summary(report: &RunReport) -> String {
             "{YELLOW}FLAKY{YELLOW:#}  {} passed on attempt {attempt} (of up to {max}){why}",
             sanitize_line(&t.nodeid)
         );
+        out.push_str(&history_line(t));
     }
     if flaky.len() > LIST_LIMIT {
         let _ = writeln!(
@@ -339,6 +340,7 @@ pub fn render_summary(report: &RunReport) -> String {
             "{RED}{label}{RED:#} {}{exc}{attempts}{class}",
             sanitize_line(&t.nodeid)
         );
+        out.push_str(&history_line(t));
     }
     if failed.len() > LIST_LIMIT {
         let _ = writeln!(
@@ -419,6 +421,19 @@ pub fn render_summary(report: &RunReport) -> String {
         report.run.duration_seconds
     );
     out
+}
+
+/// What history says of a listed test, as an indented line under it (with `--history`), or nothing.
+fn history_line(t: &crate::model::TestResult) -> String {
+    t.history
+        .as_ref()
+        .map(|h| {
+            format!(
+                "       {DIM}history: {}{DIM:#}\n",
+                sanitize_line(&h.describe())
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// Writes the summary to `out`, which decides on colour (an `anstream` stream).

@@ -62,6 +62,7 @@ INI_KEYS = (
     ("smart_rerun_junit_xml", "Write flaky-aware JUnit XML here (a --junitxml in the pytest command is taken over the same way)"),
     ("smart_rerun_junit_compat", "JUnit layout: surefire (flakyFailure/rerunFailure elements), per-attempt (one testcase per attempt) or gitlab (surefire plus a skipped `name [flaky]` testcase per flaky test) [default: surefire (gitlab under GitLab CI)]"),
     ("smart_rerun_markdown", "Write the Markdown report (for job summaries and PR/MR comments) here"),
+    ("smart_rerun_history", "Remember every run here and say in the reports what history knows of each failed or flaky test: a file path or sqlite:PATH (SQLite), or postgres://USER@HOST:PORT/DB"),
     ("smart_rerun_ai", "Classify failures with an AI endpoint (MCP or plain HTTP) on top of the offline heuristics [default: false]"),
     ("smart_rerun_ai_endpoint", "The MCP (or plain HTTP) endpoint for AI classification"),
     ("smart_rerun_ai_token", "Bearer token for the AI endpoint, never printed; prefer SMART_RERUN_AI_TOKEN (or {{ env:NAME }} in an ini file): a command line is visible to other processes"),

@@ -381,6 +381,7 @@ impl Run<'_> {
                     None
                 },
                 classification: crate::classify::observe(outcome, &notes.attempts).map(Box::new),
+                history: None,
                 attempts: notes.attempts,
             });
         }

@@ -213,13 +213,10 @@ pub(super) fn pytest_command(config: &RunConfig, temp: &Path, events_path: &Path
     );
     cmd.env("SMART_RERUN_EVENTS", events_path);
     contain(&mut cmd);
-    // smart-rerun's own secrets (the AI, GitHub and GitLab tokens) stay with smart-rerun: the code under
+    // smart-rerun's own secrets (the AI, GitHub and GitLab tokens, and a history URL that may hold a password) stay with smart-rerun: the code under
     // test, which on a fork PR is anyone's, never sees them. (Our process keeps them: an ini value may
     // still say `{{ env:SMART_RERUN_AI_TOKEN }}`.)
-    for key in crate::config::KEYS
-        .iter()
-        .filter(|k| k.kind == crate::config::Kind::Secret)
-    {
+    for key in crate::config::KEYS.iter().filter(|k| k.is_sensitive()) {
         cmd.env_remove(key.env);
     }
     cmd

@@ -8,6 +8,9 @@ mod core;
 mod fake_github;
 mod github;
 mod gitlab;
+mod history;
+#[cfg(unix)]
+mod history_pg;
 mod https;
 #[cfg(unix)]
 mod install;
@@ -16,6 +19,8 @@ mod lifetime;
 #[cfg(unix)]
 mod plugin;
 mod policy;
+#[cfg(unix)]
+mod postgres;
 #[cfg(unix)]
 mod process;
 mod reports;

@@ -543,6 +543,16 @@ fn everything_report() -> RunReport {
                     "reason": "a connection error; later attempts failed differently",
                     "source": "observed",
                 },
+                "history": {
+                    "verdict": "failing-since",
+                    "runs": 50,
+                    "flaky_runs": 2,
+                    "failed_runs": 4,
+                    "first_seen": "2026-10-01T08:00:00Z",
+                    "first_flaky": "2026-10-03T08:00:00Z",
+                    "failing_since": {"started_at": "2026-11-01T08:00:00Z", "commit": "abc1234"},
+                    "branch": "main",
+                },
                 "attempts": [
                     {
                         "number": 1,
@@ -750,8 +760,8 @@ fn the_schema_rejects_reports_that_break_it() {
         ),
         (
             "another schema version",
-            edited(&good, "/schema_version", Some(json!(2))),
-            "1 was expected",
+            edited(&good, "/schema_version", Some(json!(SCHEMA_VERSION + 1))),
+            "2 was expected",
         ),
         (
             "null for an omitted optional field",

@@ -262,6 +262,10 @@ fn test_annotation(t: &TestResult, paths: &Paths) -> Annotation {
     }
     message.push_str("\n\n");
     message.push_str(&verdict(t, attempt));
+    if let Some(h) = &t.history {
+        message.push_str("\nHistory: ");
+        message.push_str(&h.describe());
+    }
     if let Some(c) = &t.classification {
         message.push_str(&format!(
             "\nClassification: {} ({:.0}% confidence, {}): {}",
