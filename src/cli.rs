@@ -56,6 +56,9 @@ pub enum Command {
     /// Memory across runs: import saved reports, list flaky tests, show a test's runs, prune old runs
     /// (see docs/history.md).
     History(crate::history::cli::HistoryArgs),
+    /// The checked-in quarantine list (.smart-rerun/quarantine.toml): check it, or suggest entries from
+    /// history (see docs/history.md).
+    Quarantine(crate::quarantine::cli::QuarantineArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -159,6 +162,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Render(args) => render(args),
         Command::Comment(args) => comment(args),
         Command::History(args) => crate::history::cli::main(args),
+        Command::Quarantine(args) => crate::quarantine::cli::main(args),
     }
 }
 
@@ -202,6 +206,11 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail_invalid(invalid, ExitCode::UsageError, &e.to_string()),
     };
+    // A checked-in quarantine file that does not parse is a usage error before any test runs.
+    if let Err(e) = crate::quarantine::Quarantine::load(&cwd.join(crate::quarantine::DEFAULT_PATH))
+    {
+        return fail_invalid(invalid, ExitCode::UsageError, &e.to_string());
+    }
     let interrupts = match Interrupts::install() {
         Ok(i) => i,
         Err(e) => {

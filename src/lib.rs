@@ -15,6 +15,7 @@ pub mod history;
 pub mod model;
 pub mod output;
 pub mod policy;
+pub mod quarantine;
 pub mod report;
 pub mod runner;
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod plugin;
 mod postgres;
 #[cfg(unix)]
 mod process;
+mod quarantine;
 mod reports;
 mod schema;
 mod selection;
