@@ -257,9 +257,13 @@ fn run(args: RunArgs) -> ExitCode {
         report.ci = Some(crate::ci::gitlab::ci_info(&settings.gitlab, &env));
     }
     // What history knows of the failed and flaky tests goes into the report before any of it is
-    // written; this run is recorded once the reports are out. Neither can change the exit code.
+    // written; this run is recorded once the reports are out. Neither can change the exit code. An
+    // interrupted run is left out: it is partial, and a cancelled CI step has seconds left to live.
     let history = crate::history::RunHistory::start(
-        settings.history.as_deref(),
+        settings
+            .history
+            .as_deref()
+            .filter(|_| !report.run.interrupted),
         &mut report,
         &mut std::io::stderr(),
     );
