@@ -565,7 +565,7 @@ fn an_interrupted_run_is_not_recorded() {
     let mut cmd = p.command(&["--history", db.to_str().unwrap()]);
     cmd.arg("--").arg(common::python()).args(["-m", "pytest"]);
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let child = cmd.spawn().unwrap();
     let started = std::time::Instant::now();
     while !p.path().join("started").exists() {
         assert!(
