@@ -16,6 +16,7 @@ pub(crate) mod history;
 pub mod model;
 pub(crate) mod output;
 pub mod policy;
+pub(crate) mod quarantine;
 pub(crate) mod report;
 pub(crate) mod runner;
 #[cfg(test)]
