@@ -23,6 +23,7 @@ pub mod events;
 mod ledger;
 mod process;
 mod round;
+mod warm;
 
 use budget::*;
 use process::*;
@@ -221,6 +222,8 @@ struct Run<'a> {
     /// pytest processes that reported their last line and were still shutting down when their round
     /// ended, by round number; reaped when the run ends.
     exiting: Vec<(u32, ExitWaiter)>,
+    /// The first round's warm snapshot, which rerun rounds are forked from (Linux, `fork`).
+    warm: Option<warm::Warm>,
 }
 
 type ExitWaiter = std::thread::JoinHandle<std::io::Result<ExitStatus>>;
@@ -378,10 +381,14 @@ pub fn run<'a>(
         advice_deadline: None,
         held: None,
         exiting: Vec::new(),
+        warm: None,
     };
     let looped = run.rounds_loop();
     run.cancel_held();
     run.reap_exiting();
+    if let Some(warm) = &mut run.warm {
+        warm.close();
+    }
     looped?;
     let settings = run.settings.clone();
     let trail = std::mem::take(&mut run.advice_trail);

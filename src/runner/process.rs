@@ -39,6 +39,7 @@ impl Run<'_> {
     pub(super) fn prestart(&mut self, round: u32, during: u32) {
         if !cfg!(unix)
             || !self.settings.prestart
+            || self.warm.as_ref().is_some_and(|w| w.ready().is_ok())
             || self.interrupts.received().is_some()
             || rerun_budget_spent(self.settings.max_reruns, self.reruns_started)
         {
@@ -196,6 +197,11 @@ pub(super) fn install_collector() -> Result<tempfile::TempDir, RunError> {
     std::fs::write(
         plugin_dir.join(format!("{COLLECTOR_MODULE}.py")),
         COLLECTOR_SOURCE,
+    )
+    .map_err(RunError::TempDir)?;
+    std::fs::write(
+        plugin_dir.join(format!("{}.py", warm::WARM_MODULE)),
+        warm::WARM_SOURCE,
     )
     .map_err(RunError::TempDir)?;
     Ok(temp)

@@ -1,0 +1,252 @@
+"""smart-rerun's warm rounds: a snapshot of the first round's pytest, forked after collection.
+
+The collector registers this plugin in the first round's pytest when the binary handed it two pipes
+(SMART_RERUN_WARM="<control read fd>,<status write fd>"). Right before the test loop starts (after
+pytest_collection_modifyitems and pytest_collection_finish, after the binary's verdict on the settings,
+before any test and any fixture ran) the process forks:
+
+- the parent goes on as the first round, unchanged;
+- the child is the snapshot: it waits on the control pipe. For each line the binary writes (a rerun
+  round: its number, events file and selection file) it forks a round process, reports its pid and, once
+  it exits, its exit status on the status pipe. The end of file on the control pipe (the binary finished,
+  or died, even by SIGKILL) ends it at once. It never returns into pytest.
+- a round process narrows the session to the round's tests, points the collector at the round's events
+  file, prints its own session header and returns into pytest's test loop: its fixtures, session-scoped
+  ones included, are set up afresh, as in a new pytest. It dies with the snapshot (PR_SET_PDEATHSIG).
+
+Forking is refused, with a one-line reason on the status pipe, where it is unsafe: a thread other than the
+main one alive (a forked child would hold only a copy of the forking thread, with any lock another thread
+held locked forever), pytest-xdist distributing the tests, or a platform other than Linux. The binary
+then starts rerun rounds as fresh pytest processes.
+
+Status lines (ASCII): ``snapshot PID``, ``fallback REASON``, ``started ROUND PID``, ``exit ROUND CODE``,
+``signal ROUND SIGNAL``.
+"""
+
+import json
+import os
+import select
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+WARM_ENV = "SMART_RERUN_WARM"
+PR_SET_PDEATHSIG = 1
+
+
+def _say(fd, line):
+    data = (line.replace("\n", " ") + "\n").encode("ascii", "replace")
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _unsafe(config):
+    """Why this process must not be forked now, or None."""
+    if not sys.platform.startswith("linux"):
+        return "warm rounds are Linux-only"
+    if not hasattr(os, "fork"):
+        return "this Python has no os.fork"
+    if getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") not in (None, "no"):
+        return "pytest-xdist distributes the tests (its controller collects none)"
+    if getattr(config.option, "collectonly", False):
+        return "--collect-only runs no test"
+    count = threading.active_count()
+    if count > 1:
+        names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        return "%d threads besides the main one were alive after collection (%s)" % (count - 1, names)
+    try:
+        tasks = len(os.listdir("/proc/self/task"))
+    except OSError:
+        tasks = 1
+    if tasks > 1:
+        return "%d threads besides the main one were alive after collection (started outside Python)" % (tasks - 1)
+    return None
+
+
+class Warm:
+    def __init__(self, collector_module, control, status):
+        self.c = collector_module
+        self.control = control
+        self.status = status
+        self.snapshot_pid = None
+
+    def _close_pipes(self):
+        for fd in (self.control, self.status):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_runtestloop(self, session):
+        round_ = None
+        if self.control is not None:
+            round_ = self._fork_point(session)
+        if round_ is not None:
+            self._become_round(session, round_)
+        yield
+
+    def _fork_point(self, session):
+        """Returns the round a round process runs; the first round returns None; the snapshot never
+        returns."""
+        control, status = self.control, self.status
+        self.control = self.status = None
+        why = None
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            why = "the collection failed"
+        why = why or _unsafe(session.config)
+        if why is None:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            try:
+                pid = os.fork()
+            except OSError as err:
+                pid, why = -1, "fork failed: %s" % err
+            if pid == 0:
+                return self._serve(control, status)  # returns only in a round process
+        if why is not None:
+            try:
+                _say(status, "fallback " + why)
+            except OSError:
+                pass
+        for fd in (control, status):
+            os.close(fd)
+        return None
+
+    def _serve(self, control, status):
+        """The snapshot's loop: one forked round process per line on the control pipe."""
+        code = 0
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the round process; the binary ends the run
+            self.snapshot_pid = os.getpid()
+            import ctypes  # noqa: F401 (imported once here, not in every round process)
+
+            _say(status, "snapshot %d" % os.getpid())
+            children, buf = {}, b""
+            while True:
+                ready = select.select([control], [], [], 0.02 if children else None)[0]
+                for pid, number in list(children.items()):
+                    done, wstatus = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        del children[pid]
+                        if os.WIFSIGNALED(wstatus):
+                            _say(status, "signal %d %d" % (number, os.WTERMSIG(wstatus)))
+                        else:
+                            _say(status, "exit %d %d" % (number, os.WEXITSTATUS(wstatus)))
+                if not ready:
+                    continue
+                data = os.read(control, 65536)
+                if not data:
+                    break  # the binary is gone or done
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    command = json.loads(line.decode("utf-8"))
+                    pid = os.fork()
+                    if pid == 0:
+                        os.close(control)
+                        os.close(status)
+                        return command
+                    children[pid] = int(command["round"])
+                    _say(status, "started %d %d" % (children[pid], pid))
+        except BaseException:
+            code = 70
+        os._exit(code)
+
+    def _become_round(self, session, command):
+        """Turns a fresh fork of the snapshot into rerun round ``command["round"]``."""
+        config = session.config
+        c = self.c
+        number = int(command["round"])
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except Exception:
+            pass
+        # The snapshot may have died between the fork and the prctl: then no signal would ever come.
+        if os.getppid() != self.snapshot_pid:
+            os._exit(70)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.environ[c.ROUND_ENV] = str(number)
+        c._ENV.pop(c.VERDICT_ENV, None)  # the settings were judged once, in the first round
+        c._ENV[c.EVENTS_ENV] = command["events"]
+        c._ENV[c.SELECT_ENV] = command["select"]
+        collector = c._STATE.get("collector")
+        selection = c._load_selection(command["select"])
+        if collector is not None:
+            collector.events.close()
+            collector.events = c._Events(command["events"])
+            collector.events.emit("hello", {"protocol": c.PROTOCOL, "pid": os.getpid(), "warm": True})
+            collector.selection = selection
+            collector.worker_input = {"events": command["events"], "select": command["select"]}
+            collector.pending = {}
+            collector.started = time.time()
+        # The session as a fresh pytest of this round would have it: only the chosen tests, nothing failed.
+        wanted = selection["nodeids"]
+        items = session.items
+        collected = len(items)
+        keep = [item for item in items if item.nodeid in wanted]
+        drop = [item for item in items if item.nodeid not in wanted]
+        items[:] = keep
+        session.testscollected = len(keep)
+        session.testsfailed = 0
+        session.shouldstop = False
+        session.shouldfail = False
+        lf = config.pluginmanager.get_plugin("lfplugin")
+        cache = getattr(config, "cache", None)
+        if lf is not None and cache is not None and hasattr(lf, "lastfailed"):
+            # What the earlier rounds wrote, as a fresh pytest would read it.
+            try:
+                lf.lastfailed = cache.get("cache/lastfailed", {})
+            except Exception:
+                pass
+        _fresh_capture(config)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.stats = {}
+            reporter._numcollected = collected
+            reporter.currentfspath = None
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+        if reporter is not None:
+            reporter.pytest_sessionstart(session)
+            if hasattr(reporter, "report_collect"):
+                reporter.report_collect(True)
+            if getattr(reporter, "_progress_nodeids_reported", None) is not None:
+                reporter._progress_nodeids_reported = set()
+        if collector is not None:
+            collector.pytest_collection_finish(session)
+
+
+def _fresh_capture(config):
+    """The round's own capture files: the snapshot's are shared, by the fork, with every other round."""
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    current = getattr(capman, "_global_capturing", None)
+    if current is None:
+        return
+    try:
+        current.stop_capturing()
+    except Exception:
+        pass
+    capman._global_capturing = None
+    capman.start_global_capturing()
+    capman.suspend_global_capture()
+
+
+def register(config, collector_module, value):
+    """Called by the collector in the first round's pytest_configure."""
+    try:
+        control, status = (int(v) for v in value.split(","))
+        for fd in (control, status):
+            os.set_inheritable(fd, False)  # not to the subprocesses tests start
+    except (ValueError, OSError):
+        return
+    config.pluginmanager.register(Warm(collector_module, control, status), "smart_rerun_warm")
