@@ -53,17 +53,28 @@ def _unsafe(config):
         return "pytest-xdist distributes the tests (its controller collects none)"
     if getattr(config.option, "collectonly", False):
         return "--collect-only runs no test"
-    count = threading.active_count()
-    if count > 1:
-        names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
-        return "%d threads besides the main one were alive after collection (%s)" % (count - 1, names)
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if others:
+        return _threads(len(others), ", ".join(_describe(t) for t in others))
     try:
         tasks = len(os.listdir("/proc/self/task"))
     except OSError:
         tasks = 1
     if tasks > 1:
-        return "%d threads besides the main one were alive after collection (started outside Python)" % (tasks - 1)
+        return _threads(tasks - 1, "started outside Python's threading module")
     return None
+
+
+def _threads(count, which):
+    many = count != 1
+    return "%d %s besides the main one %s alive after collection (%s)" % (
+        count, "threads" if many else "thread", "were" if many else "was", which)
+
+
+def _describe(thread):
+    target = getattr(thread, "_target", None)
+    module = getattr(target, "__module__", None)
+    return "%s, from %s" % (thread.name, module) if module else thread.name
 
 
 class Warm:
@@ -209,6 +220,12 @@ class Warm:
             except Exception:
                 pass
         _fresh_capture(config)
+        cov = config.pluginmanager.get_plugin("_cov")
+        if getattr(cov, "pid", None) is not None:
+            # pytest-cov before 6 restarts coverage for a test in a process other than the session's
+            # (pytest-forked), which would drop the measurement this process inherited: this process is
+            # the session's now.
+            cov.pid = os.getpid()
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.stats = {}

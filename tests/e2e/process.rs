@@ -1078,7 +1078,9 @@ def test_b_watch():
 }
 
 fn prestart_command(p: &Project, args: &[&str]) -> Command {
-    let mut cmd = pytest_command(p, args, &[]);
+    // Held pytests are what these tests watch: warm rounds (tests/e2e/warm.rs) would make them unneeded.
+    let args = [&["--fork", "false"][..], args].concat();
+    let mut cmd = pytest_command(p, &args, &[]);
     cmd.env("HELD_FILE", p.path().join("held"))
         .env("RERUN_FILE", p.path().join("rerun"))
         .env("ROUND1_FILE", p.path().join("round1"));
