@@ -194,9 +194,7 @@ impl Warm {
         std::thread::spawn(move || {
             let (lock, wake) = &*shared;
             let status = {
-                let mut state = lock
-                    .lock()
-                    .map_err(|_| std::io::Error::other("poisoned"))?;
+                let mut state = lock.lock().map_err(|_| std::io::Error::other("poisoned"))?;
                 loop {
                     if let Some(status) = state.exits.remove(&round) {
                         break status;
@@ -317,7 +315,10 @@ mod tests {
         assert_eq!(state.started.get(&2), Some(&42));
         assert_eq!(state.exits.get(&2).and_then(|s| s.code()), Some(1));
         assert_eq!(
-            state.exits.get(&3).and_then(|&s| super::super::exit_signal(s)),
+            state
+                .exits
+                .get(&3)
+                .and_then(|&s| super::super::exit_signal(s)),
             Some(9)
         );
         assert_eq!(state.exits.len(), 2);

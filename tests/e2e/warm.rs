@@ -128,11 +128,19 @@ fn seen(p: &Project, attempt: u32) -> Value {
 /// The rerun saw none of what the first attempt left behind, and ran in another process.
 fn assert_isolated(p: &Project, out: &RunOutput) {
     out.assert_code(0);
-    assert_eq!(out.outcome("test_leaky.py::test_leaky"), "flaky", "{}", out.dump());
+    assert_eq!(
+        out.outcome("test_leaky.py::test_leaky"),
+        "flaky",
+        "{}",
+        out.dump()
+    );
     assert_eq!(out.outcome("test_leaky.py::test_steady"), "passed");
     let (first, second) = (seen(p, 1), seen(p, 2));
     assert_eq!(first["session_setups"], 1, "{}", out.dump());
-    let context = format!("first attempt saw {first}, the rerun {second}\n{}", out.dump());
+    let context = format!(
+        "first attempt saw {first}, the rerun {second}\n{}",
+        out.dump()
+    );
     assert_ne!(first["pid"], second["pid"], "{context}");
     assert_eq!(second["module_global"], serde_json::json!([]), "{context}");
     // The session fixture was set up afresh: once in the rerun's process, with nothing in it.
@@ -228,7 +236,12 @@ fn a_thread_alive_after_collection_falls_back_to_a_fresh_pytest_saying_why_once(
             && lines[0].contains("conftest-poller"),
         "{lines:?}"
     );
-    assert!(out.stdout.contains("warning: round 2 started a fresh pytest"), "{}", out.dump());
+    assert!(
+        out.stdout
+            .contains("warning: round 2 started a fresh pytest"),
+        "{}",
+        out.dump()
+    );
 }
 
 #[test]
@@ -291,7 +304,11 @@ fn covered_lines(dir: &Path) -> Vec<u64> {
         .args(["-m", "coverage", "json", "-o", "cov.json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("cov.json")).unwrap()).unwrap();
     let files = json["files"].as_object().unwrap();
@@ -317,7 +334,8 @@ def test_cov(attempt):
     lib.second()
 "#;
 
-const LIB: &str = "def first():\n    return 1\n\n\ndef second():\n    return 2\n\n\ndef never():\n    return 3\n";
+const LIB: &str =
+    "def first():\n    return 1\n\n\ndef second():\n    return 2\n\n\ndef never():\n    return 3\n";
 
 #[test]
 fn coverage_of_a_warm_round_adds_to_the_first_rounds() {
