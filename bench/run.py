@@ -34,8 +34,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = ("plain", "rerunfailures", "smart-rerun", "smart-rerun-cold", "pytest-plugin", "pytest-smart-rerun")
-# smart-rerun-cold is smart-rerun with `--prestart false` (each round starts its own pytest), for measuring
-# what starting rerun rounds early pays; pytest-plugin is `pytest --smart-rerun ...` through the plugin in
+# smart-rerun-cold is smart-rerun with `--prestart false --fork false` (each round starts its own pytest),
+# for measuring what starting rerun rounds early, or warm, pays; pytest-plugin is `pytest --smart-rerun ...` through the plugin in
 # the wheel (python/pytest_smart_rerun, loaded with -p from the source tree, handing over to --binary),
 # for measuring what the hand-over costs; pytest-smart-rerun is the Python plugin from PyPI that smart-rerun
 # reproduces, in-process like rerunfailures, run from its own venv (--peer-python: its ini keys are
@@ -184,7 +184,7 @@ def command(tool, case, python, binary, scratch, peer_python=None):
         str(case["delay"]),
         "--report",
         os.path.join(scratch, "report.json"),
-    ] + (["--prestart", "false"] if tool == "smart-rerun-cold" else []) + ["--"] + pytest + ["-p", "no:rerunfailures"]
+    ] + (["--prestart", "false", "--fork", "false"] if tool == "smart-rerun-cold" else []) + ["--"] + pytest + ["-p", "no:rerunfailures"]
 
 
 def measure(cmd, cwd, env, log_path):

@@ -39,7 +39,7 @@ impl Run<'_> {
     pub(super) fn prestart(&mut self, round: u32, during: u32) {
         if !cfg!(unix)
             || !self.settings.prestart
-            || self.warm.as_ref().is_some_and(|w| w.ready().is_ok())
+            || (self.settings.fork && self.warm.as_ref().is_some_and(|w| w.may_fork()))
             || self.interrupts.received().is_some()
             || rerun_budget_spent(self.settings.max_reruns, self.reruns_started)
         {

@@ -30,6 +30,8 @@ pub const WARM_MODULE: &str = "_smart_rerun_warm";
 
 /// How long a round waits for the snapshot to fork its process before starting a fresh pytest.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a rerun round waits to learn whether the first round forked at all.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the status pipe has said so far.
 #[derive(Debug, Default)]
@@ -141,6 +143,35 @@ impl Warm {
         }
     }
 
+    /// Whether rounds may yet start warm: the first round has not said it cannot fork, and has not
+    /// stopped without forking. A rerun round is then not prestarted.
+    pub(super) fn may_fork(&self) -> bool {
+        self.control.is_some()
+            && self
+                .shared
+                .0
+                .lock()
+                .is_ok_and(|s| s.fallback.is_none() && !s.closed)
+    }
+
+    /// Waits, briefly, until the first round has said whether it forked: it says so before its first
+    /// test, so by a rerun round the line is written, though the thread reading it may not have run yet.
+    fn settle(&self) {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let (lock, wake) = &*self.shared;
+        let Ok(mut state) = lock.lock() else { return };
+        while state.snapshot.is_none() && state.fallback.is_none() && !state.closed {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            match wake.wait_timeout(state, deadline - now) {
+                Ok((s, _)) => state = s,
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Asks the snapshot for round `round`'s process; its pid once it is forked, else why not (the round
     /// then starts a fresh pytest).
     pub(super) fn start_round(
@@ -149,6 +180,7 @@ impl Warm {
         events: &Path,
         select: &Path,
     ) -> Result<u32, String> {
+        self.settle();
         self.ready()?;
         let line = serde_json::json!({ "round": round, "events": events, "select": select });
         let sent = self
