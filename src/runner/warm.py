@@ -23,6 +23,7 @@ Status lines (ASCII): ``snapshot PID``, ``fallback REASON``, ``started ROUND PID
 ``signal ROUND SIGNAL``.
 """
 
+import atexit
 import json
 import os
 import select
@@ -97,6 +98,8 @@ class Warm:
         self.control = control
         self.status = status
         self.snapshot_pid = None
+        # In a round process: its session, for the exit status.
+        self.round_session = None
 
     def _close_pipes(self):
         for fd in (self.control, self.status):
@@ -113,6 +116,29 @@ class Warm:
         if round_ is not None:
             self._become_round(session, round_)
         yield
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_unconfigure(self, config):
+        yield
+        if self.round_session is not None:
+            # After every unconfigure hook (the collector's `done` handler is registered by now).
+            atexit.register(self._leave)
+
+    def _leave(self):
+        """The last word of a round process, run first of its exit handlers: it runs the others (the
+        collector's `done` among them), then leaves without the interpreter's finalization, which would
+        free every object of the snapshot's heap and so copy every page of it (0.3 s for 400 tests)."""
+        status = getattr(self.round_session, "exitstatus", 1)
+        try:
+            atexit.unregister(self._leave)
+            atexit._run_exitfuncs()
+        finally:
+            for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            os._exit(int(status) if status is not None else 1)
 
     def _fork_point(self, session):
         """Returns the round a round process runs; the first round returns None; the snapshot never
@@ -195,6 +221,7 @@ class Warm:
         config = session.config
         c = self.c
         number = int(command["round"])
+        self.round_session = session
         try:
             import ctypes
 
