@@ -250,9 +250,7 @@ class Warm:
         # The session as a fresh pytest of this round would have it: only the chosen tests, nothing failed.
         wanted = selection["nodeids"]
         items = session.items
-        collected = len(items)
         keep = [item for item in items if item.nodeid in wanted]
-        drop = [item for item in items if item.nodeid not in wanted]
         items[:] = keep
         session.testscollected = len(keep)
         session.testsfailed = 0
@@ -275,12 +273,11 @@ class Warm:
             cov.pid = os.getpid()
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
+            # "collected N items": the round's tests, as a fresh pytest of the round, which builds only
+            # those, would say; the tests left out were never this round's.
             reporter.stats = {}
-            reporter._numcollected = collected
+            reporter._numcollected = len(keep)
             reporter.currentfspath = None
-        if drop:
-            config.hook.pytest_deselected(items=drop)
-        if reporter is not None:
             reporter.pytest_sessionstart(session)
             if hasattr(reporter, "report_collect"):
                 reporter.report_collect(True)

@@ -34,6 +34,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the status pipe has said so far.
+// Only Linux forks: elsewhere `attach` makes none of these.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Debug, Default)]
 struct State {
     snapshot: Option<u32>,
@@ -48,6 +50,8 @@ type Shared = Arc<(Mutex<State>, Condvar)>;
 
 /// smart-rerun's end of a warm snapshot: the control pipe it writes rounds to, and what the snapshot
 /// reported.
+// Only Linux forks: elsewhere `attach` makes none of these.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Debug)]
 pub(super) struct Warm {
     control: Option<std::io::PipeWriter>,
@@ -57,6 +61,7 @@ pub(super) struct Warm {
 }
 
 /// The first round's ends of the two pipes, kept open until its pytest has started.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) struct ChildEnds {
     _control: std::io::PipeReader,
     status: Option<std::io::PipeWriter>,
