@@ -773,6 +773,7 @@ mod tests {
                 ini(),
                 "is not true or false",
             ),
+            ("smart_rerun_fork", "spoon", ini(), "is not true or false"),
             ("smart_rerun_report", "  ", ini(), "is empty"),
             ("smart_rerun_junit_xml", "", ini(), "is empty"),
             (
