@@ -41,6 +41,7 @@ SR_IN_MAX_RERUNS --max-reruns
 SR_IN_FAIL_ON_FLAKY --fail-on-flaky
 SR_IN_EARLY_STOP --early-stop
 SR_IN_PRESTART --prestart
+SR_IN_FORK --fork
 SR_IN_REPORT --report
 SR_IN_JUNIT_XML --junit-xml
 SR_IN_JUNIT_COMPAT --junit-compat

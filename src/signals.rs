@@ -20,6 +20,8 @@ struct Shared {
     state: Mutex<State>,
     wake: Condvar,
     child: AtomicU32,
+    /// The child leads a process group of its own, which signals go to as a whole.
+    child_leads: std::sync::atomic::AtomicBool,
 }
 
 /// Shared interrupt state; cheap to clone.
@@ -48,7 +50,27 @@ impl Interrupts {
 
     /// Records the pytest process to forward signals to (`None` between rounds).
     pub(crate) fn set_child(&self, pid: Option<u32>) {
+        self.shared
+            .child_leads
+            .store(own_process_group(), Ordering::SeqCst);
         self.shared.child.store(pid.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    /// Records a pytest process that is a member of another's process group (a warm round, forked from
+    /// the snapshot in the first round's group): signals go to it alone.
+    pub(crate) fn set_member_child(&self, pid: u32) {
+        self.shared.child_leads.store(false, Ordering::SeqCst);
+        self.shared.child.store(pid, Ordering::SeqCst);
+    }
+
+    /// Where a signal for the running pytest goes, as kill(2) takes it: its pid, or its group (negative).
+    pub(crate) fn child_target(&self) -> Option<i64> {
+        let pid = i64::from(self.child()?);
+        Some(if self.shared.child_leads.load(Ordering::SeqCst) {
+            -pid
+        } else {
+            pid
+        })
     }
 
     /// The first signal received, if any.
@@ -134,19 +156,20 @@ mod platform {
             .spawn(move || {
                 for signal in signals.forever() {
                     let count = interrupts.record(signal);
-                    let Some(pid) = interrupts.child() else {
+                    let Some(target) = interrupts.child_target() else {
                         continue;
                     };
-                    let group = super::own_process_group();
-                    if signal == SIGINT && count == 1 && !group && terminal_delivered() {
+                    if signal == SIGINT
+                        && count == 1
+                        && !super::own_process_group()
+                        && terminal_delivered()
+                    {
                         continue;
                     }
                     // A pytest that leads its own group gets the signal with its workers and the
                     // processes its tests started, as a terminal's Ctrl-C would reach them.
-                    let target = if group {
-                        -(pid as libc::pid_t)
-                    } else {
-                        pid as libc::pid_t
+                    let Ok(target) = libc::pid_t::try_from(target) else {
+                        continue;
                     };
                     // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
                     unsafe {

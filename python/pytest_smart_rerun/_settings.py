@@ -20,6 +20,7 @@ KEYS = (
     ("smart_rerun_fail_on_flaky", "--fail-on-flaky", "bool", "Flaky tests (failed, then passed) make the run exit 1 [default: false]"),
     ("smart_rerun_early_stop", "--early-stop", "bool", "Stop retrying a test that failed the same way twice (same exception, normalised message and crash site), a confirmed deterministic failure; false spends every attempt [default: true]"),
     ("smart_rerun_prestart", "--prestart", "bool", "Start a rerun round's pytest as soon as a test fails, held before it reads any conftest until its tests are chosen; false starts each round's pytest when the round starts [default: true]"),
+    ("smart_rerun_fork", "--fork", "bool", "Start rerun rounds warm: forked from a snapshot of the first round's pytest taken right after collection, before any test or fixture ran, so a rerun round pays no imports, conftest or collection; false starts each rerun round's pytest afresh [default: true (Linux)]"),
     ("smart_rerun_report", "--report", "PATH", "Write the JSON report here"),
     ("smart_rerun_junit_xml", "--junit-xml", "PATH", "Write flaky-aware JUnit XML here (a --junitxml in the pytest command is taken over the same way)"),
     ("smart_rerun_junit_compat", "--junit-compat", "surefire|per-attempt|gitlab", "JUnit layout: surefire (flakyFailure/rerunFailure elements), per-attempt (one testcase per attempt) or gitlab (surefire plus a skipped `name [flaky]` testcase per flaky test) [default: surefire (gitlab under GitLab CI)]"),

@@ -197,6 +197,11 @@ pub const KEYS: &[Key] = &[
         "Start a rerun round's pytest as soon as a test fails, held before it reads any conftest until its tests are chosen; false starts each round's pytest when the round starts")
         .action("prestart")
         .details("A prestarted round skips the interpreter's and the plugins' start-up. Windows starts each round's pytest when the round starts."),
+    Key::new("smart_rerun_fork", "SMART_RERUN_FORK", "--fork", Kind::Bool, Policy, "true (Linux)",
+        "Start rerun rounds warm: forked from a snapshot of the first round's pytest taken right after collection, before any test or fixture ran, so a rerun round pays no imports, conftest or collection; false starts each rerun round's pytest afresh")
+        .action("fork")
+        .component("fork")
+        .details("A rerun round falls back to a fresh pytest, saying why in one line, where forking is unsafe: a thread other than the main one alive after collection, pytest-xdist, or a platform other than Linux. An ini value of false takes effect from the first rerun round on (the snapshot is then never used)."),
     Key::new("smart_rerun_report", "SMART_RERUN_REPORT", "--report", Kind::Path, Reports, "none",
         "Write the JSON report here")
         .action("report")

@@ -299,6 +299,8 @@ pub(crate) struct Settings {
     pub early_stop: bool,
     /// Start a rerun round's pytest early and hold it until its tests are chosen.
     pub prestart: bool,
+    /// Start rerun rounds from a warm snapshot of the first round's pytest, forked after collection.
+    pub fork: bool,
     pub report: Option<PathBuf>,
     pub junit_xml: Option<PathBuf>,
     pub junit_compat: crate::report::junit::JunitCompat,
@@ -326,6 +328,7 @@ impl Default for Settings {
             max_reruns: None,
             early_stop: true,
             prestart: true,
+            fork: cfg!(target_os = "linux"),
             report: None,
             junit_xml: None,
             junit_compat: Default::default(),
@@ -409,6 +412,7 @@ impl Settings {
             "smart_rerun_fail_on_flaky" => p.fail_on_flaky = parse_bool(value)?,
             "smart_rerun_early_stop" => self.early_stop = parse_bool(value)?,
             "smart_rerun_prestart" => self.prestart = parse_bool(value)?,
+            "smart_rerun_fork" => self.fork = parse_bool(value)?,
             "smart_rerun_report" => self.report = Some(resolve_path(value, &raw.source, cwd)?),
             "smart_rerun_junit_xml" => {
                 self.junit_xml = Some(resolve_path(value, &raw.source, cwd)?)
@@ -507,6 +511,7 @@ impl Settings {
             "smart_rerun_fail_on_flaky" => p.fail_on_flaky.to_string(),
             "smart_rerun_early_stop" => self.early_stop.to_string(),
             "smart_rerun_prestart" => self.prestart.to_string(),
+            "smart_rerun_fork" => self.fork.to_string(),
             "smart_rerun_report" => path(&self.report),
             "smart_rerun_junit_xml" => path(&self.junit_xml),
             "smart_rerun_junit_compat" => match self.junit_compat {

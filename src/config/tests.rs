@@ -200,6 +200,7 @@ fn every_key_rejects_bad_values_with_key_source_value_and_what_is_allowed() {
             "environment variable NOPE_GH_TOKEN is not set",
         ),
         ("smart_rerun_ai_timeout", "-1", ini(), "0 or more"),
+        ("smart_rerun_fork", "spoon", ini(), "is not true or false"),
         // A bad history location is a warning when history is opened; only its expansion fails here.
         (
             "smart_rerun_history",

@@ -260,12 +260,18 @@ mod tests {
         assert_eq!(q.entries[0].nodeid, "t.py::a[x y]");
         assert_eq!(q.entries[0].owner.as_deref(), Some("payments"));
         assert_eq!(q.entries[0].line, 2);
-        assert_eq!(q.entries[1].expires, chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap());
+        assert_eq!(
+            q.entries[1].expires,
+            chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()
+        );
         assert_eq!(q.entries[1].line, 8);
         let expired = q.expired(chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap());
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].nodeid, "t.py::b");
-        assert!(q.expired(chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()).is_empty());
+        assert!(
+            q.expired(chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap())
+                .is_empty()
+        );
         assert!(parse("").unwrap().entries.is_empty());
     }
 
@@ -330,6 +336,9 @@ mod tests {
         );
         let q = parse(&text).unwrap();
         assert_eq!(q.entries[0].nodeid, nodeid);
-        assert_eq!(q.entries[0].expires, chrono::NaiveDate::from_ymd_opt(2027, 1, 31).unwrap());
+        assert_eq!(
+            q.entries[0].expires,
+            chrono::NaiveDate::from_ymd_opt(2027, 1, 31).unwrap()
+        );
     }
 }

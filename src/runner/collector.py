@@ -32,11 +32,11 @@ ROUND_ENV = "SMART_RERUN_ROUND"
 VERDICT_ENV = "SMART_RERUN_VERDICT"
 # "config": report the session's ini values, then stop before collecting (`smart-rerun config`).
 MODE_ENV = "SMART_RERUN_MODE"
-# A prestarted rerun round: the descriptor of a pipe from the binary. pytest was started while the previous
-# round still ran, and waits (at its first hook, before any conftest is read) for one byte: RELEASE once the
-# selection file is written. End of file (the binary sent it away, or died) means leave.
+# A prestarted rerun round: a pipe from the binary. pytest, started while the previous round ran, waits at
+# its first hook (before any conftest) for RELEASE, once the selection is written; end of file means leave.
 HOLD_ENV = "SMART_RERUN_HOLD"
 RELEASE = b"r"
+WARM_ENV = "SMART_RERUN_WARM"  # the first round's two pipes for warm rounds (_smart_rerun_warm.py)
 VERDICT_TIMEOUT = 120.0
 # What xdist workers get instead of the environment: {"events": path, "select": path or None}.
 WORKERINPUT_KEY = "smart_rerun"
@@ -58,6 +58,7 @@ INI_KEYS = (
     ("smart_rerun_fail_on_flaky", "Flaky tests (failed, then passed) make the run exit 1 [default: false]"),
     ("smart_rerun_early_stop", "Stop retrying a test that failed the same way twice (same exception, normalised message and crash site), a confirmed deterministic failure; false spends every attempt [default: true]"),
     ("smart_rerun_prestart", "Start a rerun round's pytest as soon as a test fails, held before it reads any conftest until its tests are chosen; false starts each round's pytest when the round starts [default: true]"),
+    ("smart_rerun_fork", "Start rerun rounds warm: forked from a snapshot of the first round's pytest taken right after collection, before any test or fixture ran, so a rerun round pays no imports, conftest or collection; false starts each rerun round's pytest afresh [default: true (Linux)]"),
     ("smart_rerun_report", "Write the JSON report here"),
     ("smart_rerun_junit_xml", "Write flaky-aware JUnit XML here (a --junitxml in the pytest command is taken over the same way)"),
     ("smart_rerun_junit_compat", "JUnit layout: surefire (flakyFailure/rerunFailure elements), per-attempt (one testcase per attempt) or gitlab (surefire plus a skipped `name [flaky]` testcase per flaky test) [default: surefire (gitlab under GitLab CI)]"),
@@ -196,8 +197,7 @@ def _marker_kwargs(item, name):
 
 
 def _is_rerun(rep):
-    """A failure that pytest-rerunfailures retries in the same process reports the outcome "rerun"; it is
-    still a failed attempt (each in-process attempt has its own logstart/logfinish)."""
+    """pytest-rerunfailures' in-process retries report the outcome "rerun": still a failed attempt."""
     return getattr(rep, "outcome", None) == "rerun"
 
 
@@ -454,8 +454,7 @@ class Collector:
         )
 
     def pytest_keyboard_interrupt(self, excinfo):
-        # pytest also calls this for pytest.exit(); that is a deliberate stop with its own exit status,
-        # reported by session_finish, not an interrupt.
+        # Also called for pytest.exit(): a deliberate stop, reported by session_finish, not an interrupt.
         if not self.is_worker and excinfo.errisinstance(KeyboardInterrupt):
             self.events.emit("interrupted", {"message": _cap(excinfo.exconly())})
 
@@ -708,6 +707,8 @@ def pytest_configure(config):
     config.pluginmanager.register(collector, "smart_rerun_collector_impl")
     if is_worker:
         return
+    if _ENV.get(WARM_ENV):
+        __import__("_smart_rerun_warm").register(config, sys.modules[__name__], _ENV.pop(WARM_ENV))
     ini = {}
     for name, _ in INI_KEYS:
         ini[name] = _ini_value(config, name)
@@ -780,7 +781,7 @@ _ENV = {}
 
 
 def _take_environment():
-    for key in (EVENTS_ENV, SELECT_ENV, VERDICT_ENV, MODE_ENV, HOLD_ENV):
+    for key in (EVENTS_ENV, SELECT_ENV, VERDICT_ENV, MODE_ENV, HOLD_ENV, WARM_ENV):
         value = os.environ.pop(key, None)
         if value is not None:
             _ENV[key] = value

@@ -24,6 +24,7 @@ mod ledger;
 mod process;
 mod round;
 mod rundir;
+mod warm;
 
 use budget::*;
 use process::*;
@@ -223,6 +224,10 @@ struct Run<'a> {
     /// pytest processes that reported their last line and were still shutting down when their round
     /// ended, by round number; reaped when the run ends.
     exiting: Vec<(u32, ExitWaiter)>,
+    /// The first round's warm snapshot, which rerun rounds are forked from (Linux, `fork`).
+    warm: Option<warm::Warm>,
+    /// The first round's pytest, whose process group (holding the snapshot) is stopped at the run's end.
+    first_group: Option<u32>,
 }
 
 type ExitWaiter = std::thread::JoinHandle<std::io::Result<ExitStatus>>;
@@ -380,12 +385,20 @@ pub fn run<'a>(
         advice_deadline: None,
         held: None,
         exiting: Vec::new(),
+        warm: None,
+        first_group: None,
     };
     // Declared after the run, so dropped before it: a stray pytest is stopped before its files go.
     let _stray = StopStray(interrupts);
     let looped = run.rounds_loop();
     run.cancel_held();
     run.reap_exiting();
+    if let Some(warm) = &mut run.warm {
+        warm.close();
+    }
+    if let Some(pid) = run.first_group {
+        stop_group(pid);
+    }
     looped?;
     let settings = run.settings.clone();
     let trail = std::mem::take(&mut run.advice_trail);

@@ -39,6 +39,7 @@ impl Run<'_> {
     pub(super) fn prestart(&mut self, round: u32, during: u32) {
         if !cfg!(unix)
             || !self.settings.prestart
+            || (self.settings.fork && self.warm.as_ref().is_some_and(|w| w.may_fork()))
             || self.interrupts.received().is_some()
             || rerun_budget_spent(self.settings.max_reruns, self.reruns_started)
         {
@@ -196,6 +197,11 @@ pub(super) fn install_collector() -> Result<tempfile::TempDir, RunError> {
         COLLECTOR_SOURCE,
     )
     .map_err(RunError::TempDir)?;
+    std::fs::write(
+        plugin_dir.join(format!("{}.py", warm::WARM_MODULE)),
+        warm::WARM_SOURCE,
+    )
+    .map_err(RunError::TempDir)?;
     Ok(temp)
 }
 
@@ -316,17 +322,12 @@ pub(super) struct StopStray<'a>(pub(super) &'a Interrupts);
 
 impl Drop for StopStray<'_> {
     fn drop(&mut self) {
-        let Some(pid) = self.0.child() else {
+        let Some(target) = self.0.child_target() else {
             return;
         };
         self.0.set_child(None);
         #[cfg(unix)]
-        if let Ok(pid) = libc::pid_t::try_from(pid) {
-            let target = if crate::signals::own_process_group() {
-                -pid
-            } else {
-                pid
-            };
+        if let Ok(target) = libc::pid_t::try_from(target) {
             // SAFETY: kill(2) of the pytest this run started (or its group); no memory effects.
             unsafe {
                 libc::kill(target, libc::SIGKILL);

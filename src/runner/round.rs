@@ -23,8 +23,21 @@ impl Run<'_> {
         let selected_count = selection.map_or(0, |s| s.len());
         let started_at = now_rfc3339();
         let started = Instant::now();
-        let (mut child, note) = match held {
-            Some(mut held) => {
+        let warm_pid = match select_path.as_deref() {
+            Some(select) if number > 1 => self.start_warm(number, &events_path, select),
+            _ => None,
+        };
+        let (child, note) = match (warm_pid, held) {
+            (Some(pid), held) => {
+                if let Some(held) = held {
+                    discard_held(held);
+                }
+                let note = format!(
+                    "forked from the first round's pytest, as it was after collection: no interpreter start-up, imports, conftest or collection (pid {pid})"
+                );
+                (Proc::Warm(pid), Some(note))
+            }
+            (None, Some(mut held)) => {
                 // The release. A pytest that died while held cannot read it; its exit is reported below
                 // like any other pytest's.
                 let _ = std::io::Write::write_all(&mut held.release, &[HOLD_RELEASE]);
@@ -32,12 +45,19 @@ impl Run<'_> {
                     "pytest was started during round {} and held until this round's tests were chosen",
                     held.during
                 );
-                (held.child, Some(note))
+                (Proc::Child(held.child), Some(note))
             }
-            None => {
+            (None, None) => {
                 let mut cmd = self.round_command(number, &events_path, select_path.as_deref());
+                let mut warm_ends = None;
                 if number == 1 {
                     cmd.env("SMART_RERUN_VERDICT", &verdict_path);
+                    if self.settings.fork {
+                        if let Some((warm, ends)) = super::warm::attach(&mut cmd) {
+                            self.warm = Some(warm);
+                            warm_ends = Some(ends);
+                        }
+                    }
                 }
                 let child = cmd.spawn().map_err(|source| {
                     let program = program.to_string_lossy().into_owned();
@@ -47,23 +67,46 @@ impl Run<'_> {
                         RunError::Spawn { program, source }
                     }
                 })?;
-                (child, None)
+                if let (Some(warm), Some(ends)) = (&self.warm, warm_ends) {
+                    warm.started(ends);
+                }
+                (Proc::Child(child), None)
             }
         };
-        self.interrupts.set_child(Some(child.id()));
+        let pid = match &child {
+            Proc::Child(child) => {
+                self.interrupts.set_child(Some(child.id()));
+                child.id()
+            }
+            Proc::Warm(pid) => {
+                self.interrupts.set_member_child(*pid);
+                *pid
+            }
+        };
         let events_error = |source| RunError::Events {
             path: events_path.display().to_string(),
             source,
         };
         // A thread waits for pytest, so its exit ends the loop below at once rather than at the next poll.
         let (exited_tx, exited) = std::sync::mpsc::channel();
-        let pid = child.id();
-        let waiter = std::thread::spawn(move || {
-            let status = child.wait();
-            stop_group(pid);
-            let _ = exited_tx.send(());
-            status
-        });
+        // The first round's group holds the warm snapshot: what its tests left running is stopped when
+        // the snapshot has gone, at the run's end.
+        let keep_group = number == 1 && self.warm.is_some();
+        if keep_group {
+            self.first_group = Some(pid);
+        }
+        let waiter = match (child, &self.warm) {
+            (Proc::Child(mut child), _) => std::thread::spawn(move || {
+                let status = child.wait();
+                if !keep_group {
+                    stop_group(pid);
+                }
+                let _ = exited_tx.send(());
+                status
+            }),
+            (Proc::Warm(_), Some(warm)) => warm.waiter(number, exited_tx),
+            (Proc::Warm(_), None) => unreachable!("a warm round without its snapshot"),
+        };
         // Follow the events while pytest runs: the first round waits for a verdict on its settings.
         let tests = if number == 1 { 0 } else { self.tests.len() };
         let mut progress = RoundProgress::new(number, tests, verdict_path);
@@ -238,6 +281,24 @@ impl Run<'_> {
             progress.seen = vec![Seen::NotStarted; self.tests.len()];
         }
     }
+}
+
+/// A round's process: a pytest smart-rerun started, or one the warm snapshot forked (by its pid).
+enum Proc {
+    Child(std::process::Child),
+    Warm(u32),
+}
+
+/// Sends away a held pytest that a warm round made unneeded, without waiting for it: it leaves at the end
+/// of file on its pipe, and a thread reaps it.
+fn discard_held(held: Held) {
+    let Held {
+        mut child, release, ..
+    } = held;
+    drop(release);
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
 }
 
 /// Waits `wait` before a round, ticking the progress sink at its interval; `false` when a signal cut the wait

@@ -28,3 +28,5 @@ mod reports;
 mod schema;
 mod selection;
 mod snapshots;
+#[cfg(target_os = "linux")]
+mod warm;

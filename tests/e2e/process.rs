@@ -314,7 +314,8 @@ fn pytest_dying_while_collecting_a_rerun_round_does_not_loop() {
          def test_fails(attempt):\n    assert False, 'always'\n\n\
          def test_passes():\n    pass\n",
     );
-    let out = run(&p, &["--max", "5"], &[]);
+    // A fresh round's collection is what dies here (a warm round, forked, collects nothing).
+    let out = run(&p, &["--max", "5", "--fork", "false"], &[]);
     out.assert_code(1);
     assert_eq!(p.count("collect"), 2, "one rerun round was tried, not more");
     assert_eq!(rounds(&out).len(), 2);
@@ -341,7 +342,8 @@ fn pytest_dying_while_collecting_a_continuation_round_does_not_loop() {
          def test_dies():\n    os._exit(3)\n\n\
          def test_after():\n    pass\n",
     );
-    let out = run(&p, &["--max", "5"], &[]);
+    // A fresh round's collection is what dies here (a warm round, forked, collects nothing).
+    let out = run(&p, &["--max", "5", "--fork", "false"], &[]);
     out.assert_code(1);
     assert_eq!(p.count("collect"), 2, "one more round was tried, not more");
     assert_eq!(rounds(&out).len(), 2);
@@ -1078,7 +1080,9 @@ def test_b_watch():
 }
 
 fn prestart_command(p: &Project, args: &[&str]) -> Command {
-    let mut cmd = pytest_command(p, args, &[]);
+    // Held pytests are what these tests watch: warm rounds (tests/e2e/warm.rs) would make them unneeded.
+    let args = [&["--fork", "false"][..], args].concat();
+    let mut cmd = pytest_command(p, &args, &[]);
     cmd.env("HELD_FILE", p.path().join("held"))
         .env("RERUN_FILE", p.path().join("rerun"))
         .env("ROUND1_FILE", p.path().join("round1"));

@@ -85,7 +85,8 @@ def test_ids(value, attempt):
 "#,
     );
     p.file("test_other.py", "def test_other(attempt):\n    pass\n");
-    let out = p.run(&[], &[]);
+    // A fresh round's collection is what this checks (a warm round, forked, collects nothing).
+    let out = p.run(&["--fork", "false"], &[]);
     out.assert_code(0);
     let flaky = [
         "test_ids.py::test_ids[a b]",
@@ -138,7 +139,8 @@ def test_ids(value, attempt):
         assert attempt >= 2, value
 "#,
     );
-    let out = p.run(&[], &[]);
+    // A fresh round's collection is what this checks (a warm round, forked, collects nothing).
+    let out = p.run(&["--fork", "false"], &[]);
     out.assert_code(0);
     for id in [
         "test_ids.py::test_ids[grüße]",
@@ -234,7 +236,8 @@ class TestTwo(unittest.TestCase):
         sr_counter.bump("two.flaky")
 "#,
     );
-    let out = p.run(&[], &[]);
+    // A fresh round's collection is what this checks (a warm round, forked, collects nothing).
+    let out = p.run(&["--fork", "false"], &[]);
     out.assert_code(0);
     assert_eq!(out.outcome("test_unit.py::TestOne::test_flaky"), "flaky");
     assert_eq!(out.outcome("test_unit.py::TestTwo::test_flaky"), "flaky");
@@ -289,7 +292,11 @@ def half(x):
         "docs/other.txt",
         "    >>> import sr_counter\n    >>> sr_counter.bump(\"doc.other\")\n    1\n",
     );
-    let out = p.run(&[], &["--doctest-modules", "--doctest-glob=*.txt"]);
+    // A fresh round's collection is what this checks (a warm round, forked, collects nothing).
+    let out = p.run(
+        &["--fork", "false"],
+        &["--doctest-modules", "--doctest-glob=*.txt"],
+    );
     out.assert_code(0);
     assert_eq!(out.outcome("mathlib.py::mathlib.double"), "flaky");
     assert_eq!(attempt_rounds(&out, "mathlib.py::mathlib.double"), [1, 2]);
