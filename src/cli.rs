@@ -223,8 +223,11 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => return fail_invalid(invalid, ExitCode::UsageError, &e.to_string()),
     };
     // A checked-in quarantine file that does not parse is a usage error before any test runs.
-    if let Err(e) = crate::quarantine::Quarantine::load(&cwd.join(crate::quarantine::DEFAULT_PATH))
-    {
+    let quarantine_path = settings
+        .quarantine
+        .clone()
+        .unwrap_or_else(|| cwd.join(crate::quarantine::DEFAULT_PATH));
+    if let Err(e) = crate::quarantine::Quarantine::load(&quarantine_path) {
         return fail_invalid(invalid, ExitCode::UsageError, &e.to_string());
     }
     let interrupts = match Interrupts::install() {

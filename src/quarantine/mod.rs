@@ -12,7 +12,10 @@
 //! owner = "payments"
 //! ```
 
+mod apply;
 pub mod cli;
+
+pub(crate) use apply::apply;
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -28,6 +31,8 @@ pub struct Entry {
     pub reason: String,
     pub expires: chrono::NaiveDate,
     pub owner: Option<String>,
+    /// A ticket or link tracking the fix.
+    pub issue: Option<String>,
     /// The 1-based line of its `[[test]]`.
     pub line: usize,
 }
@@ -71,6 +76,7 @@ struct RawEntry {
     reason: Option<Spanned<toml::Value>>,
     expires: Option<Spanned<toml::Value>>,
     owner: Option<Spanned<toml::Value>>,
+    issue: Option<Spanned<toml::Value>>,
 }
 
 /// The 1-based line of a byte offset.
@@ -122,11 +128,11 @@ impl Quarantine {
                     .then(|| key.to_owned())
                 })
                 .unwrap_or_else(|| "syntax".to_owned());
-            let known = ["nodeid", "reason", "expires", "owner", "syntax"];
+            let known = ["nodeid", "reason", "expires", "owner", "issue", "syntax"];
             let problem = if known.contains(&field.as_str()) {
                 message
             } else {
-                "is not a field of a quarantine entry: use nodeid, reason, expires and owner \
+                "is not a field of a quarantine entry: use nodeid, reason, expires, owner and issue \
                  (or one [[test]] table per test)"
                     .to_owned()
             };
@@ -171,6 +177,8 @@ impl Quarantine {
             };
             let owner = string("owner", raw.owner, "name a person or team, or leave it out")?
                 .map(|(o, _)| o);
+            let issue = string("issue", raw.issue, "give a ticket or link, or leave it out")?
+                .map(|(i, _)| i);
             let expires_what = "give the date the quarantine ends, e.g. expires = 2027-01-31";
             let Some(expires) = raw.expires else {
                 return Err(invalid(
@@ -217,6 +225,7 @@ impl Quarantine {
                 reason,
                 expires,
                 owner,
+                issue,
                 line,
             });
         }
@@ -260,12 +269,18 @@ mod tests {
         assert_eq!(q.entries[0].nodeid, "t.py::a[x y]");
         assert_eq!(q.entries[0].owner.as_deref(), Some("payments"));
         assert_eq!(q.entries[0].line, 2);
-        assert_eq!(q.entries[1].expires, chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap());
+        assert_eq!(
+            q.entries[1].expires,
+            chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()
+        );
         assert_eq!(q.entries[1].line, 8);
         let expired = q.expired(chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap());
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].nodeid, "t.py::b");
-        assert!(q.expired(chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()).is_empty());
+        assert!(
+            q.expired(chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap())
+                .is_empty()
+        );
         assert!(parse("").unwrap().entries.is_empty());
     }
 
@@ -330,6 +345,9 @@ mod tests {
         );
         let q = parse(&text).unwrap();
         assert_eq!(q.entries[0].nodeid, nodeid);
-        assert_eq!(q.entries[0].expires, chrono::NaiveDate::from_ymd_opt(2027, 1, 31).unwrap());
+        assert_eq!(
+            q.entries[0].expires,
+            chrono::NaiveDate::from_ymd_opt(2027, 1, 31).unwrap()
+        );
     }
 }
