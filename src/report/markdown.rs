@@ -94,7 +94,10 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
             counts.push(format!("{n} {label}"));
         }
     };
-    count(s.failed, "failed");
+    match s.quarantined_failures {
+        0 => count(s.failed, "failed"),
+        q => count(s.failed, &format!("failed ({q} quarantined)")),
+    }
     count(s.errors, if s.errors == 1 { "error" } else { "errors" });
     count(
         s.collection_errors,

@@ -403,7 +403,10 @@ pub fn render_summary(report: &RunReport) -> String {
             counts.push(format!("{style}{n} {label}{style:#}"));
         }
     };
-    push(s.failed, "failed", RED);
+    match s.quarantined_failures {
+        0 => push(s.failed, "failed", RED),
+        q => push(s.failed, &format!("failed ({q} quarantined)"), RED),
+    }
     push(
         s.errors,
         if s.errors == 1 { "error" } else { "errors" },

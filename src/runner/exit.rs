@@ -17,7 +17,11 @@ pub(super) fn apply_quarantine(
         .unwrap_or_else(|| cwd.join(crate::quarantine::DEFAULT_PATH));
     match crate::quarantine::Quarantine::load(&path) {
         Ok(None) => None,
-        Ok(Some(q)) => {
+        Ok(Some(mut q)) => {
+            // Shown as the user wrote it, relative to the current directory when it is inside.
+            if let Ok(rel) = q.path.strip_prefix(cwd) {
+                q.path = rel.to_path_buf();
+            }
             let today = chrono::Local::now().date_naive();
             warnings.extend(crate::quarantine::apply(
                 report,
