@@ -51,6 +51,11 @@ pub enum QuarantineError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the quarantine file {path} (smart_rerun_quarantine) does not exist: name an existing file, \
+         or leave the setting out for .smart-rerun/quarantine.toml"
+    )]
+    Missing { path: String },
     #[error("{path}:{line}: {field}: {problem}")]
     Invalid {
         path: String,
@@ -98,6 +103,24 @@ impl Quarantine {
                 path: path.display().to_string(),
                 source,
             }),
+        }
+    }
+
+    /// The file a run uses: `set` (the `smart_rerun_quarantine` setting), which must exist, else
+    /// [`DEFAULT_PATH`] under `cwd`, which may not.
+    pub fn load_for_run(
+        set: Option<&Path>,
+        cwd: &Path,
+    ) -> Result<Option<Quarantine>, QuarantineError> {
+        match set {
+            Some(path) => {
+                Quarantine::load(path)?
+                    .map(Some)
+                    .ok_or_else(|| QuarantineError::Missing {
+                        path: path.display().to_string(),
+                    })
+            }
+            None => Quarantine::load(&cwd.join(DEFAULT_PATH)),
         }
     }
 

@@ -11,11 +11,7 @@ pub(super) fn apply_quarantine(
     report: &mut RunReport,
     warnings: &mut Vec<String>,
 ) -> Option<String> {
-    let path = settings
-        .quarantine
-        .clone()
-        .unwrap_or_else(|| cwd.join(crate::quarantine::DEFAULT_PATH));
-    match crate::quarantine::Quarantine::load(&path) {
+    match crate::quarantine::Quarantine::load_for_run(settings.quarantine.as_deref(), cwd) {
         Ok(None) => None,
         Ok(Some(mut q)) => {
             // Shown as the user wrote it, relative to the current directory when it is inside.

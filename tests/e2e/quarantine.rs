@@ -302,6 +302,18 @@ fn an_expired_entry_protects_for_the_grace_days_then_says_it_no_longer_does() {
     std::fs::remove_file(p.path().join(FILE)).unwrap();
     let out = p.run(&[], &[]);
     assert_eq!(out.code, 0, "{}", out.dump());
+    // A file named explicitly must exist: no test runs without it.
+    let before = p.count(FLAKY);
+    let missing = p.run(&["--quarantine", "nope.toml"], &[]);
+    assert_eq!(missing.code, 4, "{}", missing.dump());
+    assert!(
+        missing
+            .stderr
+            .contains("nope.toml (smart_rerun_quarantine) does not exist"),
+        "{}",
+        missing.stderr
+    );
+    assert_eq!(p.count(FLAKY), before, "{}", missing.dump());
     assert!(
         out.stdout.contains("ci/quarantine.toml:2) expired on"),
         "{}",
