@@ -46,6 +46,8 @@ SR_IN_REPORT --report
 SR_IN_JUNIT_XML --junit-xml
 SR_IN_JUNIT_COMPAT --junit-compat
 SR_IN_MARKDOWN --markdown
+SR_IN_QUARANTINE --quarantine
+SR_IN_QUARANTINE_GRACE_DAYS --quarantine-grace-days
 SR_IN_AI --ai
 SR_IN_AI_ENDPOINT --ai-endpoint
 SR_IN_AI_REPORT --ai-report

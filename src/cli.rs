@@ -223,7 +223,8 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => return fail_invalid(invalid, ExitCode::UsageError, &e.to_string()),
     };
     // A checked-in quarantine file that does not parse is a usage error before any test runs.
-    if let Err(e) = crate::quarantine::Quarantine::load(&cwd.join(crate::quarantine::DEFAULT_PATH))
+    if let Err(e) =
+        crate::quarantine::Quarantine::load_for_run(settings.quarantine.as_deref(), &cwd)
     {
         return fail_invalid(invalid, ExitCode::UsageError, &e.to_string());
     }

@@ -226,6 +226,15 @@ pub const KEYS: &[Key] = &[
         .component("history")
         .credentials()
         .details("See docs/history.md. A relative path in an ini file is relative to that file. A history that cannot be opened, read or written is one warning line: the run and its exit code stay as they are, and history adds at most 4.5 seconds to a run. TLS connections to PostgreSQL are not supported yet."),
+    Key::new("smart_rerun_quarantine", "SMART_RERUN_QUARANTINE", "--quarantine", Kind::Path, Reports, ".smart-rerun/quarantine.toml",
+        "The quarantine file: tests listed there still run and are reported, in their own section, but their failure does not fail the run")
+        .action("quarantine")
+        .component("quarantine")
+        .details("See docs/history.md. A missing file is no quarantine; a file that does not parse is a usage error naming its file, line and field. A relative path in an ini file is relative to that file, elsewhere to the current directory."),
+    Key::new("smart_rerun_quarantine_grace_days", "SMART_RERUN_QUARANTINE_GRACE_DAYS", "--quarantine-grace-days", Kind::Count(0), Reports, "7",
+        "Days an expired quarantine entry still protects its tests, with a warning naming the entry; after them it protects nothing")
+        .action("quarantine-grace-days")
+        .component("quarantine-grace-days"),
     Key::new("smart_rerun_ai", "SMART_RERUN_AI", "--ai", Kind::Bool, Ai, "false",
         "Classify failures with an AI endpoint (MCP or plain HTTP) on top of the offline heuristics")
         .action("ai"),

@@ -308,6 +308,10 @@ pub(crate) struct Settings {
     /// Where history lives: a PostgreSQL URL as given, or a SQLite path resolved like the other paths
     /// (`sqlite:` kept). Checked when history is opened: a bad one is a warning, not a usage error.
     pub history: Option<String>,
+    /// The quarantine file; none set is `.smart-rerun/quarantine.toml` in the current directory.
+    pub quarantine: Option<PathBuf>,
+    /// Days an expired quarantine entry still protects its tests.
+    pub quarantine_grace_days: u32,
     /// The `--junitxml` path in the user's pytest arguments, which smart-rerun takes over (set by the
     /// runner from what pytest reports).
     pub pytest_junitxml: Option<PathBuf>,
@@ -334,6 +338,8 @@ impl Default for Settings {
             junit_compat: Default::default(),
             markdown: None,
             history: None,
+            quarantine: None,
+            quarantine_grace_days: 7,
             pytest_junitxml: None,
             junit_suite_name: None,
             ai: AiSettings {
@@ -427,6 +433,12 @@ impl Settings {
             }
             "smart_rerun_markdown" => self.markdown = Some(resolve_path(value, &raw.source, cwd)?),
             "smart_rerun_history" => self.history = history_location(value, &raw.source, cwd),
+            "smart_rerun_quarantine" => {
+                self.quarantine = Some(resolve_path(value, &raw.source, cwd)?)
+            }
+            "smart_rerun_quarantine_grace_days" => {
+                self.quarantine_grace_days = parse_count(value, 0)?
+            }
             "smart_rerun_ai" => self.ai.enabled = parse_bool(value)?,
             "smart_rerun_ai_endpoint" => self.ai.endpoint = Some(parse_url(value)?),
             "smart_rerun_ai_token" => self.ai.token = Some(Secret(value.to_owned())),
@@ -520,6 +532,11 @@ impl Settings {
                 crate::report::junit::JunitCompat::Gitlab => "gitlab".into(),
             },
             "smart_rerun_markdown" => path(&self.markdown),
+            "smart_rerun_quarantine" => self.quarantine.as_ref().map_or_else(
+                || crate::quarantine::DEFAULT_PATH.to_owned(),
+                |p| p.display().to_string(),
+            ),
+            "smart_rerun_quarantine_grace_days" => self.quarantine_grace_days.to_string(),
             "smart_rerun_history" => self
                 .history
                 .as_deref()

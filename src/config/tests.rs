@@ -112,6 +112,18 @@ fn every_key_rejects_bad_values_with_key_source_value_and_what_is_allowed() {
             "use surefire, per-attempt or gitlab",
         ),
         (
+            "smart_rerun_quarantine",
+            "",
+            Source::Flag("--quarantine"),
+            "is empty",
+        ),
+        (
+            "smart_rerun_quarantine_grace_days",
+            "a week",
+            ini(),
+            "is not a whole number",
+        ),
+        (
             "smart_rerun_markdown",
             "",
             Source::Flag("--markdown"),

@@ -5,8 +5,9 @@
 use super::{Classification, ExitCode};
 use serde::{Deserialize, Serialize};
 
-/// Version of the JSON report's shape. 2 added `history` to tests.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version of the JSON report's shape. 2 added `history` to tests; 3 added `quarantine` to tests (a
+/// quarantined test's failure no longer fails the run).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The oldest version smart-rerun still reads (a version 1 report is a version 2 report without
 /// history).
@@ -156,6 +157,10 @@ pub struct Summary {
     pub attempts_saved: usize,
     #[serde(default)]
     pub seconds_saved: f64,
+    /// Failed or errored tests a quarantine entry protects: counted in `failed` and `errors` too, but
+    /// not failing the run.
+    #[serde(default)]
+    pub quarantined_failures: usize,
 }
 
 /// A test's final outcome, or one attempt's.
@@ -230,6 +235,49 @@ pub struct TestResult {
     /// classification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Box<super::TestHistory>>,
+    /// The quarantine entry that protects this test: its outcome stays what it was, but a failure does
+    /// not fail the run. Boxed, like the classification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Box<QuarantineInfo>>,
+}
+
+/// The entry of the quarantine file that protects a test, as the reports show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineInfo {
+    /// The entry's `nodeid`: the test's node id, or a glob (`*`, `?`) that matched it.
+    pub entry: String,
+    pub reason: String,
+    /// The last day of the quarantine (`YYYY-MM-DD`).
+    pub expires: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue: Option<String>,
+    /// The quarantine file and the entry's line in it.
+    pub file: String,
+    pub line: usize,
+    /// The entry has expired and protects the test only for its grace days.
+    #[serde(default)]
+    pub expired: bool,
+}
+
+impl QuarantineInfo {
+    /// "reason; owner: x; issue: y; expires 2027-01-31" for one line of a report.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![self.reason.clone()];
+        if let Some(o) = &self.owner {
+            parts.push(format!("owner: {o}"));
+        }
+        if let Some(i) = &self.issue {
+            parts.push(format!("issue: {i}"));
+        }
+        parts.push(format!(
+            "{} {}",
+            if self.expired { "expired" } else { "expires" },
+            self.expires
+        ));
+        parts.join("; ")
+    }
 }
 
 impl TestResult {
@@ -243,6 +291,11 @@ impl TestResult {
             .rev()
             .find(|a| !a.outcome.is_failure())
             .map(|a| a.number)
+    }
+
+    /// Whether a quarantine entry protects this test.
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantine.is_some()
     }
 
     /// The first failed attempt, whose exception best describes the test's failure.
@@ -378,6 +431,9 @@ impl RunReport {
                 Outcome::Error => s.errors += 1,
                 Outcome::NotRun => s.not_run += 1,
             }
+            if t.is_quarantined() && t.outcome.is_failure() {
+                s.quarantined_failures += 1;
+            }
             s.reruns += t.attempts.len().saturating_sub(1);
         }
         s.collection_errors = self.collection_errors.len();
@@ -425,7 +481,8 @@ impl RunReport {
             }
         }
         merged.summarize();
-        if merged.run.exit_code == ExitCode::Ok && merged.summary.failed + merged.summary.errors > 0
+        if merged.run.exit_code == ExitCode::Ok
+            && merged.summary.failed + merged.summary.errors > merged.summary.quarantined_failures
         {
             merged.run.exit_code = ExitCode::TestsFailed;
         }

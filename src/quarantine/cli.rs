@@ -158,7 +158,7 @@ pub fn main(args: QuarantineArgs) -> ExitCode {
             let listed = |nodeid: &str| {
                 quarantine
                     .as_ref()
-                    .is_some_and(|q| q.entries.iter().any(|e| e.nodeid == nodeid))
+                    .is_some_and(|q| q.entries.iter().any(|e| e.matches(nodeid)))
             };
             let mut n = 0;
             for t in flaky

@@ -12,7 +12,10 @@
 //! owner = "payments"
 //! ```
 
+mod apply;
 pub mod cli;
+
+pub(crate) use apply::apply;
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -28,6 +31,8 @@ pub struct Entry {
     pub reason: String,
     pub expires: chrono::NaiveDate,
     pub owner: Option<String>,
+    /// A ticket or link tracking the fix.
+    pub issue: Option<String>,
     /// The 1-based line of its `[[test]]`.
     pub line: usize,
 }
@@ -46,6 +51,11 @@ pub enum QuarantineError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the quarantine file {path} (smart_rerun_quarantine) does not exist: name an existing file, \
+         or leave the setting out for .smart-rerun/quarantine.toml"
+    )]
+    Missing { path: String },
     #[error("{path}:{line}: {field}: {problem}")]
     Invalid {
         path: String,
@@ -71,6 +81,7 @@ struct RawEntry {
     reason: Option<Spanned<toml::Value>>,
     expires: Option<Spanned<toml::Value>>,
     owner: Option<Spanned<toml::Value>>,
+    issue: Option<Spanned<toml::Value>>,
 }
 
 /// The 1-based line of a byte offset.
@@ -92,6 +103,24 @@ impl Quarantine {
                 path: path.display().to_string(),
                 source,
             }),
+        }
+    }
+
+    /// The file a run uses: `set` (the `smart_rerun_quarantine` setting), which must exist, else
+    /// [`DEFAULT_PATH`] under `cwd`, which may not.
+    pub fn load_for_run(
+        set: Option<&Path>,
+        cwd: &Path,
+    ) -> Result<Option<Quarantine>, QuarantineError> {
+        match set {
+            Some(path) => {
+                Quarantine::load(path)?
+                    .map(Some)
+                    .ok_or_else(|| QuarantineError::Missing {
+                        path: path.display().to_string(),
+                    })
+            }
+            None => Quarantine::load(&cwd.join(DEFAULT_PATH)),
         }
     }
 
@@ -122,11 +151,11 @@ impl Quarantine {
                     .then(|| key.to_owned())
                 })
                 .unwrap_or_else(|| "syntax".to_owned());
-            let known = ["nodeid", "reason", "expires", "owner", "syntax"];
+            let known = ["nodeid", "reason", "expires", "owner", "issue", "syntax"];
             let problem = if known.contains(&field.as_str()) {
                 message
             } else {
-                "is not a field of a quarantine entry: use nodeid, reason, expires and owner \
+                "is not a field of a quarantine entry: use nodeid, reason, expires, owner and issue \
                  (or one [[test]] table per test)"
                     .to_owned()
             };
@@ -171,6 +200,8 @@ impl Quarantine {
             };
             let owner = string("owner", raw.owner, "name a person or team, or leave it out")?
                 .map(|(o, _)| o);
+            let issue = string("issue", raw.issue, "give a ticket or link, or leave it out")?
+                .map(|(i, _)| i);
             let expires_what = "give the date the quarantine ends, e.g. expires = 2027-01-31";
             let Some(expires) = raw.expires else {
                 return Err(invalid(
@@ -217,6 +248,7 @@ impl Quarantine {
                 reason,
                 expires,
                 owner,
+                issue,
                 line,
             });
         }

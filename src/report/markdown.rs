@@ -94,7 +94,10 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
             counts.push(format!("{n} {label}"));
         }
     };
-    count(s.failed, "failed");
+    match s.quarantined_failures {
+        0 => count(s.failed, "failed"),
+        q => count(s.failed, &format!("failed ({q} quarantined)")),
+    }
     count(s.errors, if s.errors == 1 { "error" } else { "errors" });
     count(
         s.collection_errors,
@@ -145,15 +148,17 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
     let mut failed: Vec<&TestResult> = report
         .tests
         .iter()
-        .filter(|t| t.outcome.is_failure())
+        .filter(|t| t.outcome.is_failure() && !t.is_quarantined())
         .collect();
     // Deterministic failures first (the ones to fix), then the rest; stable within each group.
     failed.sort_by_key(|t| failure_rank(t));
     let flaky: Vec<&TestResult> = report
         .tests
         .iter()
-        .filter(|t| t.outcome == Outcome::Flaky)
+        .filter(|t| t.outcome == Outcome::Flaky && !t.is_quarantined())
         .collect();
+    let quarantined: Vec<&TestResult> =
+        report.tests.iter().filter(|t| t.is_quarantined()).collect();
 
     if detail == Detail::Minimal {
         if !failed.is_empty() || !flaky.is_empty() {
@@ -234,6 +239,43 @@ fn render_at(report: &RunReport, links: &Links, detail: Detail, max_rows: usize)
                     counted(flaky.len(), "flaky test")
                 ));
             }
+        }
+        if !quarantined.is_empty() {
+            let _ = writeln!(
+                out,
+                "### Quarantined ({})\n\nTheir failures do not fail the run.\n",
+                quarantined.len()
+            );
+            let _ = writeln!(
+                out,
+                "| Test | Outcome | Failure | Quarantine |\n| --- | --- | --- | --- |"
+            );
+            for t in quarantined.iter().take(max_rows) {
+                let Some(q) = t.quarantine.as_deref() else {
+                    continue;
+                };
+                let failure = t
+                    .last_failure()
+                    .and_then(|a| a.exception.as_ref())
+                    .map(|e| exception_line(e.short_type(), &e.message))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {failure} | {} ({}:{}) |",
+                    test_cell(t, links),
+                    t.outcome.as_str(),
+                    inline(&q.describe()),
+                    inline(&q.file),
+                    q.line
+                );
+            }
+            if quarantined.len() > max_rows {
+                left_out.push(counted(
+                    quarantined.len() - max_rows,
+                    "more quarantined test",
+                ));
+            }
+            out.push('\n');
         }
         let with_traces: Vec<&TestResult> = failed
             .iter()

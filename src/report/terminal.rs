@@ -281,7 +281,7 @@ pub fn render_summary(report: &RunReport) -> String {
     let flaky: Vec<_> = report
         .tests
         .iter()
-        .filter(|t| t.outcome == Outcome::Flaky)
+        .filter(|t| t.outcome == Outcome::Flaky && !t.is_quarantined())
         .collect();
     for t in flaky.iter().take(LIST_LIMIT) {
         let attempt = t.passed_on_attempt().unwrap_or(0);
@@ -313,7 +313,7 @@ pub fn render_summary(report: &RunReport) -> String {
     let failed: Vec<_> = report
         .tests
         .iter()
-        .filter(|t| t.outcome.is_failure())
+        .filter(|t| t.outcome.is_failure() && !t.is_quarantined())
         .collect();
     for t in failed.iter().take(LIST_LIMIT) {
         let label = if t.outcome == Outcome::Error {
@@ -349,6 +349,33 @@ pub fn render_summary(report: &RunReport) -> String {
             failed.len() - LIST_LIMIT
         );
     }
+    let quarantined: Vec<_> = report.tests.iter().filter(|t| t.is_quarantined()).collect();
+    for t in quarantined.iter().take(LIST_LIMIT) {
+        let Some(q) = t.quarantine.as_deref() else {
+            continue;
+        };
+        let exc = t
+            .last_failure()
+            .and_then(|a| a.exception.as_ref())
+            .map(|e| format!(" - {}", one_line(e.short_type(), &e.message)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{CYAN}QUARANTINED{CYAN:#} {} {}{exc}\n       {DIM}quarantined ({}:{}): {}{DIM:#}",
+            sanitize_line(&t.nodeid),
+            t.outcome.as_str(),
+            sanitize_line(&q.file),
+            q.line,
+            sanitize_line(&q.describe())
+        );
+    }
+    if quarantined.len() > LIST_LIMIT {
+        let _ = writeln!(
+            out,
+            "{DIM}... and {} more quarantined{DIM:#}",
+            quarantined.len() - LIST_LIMIT
+        );
+    }
     for e in &report.collection_errors {
         let _ = writeln!(
             out,
@@ -376,7 +403,10 @@ pub fn render_summary(report: &RunReport) -> String {
             counts.push(format!("{style}{n} {label}{style:#}"));
         }
     };
-    push(s.failed, "failed", RED);
+    match s.quarantined_failures {
+        0 => push(s.failed, "failed", RED),
+        q => push(s.failed, &format!("failed ({q} quarantined)"), RED),
+    }
     push(
         s.errors,
         if s.errors == 1 { "error" } else { "errors" },

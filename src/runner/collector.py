@@ -64,6 +64,8 @@ INI_KEYS = (
     ("smart_rerun_junit_compat", "JUnit layout: surefire (flakyFailure/rerunFailure elements), per-attempt (one testcase per attempt) or gitlab (surefire plus a skipped `name [flaky]` testcase per flaky test) [default: surefire (gitlab under GitLab CI)]"),
     ("smart_rerun_markdown", "Write the Markdown report (for job summaries and PR/MR comments) here"),
     ("smart_rerun_history", "Remember every run here and say in the reports what history knows of each failed or flaky test: a file path or sqlite:PATH (SQLite), or postgres://USER@HOST:PORT/DB"),
+    ("smart_rerun_quarantine", "The quarantine file: tests listed there still run and are reported, in their own section, but their failure does not fail the run [default: .smart-rerun/quarantine.toml]"),
+    ("smart_rerun_quarantine_grace_days", "Days an expired quarantine entry still protects its tests, with a warning naming the entry; after them it protects nothing [default: 7]"),
     ("smart_rerun_ai", "Classify failures with an AI endpoint (MCP or plain HTTP) on top of the offline heuristics [default: false]"),
     ("smart_rerun_ai_endpoint", "The MCP (or plain HTTP) endpoint for AI classification"),
     ("smart_rerun_ai_token", "Bearer token for the AI endpoint, never printed; prefer SMART_RERUN_AI_TOKEN (or {{ env:NAME }} in an ini file): a command line is visible to other processes"),

@@ -1,6 +1,7 @@
 //! The run's ledger: each test's attempts as they are recorded, what a round's end settles (tests that
 //! never ran, a pytest that crashed mid-test), and the final report with its exit code.
 
+use super::exit::{apply_quarantine, decide_exit};
 use super::*;
 use crate::policy::{Step, StopReason, next_step};
 
@@ -356,14 +357,15 @@ impl Run<'_> {
         } = self;
         let interrupted = self.interrupted;
         // Flaky tests whose policy says a flake fails the run (`fail_on_flaky`, or `flaky="fail"`).
-        let failing_flakes = tests
+        let failing_flakes: std::collections::HashSet<String> = tests
             .iter()
             .filter(|t| final_outcome(t) == Outcome::Flaky)
             .filter(|t| match self.markers.get(&*t.nodeid) {
                 Some(m) => m.apply(&self.settings.policy).fail_on_flaky,
                 None => self.settings.policy.fail_on_flaky,
             })
-            .count();
+            .map(|t| t.nodeid.to_string())
+            .collect();
         let mut results = Vec::with_capacity(tests.len());
         for t in tests {
             let outcome = final_outcome(&t);
@@ -382,6 +384,7 @@ impl Run<'_> {
                 },
                 classification: crate::classify::observe(outcome, &notes.attempts).map(Box::new),
                 history: None,
+                quarantine: None,
                 attempts: notes.attempts,
             });
         }
@@ -418,6 +421,10 @@ impl Run<'_> {
             warnings: Vec::new(),
             ci: None,
         };
+        // The quarantine file marks the tests it protects; their outcomes stay, their failures do not
+        // decide the exit code.
+        let quarantine_error =
+            apply_quarantine(&self.settings, &config.cwd, &mut report, &mut warnings);
         report.summarize();
         report.summary.attempts_saved = self.attempts_saved;
         report.summary.seconds_saved = self.seconds_saved;
@@ -427,12 +434,20 @@ impl Run<'_> {
             self.session_problem,
             self.collection_aborted,
         );
+        let failing_flakes = report
+            .tests
+            .iter()
+            .filter(|t| failing_flakes.contains(&t.nodeid) && !t.is_quarantined())
+            .count();
         if exit == ExitCode::Ok && failing_flakes > 0 {
             exit = ExitCode::TestsFailed;
             reason = format!(
                 "{failing_flakes} flaky test{} and flaky results are set to fail the run (fail_on_flaky)",
                 if failing_flakes == 1 { "" } else { "s" }
             );
+        }
+        if let Some(e) = quarantine_error {
+            (exit, reason) = (ExitCode::UsageError, e);
         }
         if let Some(note) = (exit != ExitCode::Ok).then(|| reason.clone()) {
             if !warnings.contains(&note) && matches!(exit, ExitCode::InternalError) {
@@ -462,63 +477,6 @@ pub(super) fn final_outcome(t: &TestState) -> Outcome {
         Outcome::Passed if failed_before => Outcome::Flaky,
         other => other,
     }
-}
-
-/// The run's exit code, pytest's way, and why.
-pub(super) fn decide_exit(
-    report: &RunReport,
-    early: Option<(ExitCode, String)>,
-    session_problem: Option<(ExitCode, String)>,
-    collection_aborted: bool,
-) -> (ExitCode, String) {
-    let s = &report.summary;
-    if let Some(early) = early {
-        return early;
-    }
-    if report.run.interrupted {
-        return (ExitCode::Interrupted, "the run was interrupted".into());
-    }
-    if collection_aborted {
-        return (
-            ExitCode::Interrupted,
-            "pytest stopped: errors during collection".into(),
-        );
-    }
-    let failing = s.failed + s.errors + s.collection_errors;
-    if failing > 0 {
-        let mut parts = Vec::new();
-        if s.failed > 0 {
-            parts.push(format!("{} failed", s.failed));
-        }
-        if s.errors > 0 {
-            parts.push(format!(
-                "{} error{}",
-                s.errors,
-                if s.errors == 1 { "" } else { "s" }
-            ));
-        }
-        if s.collection_errors > 0 {
-            parts.push(format!(
-                "{} collection error{}",
-                s.collection_errors,
-                if s.collection_errors == 1 { "" } else { "s" }
-            ));
-        }
-        return (
-            ExitCode::TestsFailed,
-            format!("{} after reruns", parts.join(", ")),
-        );
-    }
-    if let Some(problem) = session_problem {
-        return problem;
-    }
-    if s.total == 0 {
-        return (ExitCode::NoTestsCollected, "no tests were collected".into());
-    }
-    if s.flaky > 0 {
-        return (ExitCode::Ok, format!("all tests passed; {} flaky", s.flaky));
-    }
-    (ExitCode::Ok, "all tests passed".into())
 }
 
 pub(super) fn attempt_from_event(event: &TestEvent, round: u32, rootdir: &Path) -> Attempt {

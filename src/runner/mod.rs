@@ -20,6 +20,7 @@ mod advice;
 mod budget;
 pub mod command;
 pub mod events;
+mod exit;
 mod ledger;
 mod process;
 mod round;

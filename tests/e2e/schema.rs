@@ -761,7 +761,31 @@ fn the_schema_rejects_reports_that_break_it() {
         (
             "another schema version",
             edited(&good, "/schema_version", Some(json!(SCHEMA_VERSION + 1))),
-            "2 was expected",
+            "3 was expected",
+        ),
+        (
+            "a quarantine block without its reason",
+            edited(
+                &good,
+                "/tests/1/quarantine",
+                Some(json!({
+                    "entry": "t.py::*", "expires": "2027-01-31", "file": "q.toml", "line": 1,
+                    "expired": false
+                })),
+            ),
+            "'reason' is a required property",
+        ),
+        (
+            "a quarantine block with an unknown field",
+            edited(
+                &good,
+                "/tests/1/quarantine",
+                Some(json!({
+                    "entry": "t.py::*", "reason": "r", "expires": "2027-01-31", "file": "q.toml",
+                    "line": 1, "expired": false, "reviewer": "x"
+                })),
+            ),
+            "'reviewer' was unexpected",
         ),
         (
             "null for an omitted optional field",

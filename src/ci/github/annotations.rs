@@ -24,6 +24,8 @@ const TITLE_LIMIT: usize = 255;
 pub(crate) enum Level {
     Error,
     Warning,
+    /// A quarantined test that failed or was flaky: reported, not a problem of the change.
+    Notice,
 }
 
 impl Level {
@@ -31,6 +33,7 @@ impl Level {
         match self {
             Level::Error => "error",
             Level::Warning => "warning",
+            Level::Notice => "notice",
         }
     }
 }
@@ -183,6 +186,10 @@ pub(crate) fn annotations(report: &RunReport, paths: &Paths, warnings_used: usiz
     for (index, t) in report.tests.iter().enumerate() {
         let attempts = t.attempts.len().max(1) as i64;
         match t.outcome {
+            // GitHub caps notices like warnings; quarantined tests share the warnings' room, after them.
+            Outcome::Failed | Outcome::Error | Outcome::Flaky if t.is_quarantined() => {
+                warnings.push(((i64::MAX - attempts, index), test_annotation(t, paths)))
+            }
             Outcome::Failed | Outcome::Error => {
                 let deterministic = t
                     .classification
@@ -236,6 +243,14 @@ pub(crate) fn annotations(report: &RunReport, paths: &Paths, warnings_used: usiz
 
 fn test_annotation(t: &TestResult, paths: &Paths) -> Annotation {
     let (level, label) = match t.outcome {
+        _ if t.is_quarantined() => (
+            Level::Notice,
+            match t.outcome {
+                Outcome::Flaky => "Quarantined (flaky)",
+                Outcome::Error => "Quarantined (error)",
+                _ => "Quarantined (failed)",
+            },
+        ),
         Outcome::Flaky => (Level::Warning, "Flaky"),
         Outcome::Error => (Level::Error, "Error"),
         _ => (Level::Error, "Failed"),
@@ -262,6 +277,14 @@ fn test_annotation(t: &TestResult, paths: &Paths) -> Annotation {
     }
     message.push_str("\n\n");
     message.push_str(&verdict(t, attempt));
+    if let Some(q) = &t.quarantine {
+        message.push_str(&format!(
+            "\nQuarantined ({}:{}): {}; its failure does not fail the run",
+            q.file,
+            q.line,
+            q.describe()
+        ));
+    }
     if let Some(h) = &t.history {
         message.push_str("\nHistory: ");
         message.push_str(&h.describe());
