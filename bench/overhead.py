@@ -95,6 +95,7 @@ def _dump():
 
 HOT_PATH_SOURCE = r"""
 import importlib.util, os, sys, timeit
+sys.path.insert(0, os.path.join(sys.argv[2], "keys"))  # _smart_rerun_keys, as the binary writes it
 spec = importlib.util.spec_from_file_location("_collector_under_test", sys.argv[1])
 mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mod)
@@ -113,7 +114,7 @@ class Report:
 
 
 events = os.path.join(sys.argv[2], "hot-path.jsonl")
-collector = mod.Collector(Config(), mod._Events(events), None)
+collector = mod.Collector(Config(), mod._Events(events), None, events, None)
 ids = ["test_m%03d.py::test_%06d" % (i // 100, i) for i in range(2000)]
 reports = [[Report(n, w) for w in ("setup", "call", "teardown")] for n in ids]
 location = ("test_m000.py", 10, "test_x")
@@ -132,12 +133,27 @@ print(min(timeit.repeat(suite, number=1, repeat=15)) / len(ids))
 
 
 def hot_path(python, collector, work):
-    out = subprocess.run([python, "-c", HOT_PATH_SOURCE, collector, work], capture_output=True, text=True, check=True)
+    out = subprocess.run([python, "-c", HOT_PATH_SOURCE, collector, work], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit("profile: the hot path of %s failed:\n%s" % (collector, out.stderr))
     return float(out.stdout.strip())
 
 
 def pytest_cmd(python, extra=()):
     return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:rerunfailures"] + list(extra)
+
+
+def write_keys(directory):
+    """The ini keys module the binary writes beside the collector for each run (INI_KEYS: name and help),
+    from the same settings table, through the wheel's generated copy of it."""
+    settings = {}
+    with open(os.path.join(bench.ROOT, "python", "pytest_smart_rerun", "_settings.py")) as fh:
+        exec(fh.read(), settings)
+    with open(os.path.join(directory, "_smart_rerun_keys.py"), "w") as fh:
+        fh.write("INI_KEYS = (\n")
+        for ini, _flag, _kind, help_text in settings["KEYS"]:
+            fh.write("    (%s, %s),\n" % (json.dumps(ini), json.dumps(help_text)))
+        fh.write(")\n")
 
 
 def env_for(work, plugin_dir, tag):
@@ -187,10 +203,14 @@ def main(argv=None):
         os.makedirs(plugin)
         os.makedirs(os.path.join(work, "state"))
         shutil.copy(COLLECTOR, os.path.join(plugin, MODULE + ".py"))
+        write_keys(plugin)
+        os.makedirs(os.path.join(work, "keys"))
+        write_keys(os.path.join(work, "keys"))
         variants = [("pytest alone", None), ("pytest + collector", plugin)]
         if args.baseline:
             os.makedirs(os.path.join(work, "baseline"))
             shutil.copy(args.baseline, os.path.join(work, "baseline", MODULE + ".py"))
+            write_keys(os.path.join(work, "baseline"))
             variants.append(("pytest + baseline collector", os.path.join(work, "baseline")))
         suite = os.path.join(work, "suite")
         one = os.path.join(work, "one")

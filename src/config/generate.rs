@@ -1,6 +1,6 @@
 //! The files written from the settings table ([`KEYS`]): the configuration reference (docs/settings.md),
-//! the wheel's option table (python/pytest_smart_rerun/_settings.py) and the collector's `addini` list
-//! (a marked block of src/runner/collector.py). A test fails when one is stale;
+//! and the wheel's option table (python/pytest_smart_rerun/_settings.py); the collector gets its `addini`
+//! list at run time ([`super::keys::python_ini_keys`]). A test fails when a file is stale;
 //! `UPDATE_SETTINGS=1 cargo test --lib settings` rewrites them.
 
 use super::{Group, KEYS, Key, Kind, pytest_option};
@@ -12,8 +12,6 @@ const UPDATE_ENV: &str = "UPDATE_SETTINGS";
 
 /// Where the generated part of docs/settings.md starts; the hand-written introduction above it is kept.
 const DOCS_MARKER: &str = "<!-- Generated from src/config/keys.rs";
-const BLOCK_START: &str = "# >>> generated from src/config/keys.rs";
-const BLOCK_END: &str = "# <<< generated";
 
 /// A Python string literal (JSON's escaping is Python's for these texts).
 fn py(text: &str) -> String {
@@ -67,33 +65,6 @@ pub fn plugin_settings() -> String {
     }
     out.push_str(")\n");
     out
-}
-
-/// The collector's `INI_KEYS` block, markers included.
-pub fn collector_block() -> String {
-    let mut out = format!("{BLOCK_START}: `{REGENERATE}` rewrites it\nINI_KEYS = (\n");
-    for k in KEYS {
-        let _ = writeln!(out, "    ({}, {}),", py(k.ini), py(&k.help_with_default()));
-    }
-    let _ = writeln!(out, ")\n{BLOCK_END}");
-    out
-}
-
-/// collector.py with its `INI_KEYS` block regenerated.
-pub fn collector(source: &str) -> String {
-    let start = source
-        .find(BLOCK_START)
-        .expect("collector.py has a generated block");
-    let end = source[start..]
-        .find(BLOCK_END)
-        .map(|i| start + i + BLOCK_END.len() + 1)
-        .expect("collector.py's generated block ends");
-    format!(
-        "{}{}{}",
-        &source[..start],
-        collector_block(),
-        &source[end..]
-    )
 }
 
 /// docs/settings.md: the hand-written introduction of `current` (everything above the marker), then the
@@ -188,13 +159,6 @@ mod tests {
             Path::new("python/pytest_smart_rerun/_settings.py"),
             &plugin_settings(),
         );
-    }
-
-    #[test]
-    fn settings_registered_by_the_collector_are_current() {
-        let path = Path::new("src/runner/collector.py");
-        let current = std::fs::read_to_string(root().join(path)).unwrap();
-        check(path, &collector(&current));
     }
 
     #[test]

@@ -294,6 +294,25 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// Looks a key up by its ini name.
+/// The Python module the collector imports its ini keys from (`INI_KEYS`: name and help of every key),
+/// written into each run's private directory beside it: registering them keeps `--strict-config` projects
+/// working and lets the binary read them through pytest's own configuration discovery (getini).
+pub(crate) fn python_ini_keys() -> String {
+    let py = |text: &str| serde_json::to_string(text).expect("a string serialises");
+    let mut out = String::from(
+        "# smart-rerun's ini keys, written for this run from its settings table (src/config/keys.rs).\nINI_KEYS = (\n",
+    );
+    for k in KEYS {
+        out.push_str(&format!(
+            "    ({}, {}),\n",
+            py(k.ini),
+            py(&k.help_with_default())
+        ));
+    }
+    out.push_str(")\n");
+    out
+}
+
 pub(crate) fn key(ini: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.ini == ini)
 }
@@ -455,13 +474,18 @@ mod tests {
 
     #[test]
     fn the_collector_registers_every_ini_key() {
-        let source = crate::runner::COLLECTOR_SOURCE;
+        assert!(crate::runner::COLLECTOR_SOURCE.contains("from _smart_rerun_keys import INI_KEYS"));
+        let module = python_ini_keys();
         for k in KEYS {
             assert!(
-                source.contains(&format!("(\"{}\",", k.ini)),
-                "collector.py does not addini {}",
+                module.contains(&format!("(\"{}\", ", k.ini)),
+                "the keys module lacks {}",
                 k.ini
             );
         }
+        assert!(
+            module.contains(r#"("smart_rerun_max", "Total attempts per test"#),
+            "{module}"
+        );
     }
 }

@@ -41,51 +41,10 @@ VERDICT_TIMEOUT = 120.0
 # What xdist workers get instead of the environment: {"events": path, "select": path or None}.
 WORKERINPUT_KEY = "smart_rerun"
 
-# Every ini key smart-rerun understands, with its help: the binary's settings table, generated into this
-# file. Registering them keeps `--strict-config` projects working and lets the binary read them through
-# pytest's own configuration discovery (getini).
-# >>> generated from src/config/keys.rs: `UPDATE_SETTINGS=1 cargo test --lib settings` rewrites it
-INI_KEYS = (
-    ("smart_rerun", "Rerun every failing test (true) or only tests marked @pytest.mark.smart_rerun (false) [default: true]"),
-    ("smart_rerun_max", "Total attempts per test, the first run included (at least 1) [default: 2]"),
-    ("smart_rerun_delay", "Seconds between a test's failed attempt and its next attempt [default: 0]"),
-    ("smart_rerun_backoff", "How the delay grows: none (delay), linear (delay×k) or exp (delay×2^(k-1)) for the k-th retry [default: none]"),
-    ("smart_rerun_max_delay", "Cap, in seconds, for a backed-off delay [default: none (no cap)]"),
-    ("smart_rerun_jitter", "Up to this many seconds added to each delay, a share fixed by the test and the attempt, so retries of different tests don't land together [default: 0]"),
-    ("smart_rerun_errors", "Only rerun failures whose exception class, or a base class, is one of these (comma-separated, short like TimeoutError or qualified like requests.exceptions.ConnectionError) [default: any exception]"),
-    ("smart_rerun_max_failures", "When more tests than this fail in the first round, the build is broken, not flaky: rerun nothing [default: no limit]"),
-    ("smart_rerun_max_reruns", "Cap on the total number of reruns in the run [default: no limit]"),
-    ("smart_rerun_fail_on_flaky", "Flaky tests (failed, then passed) make the run exit 1 [default: false]"),
-    ("smart_rerun_early_stop", "Stop retrying a test that failed the same way twice (same exception, normalised message and crash site), a confirmed deterministic failure; false spends every attempt [default: true]"),
-    ("smart_rerun_prestart", "Start a rerun round's pytest as soon as a test fails, held before it reads any conftest until its tests are chosen; false starts each round's pytest when the round starts [default: true]"),
-    ("smart_rerun_fork", "Start rerun rounds warm: forked from a snapshot of the first round's pytest taken right after collection, before any test or fixture ran, so a rerun round pays no imports, conftest or collection; false starts each rerun round's pytest afresh [default: true (Linux)]"),
-    ("smart_rerun_report", "Write the JSON report here"),
-    ("smart_rerun_junit_xml", "Write flaky-aware JUnit XML here (a --junitxml in the pytest command is taken over the same way)"),
-    ("smart_rerun_junit_compat", "JUnit layout: surefire (flakyFailure/rerunFailure elements), per-attempt (one testcase per attempt) or gitlab (surefire plus a skipped `name [flaky]` testcase per flaky test) [default: surefire (gitlab under GitLab CI)]"),
-    ("smart_rerun_markdown", "Write the Markdown report (for job summaries and PR/MR comments) here"),
-    ("smart_rerun_history", "Remember every run here and say in the reports what history knows of each failed or flaky test: a file path or sqlite:PATH (SQLite), or postgres://USER@HOST:PORT/DB"),
-    ("smart_rerun_quarantine", "The quarantine file: tests listed there still run and are reported, in their own section, but their failure does not fail the run [default: .smart-rerun/quarantine.toml]"),
-    ("smart_rerun_quarantine_grace_days", "Days an expired quarantine entry still protects its tests, with a warning naming the entry; after them it protects nothing [default: 7]"),
-    ("smart_rerun_ai", "Classify failures with an AI endpoint (MCP or plain HTTP) on top of the offline heuristics [default: false]"),
-    ("smart_rerun_ai_endpoint", "The MCP (or plain HTTP) endpoint for AI classification"),
-    ("smart_rerun_ai_token", "Bearer token for the AI endpoint, never printed; prefer SMART_RERUN_AI_TOKEN (or {{ env:NAME }} in an ini file): a command line is visible to other processes"),
-    ("smart_rerun_ai_report", "Write the AI classification trail here"),
-    ("smart_rerun_ai_cache", "Persistent cache of AI classifications, by failure fingerprint"),
-    ("smart_rerun_ai_redact", "Trim tracebacks and scrub secrets before anything is sent [default: true]"),
-    ("smart_rerun_ai_protocol", "How to reach the AI endpoint: mcp (a tool call over Streamable HTTP) or http (POST the failure as JSON) [default: mcp]"),
-    ("smart_rerun_ai_tool", "The MCP tool that classifies a failure [default: classify_failure]"),
-    ("smart_rerun_ai_timeout", "The AI budget for the whole run, in seconds; each call also stops after 10 s [default: 60]"),
-    ("smart_rerun_github_annotations", "In GitHub Actions: annotate failed tests (errors) and flaky tests (warnings) at their file and line [default: true]"),
-    ("smart_rerun_github_summary", "In GitHub Actions: append the Markdown report to the job summary [default: true]"),
-    ("smart_rerun_github_comment", "In GitHub Actions: keep one sticky comment with the results on the pull request [default: true]"),
-    ("smart_rerun_github_comment_key", "This job's section of the sticky PR comment [default: job and matrix (the job id and the matrix values)]"),
-    ("smart_rerun_github_stop_commands", "In GitHub Actions: stop pytest's output from issuing workflow commands [default: true]"),
-    ("smart_rerun_github_token", "Token for the PR comment, never printed; prefer the variable: a command line is visible to other processes [default: GITHUB_TOKEN]"),
-    ("smart_rerun_gitlab_note", "In GitLab CI: keep one sticky note with the results on the merge request [default: true]"),
-    ("smart_rerun_gitlab_note_key", "This job's section of the sticky merge request note [default: CI_JOB_NAME]"),
-    ("smart_rerun_gitlab_token", "Token for the merge request note (a project access token with the api scope), never printed; prefer a masked CI/CD variable to the flag [default: GITLAB_TOKEN]"),
-)
-# <<< generated
+# Every ini key smart-rerun understands, with its help: the binary writes this module beside this one for
+# each run, from its settings table (registering them keeps `--strict-config` projects working and lets the
+# binary read them through pytest's own configuration discovery, getini).
+from _smart_rerun_keys import INI_KEYS  # noqa: E402
 
 MARKER_LINE = (
     "smart_rerun(max=None, delay=None, backoff=None, errors=None, flaky=None): "

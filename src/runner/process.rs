@@ -202,6 +202,11 @@ pub(super) fn install_collector() -> Result<tempfile::TempDir, RunError> {
         warm::WARM_SOURCE,
     )
     .map_err(RunError::TempDir)?;
+    std::fs::write(
+        plugin_dir.join("_smart_rerun_keys.py"),
+        crate::config::keys::python_ini_keys(),
+    )
+    .map_err(RunError::TempDir)?;
     Ok(temp)
 }
 
