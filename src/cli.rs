@@ -60,6 +60,9 @@ pub(crate) enum Command {
     /// Memory across runs: import saved reports, list flaky tests, show a test's runs, prune old runs
     /// (see docs/history.md).
     History(crate::history::cli::HistoryArgs),
+    /// Serve the history and saved reports to coding agents over the Model Context Protocol, read
+    /// only: stdio, or Streamable HTTP behind a bearer token (see docs/mcp.md).
+    Mcp(crate::mcp::McpArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -180,6 +183,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Comment(args) => comment(args),
         Command::Policy(args) => policy(args),
         Command::History(args) => crate::history::cli::main(args),
+        Command::Mcp(args) => crate::mcp::main(args),
     }
 }
 
