@@ -9,6 +9,7 @@ mod fake_github;
 mod github;
 mod gitlab;
 mod history;
+mod mcp_server;
 #[cfg(unix)]
 mod history_pg;
 mod https;
