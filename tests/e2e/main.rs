@@ -9,7 +9,6 @@ mod fake_github;
 mod github;
 mod gitlab;
 mod history;
-mod mcp_server;
 #[cfg(unix)]
 mod history_pg;
 mod https;
@@ -17,6 +16,7 @@ mod https;
 mod install;
 #[cfg(target_os = "linux")]
 mod lifetime;
+mod mcp_server;
 #[cfg(unix)]
 mod plugin;
 mod policy;

@@ -198,9 +198,15 @@ fn mcp_server_over_stdio_answers_every_tool_from_history_and_the_report() {
     assert_eq!(flaky["total"], 1, "{flaky}");
     let t = &flaky["tests"][0];
     assert_eq!(t["nodeid"], FLAKY);
-    assert_eq!((t["runs"].as_u64(), t["flaky_runs"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (t["runs"].as_u64(), t["flaky_runs"].as_u64()),
+        (Some(2), Some(2))
+    );
     assert_eq!(t["failed_runs"], 0);
-    assert!(is_time(&t["first_seen"]) && is_time(&t["last_flaky"]), "{t}");
+    assert!(
+        is_time(&t["first_seen"]) && is_time(&t["last_flaky"]),
+        "{t}"
+    );
     assert!(t["first_seen"].as_str() <= t["last_flaky"].as_str(), "{t}");
     let none = call(&out, 1, "flaky_tests");
     assert_eq!(none, &json!({"tests": [], "total": 0}));
@@ -268,16 +274,24 @@ fn mcp_server_over_stdio_answers_every_tool_from_history_and_the_report() {
     assert_eq!(w["failures"][0]["message"], INJECTION, "data, unchanged");
 
     // failure_groups: the failure shared by three tests first, with its example message.
-    let groups = call(&out, 4, "failure_groups")["groups"].as_array().unwrap();
+    let groups = call(&out, 4, "failure_groups")["groups"]
+        .as_array()
+        .unwrap();
     let g = &groups[0];
     assert_eq!(g["test_count"], 3, "{g}");
     assert_eq!(g["tests"], json!(SHARED_TESTS));
     assert_eq!(g["exception_type"], "builtins.ConnectionError");
-    assert_eq!(g["example_messages"], json!(["database at db:5432 is down"]));
+    assert_eq!(
+        g["example_messages"],
+        json!(["database at db:5432 is down"])
+    );
     assert_eq!(g["runs"], 2);
     // Two attempts of each test in each of two runs.
     assert_eq!(g["occurrences"], 12);
-    assert!(is_fingerprint(&g["fingerprint"]) && is_time(&g["first_seen"]), "{g}");
+    assert!(
+        is_fingerprint(&g["fingerprint"]) && is_time(&g["first_seen"]),
+        "{g}"
+    );
     assert!(
         groups[1..].iter().all(|g| g["test_count"] == 1),
         "{groups:?}"
@@ -295,7 +309,10 @@ fn mcp_server_over_stdio_answers_every_tool_from_history_and_the_report() {
     assert_eq!(entries.len(), 1, "{q}");
     let e = &entries[0];
     assert_eq!(e["id"], FLAKY);
-    assert_eq!((e["owner"].as_str(), e["issue"].as_str()), (Some(""), Some("")));
+    assert_eq!(
+        (e["owner"].as_str(), e["issue"].as_str()),
+        (Some(""), Some(""))
+    );
     assert_eq!(e["expires"], today_plus_30());
     assert!(
         e["reason"]
@@ -405,7 +422,9 @@ fn mcp_server_over_http_needs_the_bearer_token() {
     assert_eq!(refused.status.code(), Some(4));
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        err.contains("--http needs a bearer token: set the environment variable SR_E2E_NO_SUCH_TOKEN"),
+        err.contains(
+            "--http needs a bearer token: set the environment variable SR_E2E_NO_SUCH_TOKEN"
+        ),
         "{err}"
     );
 
