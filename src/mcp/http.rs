@@ -44,10 +44,14 @@ fn unauthorized()
 pub async fn serve(addr: SocketAddr, token: String, sources: Sources) -> Result<(), String> {
     let server = SmartRerunServer::new(sources);
     let mut config = StreamableHttpServerConfig::default();
-    // A server bound to an address other than loopback answers that host too.
-    if !addr.ip().is_loopback() {
+    // rmcp answers only requests addressed to loopback by default (DNS rebinding). A server bound to
+    // another address answers that one too; one bound to every interface (0.0.0.0, ::) answers any
+    // name the machine is reached by: there the bearer token, which a rebinding page cannot know, is
+    // the guard.
+    if addr.ip().is_unspecified() {
+        config = config.disable_allowed_hosts();
+    } else if !addr.ip().is_loopback() {
         config.allowed_hosts.push(addr.ip().to_string());
-        config.allowed_hosts.push(addr.to_string());
     }
     let service = StreamableHttpService::new(
         move || Ok(server.clone()),
