@@ -328,14 +328,14 @@ pub struct LastRunFailure {
     pub fingerprint: Option<String>,
 }
 
-fn keep_start(text: &str, limit: usize) -> String {
+pub(crate) fn keep_start(text: &str, limit: usize) -> String {
     match text.char_indices().nth(limit) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_owned(),
     }
 }
 
-fn keep_end(text: &str, limit: usize) -> String {
+pub(crate) fn keep_end(text: &str, limit: usize) -> String {
     let n = text.chars().count();
     if n <= limit {
         return text.to_owned();
