@@ -36,8 +36,8 @@ pub struct QuarantineEntry {
     pub evidence: FlakyTestOut,
 }
 
-/// The tests flaky in at least `min_flaky_runs` runs started at `since` or later; `today` is
-/// YYYY-MM-DD's day as Unix ms.
+/// The tests flaky in at least `min_flaky_runs` runs started at `since` or later (Unix ms); the
+/// entries expire [`EXPIRES_AFTER_DAYS`] after `now_ms`.
 pub fn suggest(
     store: &mut Store,
     since: i64,
@@ -48,6 +48,7 @@ pub fn suggest(
     Ok(suggest_from(flaky, min_flaky_runs, now_ms))
 }
 
+/// [`suggest`] on a flaky list already read.
 pub fn suggest_from(
     flaky: Vec<FlakyTestOut>,
     min_flaky_runs: u64,
