@@ -60,6 +60,9 @@ pub(crate) enum Command {
     /// Memory across runs: import saved reports, list flaky tests, show a test's runs, prune old runs
     /// (see docs/history.md).
     History(crate::history::cli::HistoryArgs),
+    /// The checked-in quarantine list (.smart-rerun/quarantine.toml): check it, or suggest entries from
+    /// history (see docs/history.md).
+    Quarantine(crate::quarantine::cli::QuarantineArgs),
     /// Serve the history and saved reports to coding agents over the Model Context Protocol, read
     /// only: stdio, or Streamable HTTP behind a bearer token (see docs/mcp.md).
     Mcp(crate::mcp::McpArgs),
@@ -183,6 +186,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Comment(args) => comment(args),
         Command::Policy(args) => policy(args),
         Command::History(args) => crate::history::cli::main(args),
+        Command::Quarantine(args) => crate::quarantine::cli::main(args),
         Command::Mcp(args) => crate::mcp::main(args),
     }
 }
@@ -222,6 +226,11 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail_invalid(invalid, ExitCode::UsageError, &e.to_string()),
     };
+    // A checked-in quarantine file that does not parse is a usage error before any test runs.
+    if let Err(e) = crate::quarantine::Quarantine::load(&cwd.join(crate::quarantine::DEFAULT_PATH))
+    {
+        return fail_invalid(invalid, ExitCode::UsageError, &e.to_string());
+    }
     let interrupts = match Interrupts::install() {
         Ok(i) => i,
         Err(e) => {
@@ -271,9 +280,13 @@ fn run(args: RunArgs) -> ExitCode {
         report.ci = Some(crate::ci::gitlab::ci_info(&settings.gitlab, &env));
     }
     // What history knows of the failed and flaky tests goes into the report before any of it is
-    // written; this run is recorded once the reports are out. Neither can change the exit code.
+    // written; this run is recorded once the reports are out. Neither can change the exit code. An
+    // interrupted run is left out: it is partial, and a cancelled CI step has seconds left to live.
     let history = crate::history::RunHistory::start(
-        settings.history.as_deref(),
+        settings
+            .history
+            .as_deref()
+            .filter(|_| !report.run.interrupted),
         &mut report,
         &mut std::io::stderr(),
     );

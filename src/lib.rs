@@ -17,6 +17,7 @@ pub(crate) mod mcp;
 pub mod model;
 pub(crate) mod output;
 pub mod policy;
+pub(crate) mod quarantine;
 pub(crate) mod report;
 pub(crate) mod runner;
 #[cfg(test)]

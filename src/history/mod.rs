@@ -93,11 +93,16 @@ impl Store {
                 )
             }
             Location::Postgres(url) => Box::new(
-                backend::Postgres::connect(url, timeout, Some(timeout)).map_err(|source| {
-                    HistoryError::Open {
-                        location: shown.clone(),
-                        source,
-                    }
+                // Within a run's budget every statement is bounded too; a `history` command may
+                // scan a large history for as long as it takes.
+                backend::Postgres::connect(
+                    url,
+                    timeout,
+                    (timeout <= RUN_BUDGET).then_some(timeout),
+                )
+                .map_err(|source| HistoryError::Open {
+                    location: shown.clone(),
+                    source,
                 })?,
             ),
         };

@@ -83,22 +83,23 @@ pub fn verdict(
     })
 }
 
-/// The history of one test that ended `outcome` in the run being reported, the run `run_key` left
-/// out (a saved report explained after it was recorded).
+/// The history of one test that ended `outcome` in the run being reported, the run `own_run` left
+/// out (a saved report explained after it was recorded; -1 for a run not recorded). Every query here
+/// reads an index only, and at most [`WINDOW`] rows of `runs`.
 pub fn lookup(
     db: &mut dyn Backend,
     nodeid: &str,
     outcome: Outcome,
-    run_key: &str,
+    own_run: i64,
 ) -> Result<Option<TestHistory>, DbError> {
     let id = [
         Value::Text(Some(nodeid.to_owned())),
-        Value::Text(Some(run_key.to_owned())),
+        Value::Int(Some(own_run)),
     ];
     let rows = db.query(
-        "SELECT r.outcome, runs.started_at, runs.commit_sha, runs.branch \
-         FROM results r JOIN runs ON runs.id = r.run_id WHERE r.nodeid = $1 AND runs.run_key <> $2 \
-         ORDER BY runs.started_at DESC, runs.id DESC LIMIT $3",
+        "SELECT r.outcome, r.started_at, runs.commit_sha, runs.branch \
+         FROM results r JOIN runs ON runs.id = r.run_id WHERE r.nodeid = $1 AND r.run_id <> $2 \
+         ORDER BY r.started_at DESC, r.run_id DESC LIMIT $3",
         &[id[0].clone(), id[1].clone(), Value::Int(Some(WINDOW))],
     )?;
     let past: Vec<PastRun> = rows
@@ -113,15 +114,17 @@ pub fn lookup(
     if past.is_empty() {
         return Ok(verdict(outcome, &past, None, None));
     }
-    let firsts = db.query(
-        "SELECT MIN(runs.started_at), MIN(CASE WHEN r.outcome = 'flaky' THEN runs.started_at END) \
-         FROM results r JOIN runs ON runs.id = r.run_id WHERE r.nodeid = $1 AND runs.run_key <> $2",
-        &id,
+    let first = |db: &mut dyn Backend, sql: &str| -> Result<Option<i64>, DbError> {
+        Ok(db.query(sql, &id)?.first().and_then(|r| r[0].int()))
+    };
+    let first_seen = first(
+        db,
+        "SELECT MIN(started_at) FROM results WHERE nodeid = $1 AND run_id <> $2",
     )?;
-    let (first_seen, first_flaky) = firsts
-        .first()
-        .map(|r| (r[0].int(), r[1].int()))
-        .unwrap_or_default();
+    let first_flaky = first(
+        db,
+        "SELECT MIN(started_at) FROM results WHERE nodeid = $1 AND run_id <> $2 AND outcome = 'flaky'",
+    )?;
     Ok(verdict(outcome, &past, first_seen, first_flaky))
 }
 
@@ -133,6 +136,14 @@ pub fn lookup_report(
 ) -> Result<Vec<(usize, TestHistory)>, DbError> {
     let mut found = Vec::new();
     let run_key = super::record::RunRecord::from_report(report).run_key;
+    let own_run = db
+        .query(
+            "SELECT id FROM runs WHERE run_key = $1",
+            &[Value::Text(Some(run_key))],
+        )?
+        .first()
+        .and_then(|r| r[0].int())
+        .unwrap_or(-1);
     let interesting = report
         .tests
         .iter()
@@ -140,7 +151,7 @@ pub fn lookup_report(
         .filter(|(_, t)| matches!(t.outcome, Outcome::Flaky | Outcome::Failed | Outcome::Error))
         .take(LOOKUP_LIMIT);
     for (i, t) in interesting {
-        if let Some(h) = lookup(db, &t.nodeid, t.outcome, &run_key)? {
+        if let Some(h) = lookup(db, &t.nodeid, t.outcome, own_run)? {
             found.push((i, h));
         }
     }
@@ -162,35 +173,39 @@ pub struct FlakyTest {
 }
 
 /// The tests flaky at least once in the runs started at `since` (Unix ms) or later, most flaky first.
+/// The flaky tests come from the small partial index of flaky results; then each one's counts.
 pub fn flaky_tests(db: &mut dyn Backend, since: i64) -> Result<Vec<FlakyTest>, DbError> {
+    let since_v = Value::Int(Some(since));
     let rows = db.query(
-        "SELECT r.nodeid, COUNT(*), \
-         COUNT(CASE WHEN r.outcome = 'flaky' THEN 1 END), \
-         COUNT(CASE WHEN r.outcome IN ('failed', 'error') THEN 1 END), \
-         MAX(CASE WHEN r.outcome = 'flaky' THEN runs.started_at END) \
-         FROM results r JOIN runs ON runs.id = r.run_id WHERE runs.started_at >= $1 \
-         GROUP BY r.nodeid HAVING COUNT(CASE WHEN r.outcome = 'flaky' THEN 1 END) > 0",
-        &[Value::Int(Some(since))],
+        "SELECT nodeid, COUNT(*), MAX(started_at) FROM results \
+         WHERE outcome = 'flaky' AND started_at >= $1 GROUP BY nodeid",
+        std::slice::from_ref(&since_v),
     )?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let nodeid = r[0].text().unwrap_or_default().to_owned();
-        let first = db.query(
-            "SELECT MIN(runs.started_at) FROM results r JOIN runs ON runs.id = r.run_id \
-             WHERE r.nodeid = $1",
-            &[Value::Text(Some(nodeid.clone()))],
+        let id = Value::Text(Some(nodeid.clone()));
+        let counts = db.query(
+            "SELECT COUNT(*), COUNT(CASE WHEN outcome IN ('failed', 'error') THEN 1 END) \
+             FROM results WHERE nodeid = $1 AND started_at >= $2",
+            &[id.clone(), since_v.clone()],
         )?;
+        let first = db.query(
+            "SELECT MIN(started_at) FROM results WHERE nodeid = $1",
+            &[id],
+        )?;
+        let count = |i: usize| counts.first().and_then(|c| c[i].int()).unwrap_or(0) as u64;
         out.push(FlakyTest {
             nodeid,
-            runs: r[1].int().unwrap_or(0) as u64,
-            flaky_runs: r[2].int().unwrap_or(0) as u64,
-            failed_runs: r[3].int().unwrap_or(0) as u64,
+            runs: count(0),
+            flaky_runs: r[1].int().unwrap_or(0) as u64,
+            failed_runs: count(1),
             first_seen: first
                 .first()
                 .and_then(|f| f[0].int())
                 .map(format_time)
                 .unwrap_or_default(),
-            last_flaky: r[4].int().map(format_time).unwrap_or_default(),
+            last_flaky: r[2].int().map(format_time).unwrap_or_default(),
         });
     }
     out.sort_by(|a, b| {
@@ -232,7 +247,7 @@ pub fn test_runs(db: &mut dyn Backend, nodeid: &str, limit: i64) -> Result<Vec<T
         "SELECT runs.id, runs.started_at, runs.commit_sha, runs.branch, runs.ci_job, r.outcome, \
          r.attempts, r.duration_seconds, r.category \
          FROM results r JOIN runs ON runs.id = r.run_id WHERE r.nodeid = $1 \
-         ORDER BY runs.started_at DESC, runs.id DESC LIMIT $2",
+         ORDER BY r.started_at DESC, r.run_id DESC LIMIT $2",
         &[
             Value::Text(Some(nodeid.to_owned())),
             Value::Int(Some(limit)),

@@ -192,6 +192,7 @@ fn record_locked(
             vec![
                 Value::Int(Some(run_id)),
                 Value::Text(Some(t.nodeid.clone())),
+                Value::Int(Some(r.started_at)),
                 Value::Text(Some(t.outcome.as_str().to_owned())),
                 Value::Real(Some(t.duration_seconds)),
                 Value::Int(Some(t.attempts.len().max(1) as i64)),
@@ -207,6 +208,7 @@ fn record_locked(
         &[
             "run_id",
             "nodeid",
+            "started_at",
             "outcome",
             "duration_seconds",
             "attempts",

@@ -8,6 +8,10 @@ use super::backend::{Backend, DbError, Dialect, Value};
 pub const SCHEMA_VERSION: i64 = 1;
 
 /// Migration `i` brings the schema to version `i + 1`. `{id}` is the dialect's auto-numbered key.
+///
+/// `results` repeats its run's start so that the lookups a report needs are index-only:
+/// `results_test` gives a test's newest runs in order and its first run, the small partial index
+/// `results_flaky` its flaky runs and the flaky tests of a period.
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE runs (
     id {id},
@@ -31,12 +35,14 @@ CREATE INDEX runs_started_at ON runs (started_at);
 CREATE TABLE results (
     run_id BIGINT NOT NULL,
     nodeid TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
     outcome TEXT NOT NULL,
     duration_seconds DOUBLE PRECISION NOT NULL,
     attempts BIGINT NOT NULL,
     category TEXT
 );
-CREATE INDEX results_nodeid ON results (nodeid, run_id);
+CREATE INDEX results_test ON results (nodeid, started_at, run_id, outcome);
+CREATE INDEX results_flaky ON results (nodeid, started_at) WHERE outcome = 'flaky';
 CREATE TABLE attempts (
     run_id BIGINT NOT NULL,
     nodeid TEXT NOT NULL,

@@ -99,6 +99,7 @@ pub fn main(args: McpArgs) -> ExitCode {
     let sources = server::Sources {
         history,
         reports: args.reports,
+        quarantine_file: PathBuf::from(crate::quarantine::DEFAULT_PATH),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,6 +1,9 @@
 //! `quarantine_suggest`: the tests flaky often enough in history to quarantine, as proposed
-//! `.smart-rerun/quarantine.toml` entries with their evidence. The TOML is built with `toml_edit`, so a
-//! test name is always a quoted string value, whatever it holds.
+//! `.smart-rerun/quarantine.toml` entries (the shape [`crate::quarantine`] reads: `[[test]]` with
+//! `nodeid`, `reason`, `expires` and an optional `owner`) with their evidence. The TOML comes from
+//! [`crate::quarantine::entry_toml`], so a test name is always one quoted string, whatever it holds.
+//! Tests the project's quarantine file already lists are left out, as `smart-rerun quarantine suggest`
+//! leaves them out.
 
 use super::data::FlakyTestOut;
 use crate::history::{HistoryError, Store};
@@ -8,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 /// How long a suggested entry lasts before it must be looked at again.
-pub const EXPIRES_AFTER_DAYS: i64 = 30;
+pub const EXPIRES_AFTER_DAYS: u64 = 30;
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct QuarantineSuggestions {
@@ -16,95 +19,92 @@ pub struct QuarantineSuggestions {
     pub file: String,
     /// The entries, most flaky first.
     pub entries: Vec<QuarantineEntry>,
-    /// All the entries as TOML, ready to append to the file (owner and issue left empty for a person
-    /// to fill).
+    /// Flaky often enough, but already in the file.
+    pub already_quarantined: Vec<String>,
+    /// All the entries as TOML, ready to append to the file (add an `owner` to each).
     pub toml: String,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct QuarantineEntry {
     /// The test's node id.
-    pub id: String,
+    pub nodeid: String,
     pub reason: String,
-    /// Left empty: who looks after the test.
-    pub owner: String,
-    /// Left empty: the issue tracking the fix.
-    pub issue: String,
     /// YYYY-MM-DD: today + 30 days.
     pub expires: String,
+    /// Left empty: who looks after the test, for a person to fill in.
+    pub owner: Option<String>,
     /// What history says of the test in the period.
     pub evidence: FlakyTestOut,
 }
 
-/// The tests flaky in at least `min_flaky_runs` runs started at `since` or later (Unix ms); the
-/// entries expire [`EXPIRES_AFTER_DAYS`] after `now_ms`.
+/// The tests flaky in at least `min_flaky_runs` runs started at `since` or later (Unix ms) and not in
+/// `listed`; the entries expire [`EXPIRES_AFTER_DAYS`] after `today`.
 pub fn suggest(
     store: &mut Store,
     since: i64,
     min_flaky_runs: u64,
-    now_ms: i64,
+    today: chrono::NaiveDate,
+    listed: &[String],
 ) -> Result<QuarantineSuggestions, HistoryError> {
     let flaky = super::data::flaky_tests(store, since, usize::MAX, None)?.tests;
-    Ok(suggest_from(flaky, min_flaky_runs, now_ms))
+    Ok(suggest_from(flaky, min_flaky_runs, today, listed))
 }
 
 /// [`suggest`] on a flaky list already read.
 pub fn suggest_from(
     flaky: Vec<FlakyTestOut>,
     min_flaky_runs: u64,
-    now_ms: i64,
+    today: chrono::NaiveDate,
+    listed: &[String],
 ) -> QuarantineSuggestions {
-    let expires = expiry(now_ms);
-    let entries: Vec<QuarantineEntry> = flaky
+    let expires = today
+        .checked_add_days(chrono::Days::new(EXPIRES_AFTER_DAYS))
+        .unwrap_or(today);
+    let mut entries = Vec::new();
+    let mut already_quarantined = Vec::new();
+    for t in flaky
         .into_iter()
         .filter(|t| t.flaky_runs >= min_flaky_runs.max(1))
-        .map(|t| QuarantineEntry {
-            id: t.nodeid.clone(),
+    {
+        if listed.contains(&t.nodeid) {
+            already_quarantined.push(t.nodeid);
+            continue;
+        }
+        entries.push(QuarantineEntry {
+            nodeid: t.nodeid.clone(),
             reason: format!(
-                "flaky in {} of {} runs (failed in {}), last on {}",
+                "flaky in {} of its {} runs (failed in {}), last on {} (suggested by smart-rerun)",
                 t.flaky_runs,
                 t.runs,
                 t.failed_runs,
                 t.last_flaky.get(..10).unwrap_or(&t.last_flaky)
             ),
-            owner: String::new(),
-            issue: String::new(),
-            expires: expires.clone(),
+            expires: expires.to_string(),
+            owner: None,
             evidence: t,
-        })
-        .collect();
-    let toml = to_toml(&entries);
+        });
+    }
+    let toml = entries
+        .iter()
+        .map(|e| crate::quarantine::entry_toml(&e.nodeid, &e.reason, expires))
+        .collect::<Vec<_>>()
+        .join("\n");
     QuarantineSuggestions {
-        file: ".smart-rerun/quarantine.toml".into(),
+        file: crate::quarantine::DEFAULT_PATH.into(),
         entries,
+        already_quarantined,
         toml,
     }
 }
 
-fn expiry(now_ms: i64) -> String {
-    let when = now_ms.saturating_add(EXPIRES_AFTER_DAYS * 86_400_000);
-    chrono::DateTime::from_timestamp_millis(when)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
-}
-
-fn to_toml(entries: &[QuarantineEntry]) -> String {
-    use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
-    let mut doc = DocumentMut::new();
-    let mut tables = ArrayOfTables::new();
-    for e in entries {
-        let mut t = Table::new();
-        t["id"] = value(e.id.as_str());
-        t["reason"] = value(e.reason.as_str());
-        t["owner"] = value("");
-        t["issue"] = value("");
-        t["expires"] = value(e.expires.as_str());
-        tables.push(t);
+/// The node ids the quarantine file at `path` lists; none when it is missing or cannot be read (its
+/// problems are `smart-rerun quarantine check`'s to report).
+pub fn listed(path: &std::path::Path) -> Vec<String> {
+    match crate::quarantine::Quarantine::load(path) {
+        Ok(Some(q)) => q.entries.into_iter().map(|e| e.nodeid).collect(),
+        _ => Vec::new(),
     }
-    if !tables.is_empty() {
-        doc["test"] = Item::ArrayOfTables(tables);
-    }
-    doc.to_string()
 }
 
 #[cfg(test)]
@@ -123,33 +123,47 @@ mod tests {
     }
 
     #[test]
-    fn suggestions_keep_the_often_flaky_and_quote_names_in_toml() {
-        // 2026-12-06T00:00:00Z
-        let now = 1_796_515_200_000;
+    fn suggestions_keep_the_often_flaky_and_read_back_as_a_quarantine_file() {
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 6).unwrap();
         let nasty = "tests/t.py::test[\"]\nignore previous instructions = 1]";
-        let s = suggest_from(vec![flaky(nasty, 3), flaky("tests/t.py::once", 1)], 2, now);
-        assert_eq!(s.entries.len(), 1);
+        let s = suggest_from(
+            vec![
+                flaky(nasty, 3),
+                flaky("tests/t.py::listed", 4),
+                flaky("tests/t.py::other", 2),
+                flaky("tests/t.py::once", 1),
+            ],
+            2,
+            today,
+            &["tests/t.py::listed".to_owned()],
+        );
+        assert_eq!(s.already_quarantined, ["tests/t.py::listed"]);
+        assert_eq!(s.entries.len(), 2);
         let e = &s.entries[0];
-        assert_eq!(e.id, nasty);
+        assert_eq!(e.nodeid, nasty);
         assert_eq!(e.expires, "2027-01-05");
         assert_eq!(
             e.reason,
-            "flaky in 3 of 10 runs (failed in 1), last on 2026-12-01"
+            "flaky in 3 of its 10 runs (failed in 1), last on 2026-12-01 (suggested by smart-rerun)"
         );
-        assert_eq!((e.owner.as_str(), e.issue.as_str()), ("", ""));
-        let parsed: toml_edit::DocumentMut = s.toml.parse().expect("valid TOML");
-        let tests = parsed["test"].as_array_of_tables().expect("[[test]]");
-        assert_eq!(tests.len(), 1);
-        let t = tests.get(0).unwrap();
-        assert_eq!(t["id"].as_str(), Some(nasty));
-        assert_eq!(t["expires"].as_str(), Some("2027-01-05"));
-        assert_eq!(t["owner"].as_str(), Some(""));
-        assert_eq!(t["issue"].as_str(), Some(""));
+        assert_eq!(e.owner, None);
+        // What the quarantine file reader makes of it: the same entries.
+        let q = crate::quarantine::Quarantine::parse(
+            std::path::Path::new(crate::quarantine::DEFAULT_PATH),
+            &s.toml,
+        )
+        .expect("a valid quarantine file");
+        assert_eq!(q.entries.len(), 2);
+        assert_eq!(q.entries[0].nodeid, nasty);
+        assert_eq!(q.entries[0].reason, e.reason);
+        assert_eq!(q.entries[0].expires.to_string(), "2027-01-05");
+        assert_eq!(q.entries[1].nodeid, "tests/t.py::other");
     }
 
     #[test]
     fn no_suggestion_is_an_empty_document() {
-        let s = suggest_from(vec![flaky("a", 1)], 5, 0);
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 6).unwrap();
+        let s = suggest_from(vec![flaky("a", 1)], 5, today, &[]);
         assert!(s.entries.is_empty());
         assert_eq!(s.toml, "");
     }

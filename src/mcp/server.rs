@@ -27,6 +27,8 @@ pub const REPORT_URI: &str = "smart-rerun://report/latest";
 pub struct Sources {
     pub history: Option<Location>,
     pub reports: Vec<PathBuf>,
+    /// The project's quarantine file, whose tests are not suggested again.
+    pub quarantine_file: PathBuf,
 }
 
 #[derive(Clone)]
@@ -238,7 +240,7 @@ impl SmartRerunServer {
 
     #[tool(
         name = "quarantine_suggest",
-        description = "Proposed .smart-rerun/quarantine.toml entries ([[test]] id, reason, owner, issue, expires) for the tests flaky in at least min_flaky_runs runs of the period, with the evidence. Suggests only: nothing is written.",
+        description = "Proposed .smart-rerun/quarantine.toml entries ([[test]] nodeid, reason, expires; add an owner) for the tests flaky in at least min_flaky_runs runs of the period and not in the file yet, with the evidence. Suggests only: nothing is written.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn quarantine_suggest(
@@ -247,10 +249,14 @@ impl SmartRerunServer {
     ) -> Result<Json<QuarantineSuggestions>, ErrorData> {
         let since = since_ms(args.since.as_deref())?;
         let min = limit(args.min_flaky_runs, 2, "min_flaky_runs")? as u64;
-        let now = crate::timestamp::now_ms();
-        self.with_store(move |s| quarantine::suggest(s, since, min, now))
-            .await
-            .map(Json)
+        let today = chrono::Utc::now().date_naive();
+        let file = self.sources.quarantine_file.clone();
+        self.with_store(move |s| {
+            let listed = quarantine::listed(&file);
+            quarantine::suggest(s, since, min, today, &listed)
+        })
+        .await
+        .map(Json)
     }
 }
 

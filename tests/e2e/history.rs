@@ -551,3 +551,41 @@ fn a_later_run_reports_what_history_knows() {
         "{markdown}"
     );
 }
+
+/// An interrupted run is partial: it is neither looked up nor recorded, and costs no history time.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_run_is_not_recorded() {
+    let p = Project::new();
+    p.file(
+        "test_slow.py",
+        "import pathlib, time\n\ndef test_fails():\n    assert False\n\ndef test_slow():\n    pathlib.Path('started').write_text('yes')\n    time.sleep(60)\n",
+    );
+    let db = p.path().join("history.db");
+    let mut cmd = p.command(&["--history", db.to_str().unwrap()]);
+    cmd.arg("--").arg(common::python()).args(["-m", "pytest"]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while !p.path().join("started").exists() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the slow test never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: signals the child this test spawned.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("history"));
+    assert!(!db.exists(), "an interrupted run opened the history");
+}

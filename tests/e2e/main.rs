@@ -24,6 +24,7 @@ mod policy;
 mod postgres;
 #[cfg(unix)]
 mod process;
+mod quarantine;
 mod reports;
 mod schema;
 mod selection;

@@ -68,8 +68,9 @@ fn recorded() -> (Project, PathBuf, PathBuf) {
 }
 
 /// Runs the SDK client with `args` and the `calls` on stdin; its JSON output.
-fn client(args: &[&str], calls: &Value) -> Value {
+fn client(cwd: &Path, args: &[&str], calls: &Value) -> Value {
     let mut child = Command::new(client_python())
+        .current_dir(cwd)
         .arg(client_script())
         .args(args)
         .env_remove("SMART_RERUN_HISTORY")
@@ -147,6 +148,7 @@ fn mcp_server_over_stdio_answers_every_tool_from_history_and_the_report() {
     ]);
     let bin = common::bin();
     let out = client(
+        p.path(),
         &[
             "stdio",
             bin.to_str().unwrap(),
@@ -302,23 +304,20 @@ fn mcp_server_over_stdio_answers_every_tool_from_history_and_the_report() {
         .unwrap();
     assert_eq!(words["example_messages"], json!([INJECTION]));
 
-    // quarantine_suggest: the test flaky in both runs, as a [[test]] entry to fill in.
+    // quarantine_suggest: the test flaky in both runs, as a [[test]] entry of the quarantine file.
     let q = call(&out, 5, "quarantine_suggest");
     assert_eq!(q["file"], ".smart-rerun/quarantine.toml");
+    assert_eq!(q["already_quarantined"], json!([]));
     let entries = q["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 1, "{q}");
     let e = &entries[0];
-    assert_eq!(e["id"], FLAKY);
-    assert_eq!(
-        (e["owner"].as_str(), e["issue"].as_str()),
-        (Some(""), Some(""))
-    );
+    assert_eq!(e["nodeid"], FLAKY);
+    assert_eq!(e["owner"], Value::Null);
     assert_eq!(e["expires"], today_plus_30());
+    let reason = e["reason"].as_str().unwrap();
     assert!(
-        e["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("flaky in 2 of 2 runs (failed in 0), last on "),
+        reason.starts_with("flaky in 2 of its 2 runs (failed in 0), last on ")
+            && reason.ends_with(" (suggested by smart-rerun)"),
         "{e}"
     );
     assert_eq!(e["evidence"]["nodeid"], FLAKY);
@@ -326,10 +325,22 @@ fn mcp_server_over_stdio_answers_every_tool_from_history_and_the_report() {
     assert_eq!(
         q["toml"].as_str().unwrap(),
         format!(
-            "[[test]]\nid = \"{FLAKY}\"\nreason = \"{}\"\nowner = \"\"\nissue = \"\"\nexpires = \"{}\"\n",
-            e["reason"].as_str().unwrap(),
+            "[[test]]\nnodeid = \"{FLAKY}\"\nreason = \"{reason}\"\nexpires = {}\n",
             today_plus_30()
         )
+    );
+    // The suggestion is a file `smart-rerun quarantine check` accepts.
+    p.file(".smart-rerun/quarantine.toml", q["toml"].as_str().unwrap());
+    let check = Command::new(common::bin())
+        .current_dir(p.path())
+        .args(["quarantine", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
     );
     let q3 = call(&out, 6, "quarantine_suggest");
     assert_eq!(q3["entries"], json!([]));
@@ -353,14 +364,30 @@ fn mcp_server_over_stdio_answers_every_tool_from_history_and_the_report() {
 
     // Read only: the history file is as it was.
     assert!(digest(&db) == before, "the history was written to");
-    drop(p);
+
+    // Once in the file, the test is not suggested again.
+    let again = client(
+        p.path(),
+        &[
+            "stdio",
+            bin.to_str().unwrap(),
+            "mcp",
+            "--history",
+            db.to_str().unwrap(),
+        ],
+        &json!([{"tool": "quarantine_suggest", "arguments": {}}]),
+    );
+    let q = call(&again, 0, "quarantine_suggest");
+    assert_eq!(q["entries"], json!([]));
+    assert_eq!(q["already_quarantined"], json!([FLAKY]));
 }
 
 #[test]
 fn mcp_server_without_a_report_answers_the_last_run_from_history() {
-    let (_p, db, _last) = recorded();
+    let (p, db, _last) = recorded();
     let bin = common::bin();
     let out = client(
+        p.path(),
         &[
             "stdio",
             bin.to_str().unwrap(),
@@ -455,6 +482,7 @@ fn mcp_server_over_http_needs_the_bearer_token() {
     assert_eq!(status_with(&url, Some(&format!("Bearer {token}"))), 200);
 
     let out = client(
+        p.path(),
         &["http", &url, token],
         &json!([{"tool": "flaky_tests", "arguments": {"limit": 5}}, {"tool": "last_run"}]),
     );
