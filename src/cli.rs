@@ -63,6 +63,9 @@ pub(crate) enum Command {
     /// The checked-in quarantine list (.smart-rerun/quarantine.toml): check it, or suggest entries from
     /// history (see docs/history.md).
     Quarantine(crate::quarantine::cli::QuarantineArgs),
+    /// Serve the history and saved reports to coding agents over the Model Context Protocol, read
+    /// only: stdio, or Streamable HTTP behind a bearer token (see docs/mcp.md).
+    Mcp(crate::mcp::McpArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -184,6 +187,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Policy(args) => policy(args),
         Command::History(args) => crate::history::cli::main(args),
         Command::Quarantine(args) => crate::quarantine::cli::main(args),
+        Command::Mcp(args) => crate::mcp::main(args),
     }
 }
 

@@ -13,6 +13,7 @@ pub(crate) mod devstats;
 mod errors;
 mod hardening;
 pub(crate) mod history;
+pub(crate) mod mcp;
 pub mod model;
 pub(crate) mod output;
 pub mod policy;

@@ -19,11 +19,11 @@ mod tests;
 #[cfg(test)]
 mod tests_render;
 
-pub use backend::Dialect;
+pub use backend::{Backend, DbError, Dialect, Value};
 pub use location::Location;
 
 use crate::model::RunReport;
-use backend::{Backend, DbError};
+
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -118,6 +118,21 @@ impl Store {
 
     pub fn location(&self) -> &Location {
         &self.location
+    }
+
+    /// The open database, for the read-only queries of other modules (the MCP server's), which wrap
+    /// their errors with [`Store::read_error`].
+    pub fn backend(&mut self) -> &mut dyn Backend {
+        self.db.as_mut()
+    }
+
+    /// A failed read of this store, as its error.
+    pub fn read_error(&self, source: DbError) -> HistoryError {
+        HistoryError::Query {
+            what: "read",
+            location: self.location.redacted(),
+            source,
+        }
     }
 
     fn wrap<T>(&self, what: &'static str, r: Result<T, DbError>) -> Result<T, HistoryError> {

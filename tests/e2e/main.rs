@@ -16,6 +16,7 @@ mod https;
 mod install;
 #[cfg(target_os = "linux")]
 mod lifetime;
+mod mcp_server;
 #[cfg(unix)]
 mod plugin;
 mod policy;

@@ -1,0 +1,143 @@
+//! `smart-rerun mcp`: a Model Context Protocol server for coding agents over the run history and saved
+//! reports ([`server`]), read only. Over stdio by default, or Streamable HTTP behind a bearer token
+//! ([`http`]). The answers are built in [`data`] and [`quarantine`].
+
+pub mod data;
+mod http;
+pub mod quarantine;
+pub mod server;
+#[cfg(test)]
+mod tests;
+
+use crate::history::Location;
+use crate::model::ExitCode;
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// The environment variable holding the HTTP bearer token, unless `--token-env` names another.
+pub const DEFAULT_TOKEN_ENV: &str = "SMART_RERUN_MCP_TOKEN";
+
+#[derive(Debug, Clone, Args)]
+pub struct McpArgs {
+    /// The history to serve: a file path, sqlite:PATH or postgres://USER@HOST:PORT/DB. Read only.
+    #[arg(long, value_name = "URL", env = "SMART_RERUN_HISTORY")]
+    pub history: Option<String>,
+    /// A saved JSON report (`run --report`) to serve; repeat for several: the newest run is the
+    /// latest. Re-read at each request.
+    #[arg(long = "report", value_name = "PATH")]
+    pub reports: Vec<PathBuf>,
+    /// Serve Streamable HTTP on this address instead of stdio: PORT, HOST:PORT (127.0.0.1 unless
+    /// given). Needs a bearer token in the environment.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http: Option<String>,
+    /// The environment variable holding the HTTP bearer token.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_TOKEN_ENV)]
+    pub token_env: String,
+}
+
+fn usage(message: &str) -> ExitCode {
+    let _ = writeln!(anstream::stderr(), "smart-rerun: error: {message}");
+    ExitCode::UsageError
+}
+
+/// Parses `--http`: `PORT`, `HOST:PORT` or `[V6]:PORT`; a bare port binds 127.0.0.1.
+pub fn parse_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    let t = text.trim();
+    if let Ok(port) = t.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let t = t
+        .strip_prefix(':')
+        .map_or_else(|| t.to_owned(), |port| format!("127.0.0.1:{port}"));
+    let t = t.replacen("localhost:", "127.0.0.1:", 1);
+    t.parse().map_err(|_| {
+        format!("'{text}' is not an address: use PORT, HOST:PORT (an IP address) or [IPv6]:PORT, e.g. 127.0.0.1:8765")
+    })
+}
+
+/// Runs `smart-rerun mcp` until the client goes away (stdio) or the process is stopped (HTTP).
+pub fn main(args: McpArgs) -> ExitCode {
+    let history = match args.history.as_deref().map(Location::parse).transpose() {
+        Ok(h) => h,
+        Err(e) => return usage(&format!("--history: {e}")),
+    };
+    if history.is_none() && args.reports.is_empty() {
+        return usage(
+            "nothing to serve: pass --history URL (or set SMART_RERUN_HISTORY) and/or --report PATH",
+        );
+    }
+    if let Some(Location::Sqlite(path)) = &history {
+        if !path.exists() {
+            return usage(&format!(
+                "--history: there is no history database at {}: record runs with `smart-rerun run --history` or `smart-rerun history import` first",
+                path.display()
+            ));
+        }
+    }
+    for path in &args.reports {
+        if let Err(e) = crate::model::RunReport::load(path) {
+            return usage(&format!("--report: {}", crate::errors::chain(&e)));
+        }
+    }
+    let http = match args.http.as_deref().map(parse_addr).transpose() {
+        Ok(a) => a,
+        Err(e) => return usage(&format!("--http: {e}")),
+    };
+    let token = match http {
+        None => None,
+        Some(_) => match std::env::var(&args.token_env) {
+            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+            _ => {
+                return usage(&format!(
+                    "--http needs a bearer token: set the environment variable {} (--token-env names another); the token is never taken from a flag",
+                    args.token_env
+                ));
+            }
+        },
+    };
+    let sources = server::Sources {
+        history,
+        reports: args.reports,
+        quarantine_file: PathBuf::from(crate::quarantine::DEFAULT_PATH),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(
+                anstream::stderr(),
+                "smart-rerun: error: cannot start the MCP server: {e}"
+            );
+            return ExitCode::InternalError;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match (http, token) {
+            (Some(addr), Some(token)) => http::serve(addr, token, sources).await,
+            _ => serve_stdio(sources).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::Ok,
+        Err(e) => {
+            let _ = writeln!(anstream::stderr(), "smart-rerun: error: {e}");
+            ExitCode::InternalError
+        }
+    }
+}
+
+async fn serve_stdio(sources: server::Sources) -> Result<(), String> {
+    use rmcp::ServiceExt;
+    let service = server::SmartRerunServer::new(sources)
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| format!("the MCP session over stdio failed to start: {e}"))?;
+    service
+        .waiting()
+        .await
+        .map_err(|e| format!("the MCP session over stdio failed: {e}"))?;
+    Ok(())
+}
