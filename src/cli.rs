@@ -60,6 +60,10 @@ pub(crate) enum Command {
     /// Memory across runs: import saved reports, list flaky tests, show a test's runs, prune old runs
     /// (see docs/history.md).
     History(crate::history::cli::HistoryArgs),
+    /// Write a static flake dashboard from the history: one self-contained index.html (flake rate over
+    /// time, the most flaky tests, each test's runs, failures shared by several tests), no network
+    /// needed (see docs/dashboard.md).
+    Dashboard(crate::dashboard::DashboardArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -180,6 +184,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Comment(args) => comment(args),
         Command::Policy(args) => policy(args),
         Command::History(args) => crate::history::cli::main(args),
+        Command::Dashboard(args) => crate::dashboard::main(args),
     }
 }
 

@@ -8,7 +8,7 @@
 //! ([`RUN_BUDGET`]). What history says reaches the renderers through the report model
 //! ([`crate::model::TestHistory`]), never through this module.
 
-mod backend;
+pub(crate) mod backend;
 pub mod cli;
 mod location;
 pub mod query;
@@ -113,6 +113,11 @@ impl Store {
 
     pub fn location(&self) -> &Location {
         &self.location
+    }
+
+    /// The store's database, for read-only queries kept in their own modules (the dashboard's).
+    pub(crate) fn backend(&mut self) -> &mut dyn Backend {
+        self.db.as_mut()
     }
 
     fn wrap<T>(&self, what: &'static str, r: Result<T, DbError>) -> Result<T, HistoryError> {
