@@ -47,16 +47,18 @@
   function drawRate() {
     var box = document.getElementById("rate-chart");
     clear(box);
+    // Per day; per run while the runs shown span less than two days.
+    var shown = data.runs.filter(runMatches);
+    var perRun = shown.length > 0 && day(shown[0].started_at) === day(shown[shown.length - 1].started_at);
     var days = {};
-    data.runs.forEach(function (r) {
-      if (!runMatches(r)) { return; }
-      var d = day(r.started_at);
+    shown.forEach(function (r, i) {
+      var d = perRun ? when(r.started_at) + " #" + ("0000" + i).slice(-5) : day(r.started_at);
       var b = days[d] || (days[d] = { tests: 0, flaky: 0, failed: 0, runs: 0 });
       b.tests += r.tests; b.flaky += r.flaky; b.failed += r.failed; b.runs += 1;
     });
     var keys = Object.keys(days).sort();
     var W = 1000, H = 220, L = 52, R = 12, T = 12, B = 28;
-    var chart = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "Flake rate per day", "class": "rate" });
+    var chart = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": perRun ? "Flake rate per run" : "Flake rate per day", "class": "rate" });
     chart.appendChild(svg("rect", { x: 0, y: 0, width: W, height: H, fill: "#ffffff" }));
     var rates = keys.map(function (k) { var b = days[k]; return b.tests ? 100 * b.flaky / b.tests : 0; });
     var max = Math.max.apply(null, rates.concat([0.1]));
@@ -81,7 +83,7 @@
     keys.forEach(function (k, i) {
       if (i % step === 0 || (i === keys.length - 1 && i % step > step / 2)) {
         var t = svg("text", { x: x(i), y: H - 8, "text-anchor": "middle", "font-size": 11, fill: "#656d76" });
-        t.textContent = k;
+        t.textContent = perRun ? k.slice(11, 16) : k;
         chart.appendChild(t);
       }
     });
