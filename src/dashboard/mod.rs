@@ -6,6 +6,8 @@
 
 pub mod data;
 pub mod html;
+#[cfg(test)]
+mod tests;
 
 use crate::history::cli::{failed, parse_age, usage};
 use crate::history::{COMMAND_TIMEOUT, HistoryError, Location, Store};
