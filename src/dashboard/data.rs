@@ -48,7 +48,9 @@ pub struct Run {
 #[derive(Debug, Clone, Serialize)]
 pub struct Test {
     pub nodeid: String,
-    /// Its counts per branch and job, for the page's filters.
+    /// Runs of the period that ran it.
+    pub runs: i64,
+    /// Its flaky and failed runs per branch and job, for the page's filters.
     pub groups: Vec<Group>,
     /// Its newest runs, newest first (only for the most flaky tests, else empty).
     pub timeline: Vec<TimelineRun>,
@@ -58,7 +60,6 @@ pub struct Test {
 pub struct Group {
     pub branch: Option<String>,
     pub job: Option<String>,
-    pub runs: i64,
     pub flaky: i64,
     pub failed: i64,
     pub last_flaky: Option<i64>,
@@ -126,8 +127,8 @@ pub fn load(
     now: i64,
 ) -> Result<Dashboard, DbError> {
     let (filter, params) = period(since, branch);
-    let runs = runs(db, &filter, &params)?;
-    let mut tests = tests(db, &filter, &params)?;
+    let mut runs = runs(db, &filter, &params)?;
+    let mut tests = tests(db, &mut runs, &filter, &params)?;
     timelines(db, &mut tests, &filter, &params)?;
     let fingerprints = fingerprints(db, &filter, &params)?;
     Ok(Dashboard {
@@ -143,19 +144,6 @@ pub fn load(
 }
 
 fn runs(db: &mut dyn Backend, filter: &str, params: &[Value]) -> Result<Vec<Run>, DbError> {
-    let counts: BTreeMap<i64, (i64, i64)> = db
-        .query(
-            &format!(
-                "SELECT r.run_id, COUNT(CASE WHEN r.outcome = 'flaky' THEN 1 END), \
-                 COUNT(CASE WHEN r.outcome IN ('failed', 'error') THEN 1 END) \
-                 FROM results r JOIN runs ON runs.id = r.run_id \
-                 WHERE r.outcome IN ('flaky', 'failed', 'error') AND {filter} GROUP BY r.run_id"
-            ),
-            params,
-        )?
-        .into_iter()
-        .map(|r| (int(&r[0]), (int(&r[1]), int(&r[2]))))
-        .collect();
     let rows = db.query(
         &format!(
             "SELECT runs.id, runs.started_at, runs.branch, runs.ci_job, runs.commit_sha, runs.ci_url, \
@@ -165,66 +153,98 @@ fn runs(db: &mut dyn Backend, filter: &str, params: &[Value]) -> Result<Vec<Run>
     )?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            let id = int(&r[0]);
-            let (flaky, failed) = counts.get(&id).copied().unwrap_or_default();
-            Run {
-                id,
-                started_at: int(&r[1]),
-                branch: text(&r[2]),
-                job: text(&r[3]),
-                commit: text(&r[4]),
-                url: text(&r[5]),
-                tests: int(&r[6]),
-                flaky,
-                failed,
-                exit_code: int(&r[7]),
-            }
+        .map(|r| Run {
+            id: int(&r[0]),
+            started_at: int(&r[1]),
+            branch: text(&r[2]),
+            job: text(&r[3]),
+            commit: text(&r[4]),
+            url: text(&r[5]),
+            tests: int(&r[6]),
+            flaky: 0,
+            failed: 0,
+            exit_code: int(&r[7]),
         })
         .collect())
 }
 
-/// Every test flaky or failing at least once in the period, with its counts per branch and job, most
-/// flaky first.
-fn tests(db: &mut dyn Backend, filter: &str, params: &[Value]) -> Result<Vec<Test>, DbError> {
-    let rows = db.query(
+/// Every test flaky or failing at least once in the period, most flaky first, from one scan of the
+/// flaky and failed results (which also counts them per run) and one of every result grouped by test
+/// (in the order of the `(nodeid, run_id)` index, without a sort). `results` reaches `runs` by its
+/// key: the runs of a period are found through their results, never the other way (there is no index
+/// on `results.run_id` alone; SQLite's `CROSS JOIN` keeps that order).
+fn tests(
+    db: &mut dyn Backend,
+    runs: &mut [Run],
+    filter: &str,
+    params: &[Value],
+) -> Result<Vec<Test>, DbError> {
+    let index: std::collections::HashMap<i64, usize> =
+        runs.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+    let events = db.query(
         &format!(
-            "SELECT r.nodeid, runs.branch, runs.ci_job, COUNT(*), \
-             COUNT(CASE WHEN r.outcome = 'flaky' THEN 1 END), \
-             COUNT(CASE WHEN r.outcome IN ('failed', 'error') THEN 1 END), \
-             MAX(CASE WHEN r.outcome = 'flaky' THEN runs.started_at END), \
-             MAX(CASE WHEN r.outcome IN ('failed', 'error') THEN runs.started_at END) \
-             FROM results r JOIN runs ON runs.id = r.run_id \
-             WHERE {filter} AND r.nodeid IN (SELECT DISTINCT r2.nodeid FROM results r2 \
-               JOIN runs ON runs.id = r2.run_id \
-               WHERE r2.outcome IN ('flaky', 'failed', 'error') AND {filter}) \
-             GROUP BY r.nodeid, runs.branch, runs.ci_job"
+            "SELECT r.nodeid, r.run_id, r.outcome FROM results r CROSS JOIN runs \
+             WHERE {filter} AND runs.id = r.run_id AND r.outcome IN ('flaky', 'failed', 'error')"
         ),
         params,
     )?;
     let mut by_test: BTreeMap<String, Vec<Group>> = BTreeMap::new();
-    for r in rows {
-        by_test
-            .entry(text(&r[0]).unwrap_or_default())
-            .or_default()
-            .push(Group {
-                branch: text(&r[1]),
-                job: text(&r[2]),
-                runs: int(&r[3]),
-                flaky: int(&r[4]),
-                failed: int(&r[5]),
-                last_flaky: r[6].int(),
-                last_failed: r[7].int(),
-            });
+    for e in events {
+        let Some(&i) = index.get(&int(&e[1])) else {
+            continue;
+        };
+        let run = &mut runs[i];
+        let flaky = e[2].text() == Some("flaky");
+        if flaky {
+            run.flaky += 1;
+        } else {
+            run.failed += 1;
+        }
+        let groups = by_test.entry(text(&e[0]).unwrap_or_default()).or_default();
+        let g = match groups
+            .iter()
+            .position(|g| g.branch == run.branch && g.job == run.job)
+        {
+            Some(k) => &mut groups[k],
+            None => {
+                groups.push(Group {
+                    branch: run.branch.clone(),
+                    job: run.job.clone(),
+                    flaky: 0,
+                    failed: 0,
+                    last_flaky: None,
+                    last_failed: None,
+                });
+                groups.last_mut().unwrap()
+            }
+        };
+        let (count, last) = if flaky {
+            (&mut g.flaky, &mut g.last_flaky)
+        } else {
+            (&mut g.failed, &mut g.last_failed)
+        };
+        *count += 1;
+        *last = (*last).max(Some(run.started_at));
     }
-    let mut tests: Vec<Test> = by_test
-        .into_iter()
-        .map(|(nodeid, groups)| Test {
-            nodeid,
-            groups,
-            timeline: Vec::new(),
-        })
-        .collect();
+    let totals = db.query(
+        &format!(
+            "SELECT r.nodeid, COUNT(*) FROM results r CROSS JOIN runs \
+             WHERE {filter} AND runs.id = r.run_id GROUP BY r.nodeid"
+        ),
+        params,
+    )?;
+    let mut tests = Vec::with_capacity(by_test.len());
+    for t in totals {
+        let nodeid = text(&t[0]).unwrap_or_default();
+        if let Some(groups) = by_test.remove(&nodeid) {
+            tests.push(Test {
+                nodeid,
+                runs: int(&t[1]),
+                groups,
+                timeline: Vec::new(),
+            });
+        }
+    }
     let total = |t: &Test| {
         let flaky: i64 = t.groups.iter().map(|g| g.flaky).sum();
         let failed: i64 = t.groups.iter().map(|g| g.failed).sum();
@@ -257,7 +277,7 @@ fn timelines(
         let rows = db.query(
             &format!(
                 "SELECT runs.id, r.outcome, r.attempts, r.category FROM results r \
-                 JOIN runs ON runs.id = r.run_id WHERE {filter} AND r.nodeid = ${} \
+                 CROSS JOIN runs WHERE {filter} AND runs.id = r.run_id AND r.nodeid = ${} \
                  ORDER BY runs.started_at DESC, runs.id DESC LIMIT ${}",
                 n + 1,
                 n + 2
@@ -313,8 +333,9 @@ fn fingerprints(
     let rows = db.query(
         &format!(
             "SELECT a.fingerprint, a.nodeid, COUNT(*), MAX(runs.started_at), MIN(a.exception_type), \
-             MIN(a.message) FROM attempts a JOIN runs ON runs.id = a.run_id \
-             WHERE a.outcome IN ('failed', 'error') AND a.fingerprint IS NOT NULL AND {filter} \
+             MIN(a.message) FROM attempts a CROSS JOIN runs \
+             WHERE {filter} AND runs.id = a.run_id AND a.outcome IN ('failed', 'error') \
+             AND a.fingerprint IS NOT NULL \
              GROUP BY a.fingerprint, a.nodeid"
         ),
         params,

@@ -110,10 +110,10 @@ mod tests {
             runs: Vec::new(),
             tests: vec![Test {
                 nodeid: nodeid.to_owned(),
+                runs: 2,
                 groups: vec![Group {
                     branch: Some("main".into()),
                     job: None,
-                    runs: 2,
                     flaky: 1,
                     failed: 0,
                     last_flaky: Some(1),

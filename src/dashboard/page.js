@@ -108,11 +108,13 @@
   }
 
   // A test's counts under the filters.
-  function totals(t) {
-    var s = { runs: 0, flaky: 0, failed: 0, lastFlaky: 0 };
+  // Under a branch or job filter, a test's runs are the filter's runs (at most its runs in all).
+  function totals(t, selectedRuns) {
+    var filtered = state.branch || state.job;
+    var s = { runs: filtered ? Math.min(t.runs, selectedRuns) : t.runs, flaky: 0, failed: 0, lastFlaky: 0 };
     t.groups.forEach(function (g) {
       if (!matches(g.branch || "", g.job || "")) { return; }
-      s.runs += g.runs; s.flaky += g.flaky; s.failed += g.failed;
+      s.flaky += g.flaky; s.failed += g.failed;
       if (g.last_flaky && g.last_flaky > s.lastFlaky) { s.lastFlaky = g.last_flaky; }
     });
     return s;
@@ -135,9 +137,10 @@
     clear(box);
     var q = state.search.toLowerCase();
     var rows = [];
+    var selectedRuns = data.runs.filter(runMatches).length;
     data.tests.forEach(function (t) {
       if (q && t.nodeid.toLowerCase().indexOf(q) < 0) { return; }
-      var s = totals(t);
+      var s = totals(t, selectedRuns);
       if (!s.flaky && !s.failed) { return; }
       rows.push({ t: t, s: s });
     });
