@@ -3,7 +3,7 @@
 # the run, whatever its result. The history location arrives in SMART_RERUN_HISTORY (it may hold a
 # password: never on a command line). Sets the step output `dir` when the page was written; a dashboard
 # that cannot be written is a warning, not the tests' result.
-set -uo pipefail
+set -euo pipefail
 
 out=${GITHUB_OUTPUT:-/dev/null}
 bin=${SR_BIN:-}
