@@ -66,6 +66,10 @@ pub(crate) enum Command {
     /// Serve the history and saved reports to coding agents over the Model Context Protocol, read
     /// only: stdio, or Streamable HTTP behind a bearer token (see docs/mcp.md).
     Mcp(crate::mcp::McpArgs),
+    /// Write a static flake dashboard from the history: one self-contained index.html (flake rate over
+    /// time, the most flaky tests, each test's runs, failures shared by several tests), no network
+    /// needed (see docs/dashboard.md).
+    Dashboard(crate::dashboard::DashboardArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -188,6 +192,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::History(args) => crate::history::cli::main(args),
         Command::Quarantine(args) => crate::quarantine::cli::main(args),
         Command::Mcp(args) => crate::mcp::main(args),
+        Command::Dashboard(args) => crate::dashboard::main(args),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod ci;
 pub(crate) mod classify;
 pub mod cli;
 pub mod config;
+pub(crate) mod dashboard;
 pub(crate) mod devstats;
 mod errors;
 mod hardening;

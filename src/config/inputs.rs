@@ -18,6 +18,7 @@ const ACTION_ONLY: &[&str] = &[
     "download-url",
     "upload-artifacts",
     "artifact-name",
+    "dashboard",
 ];
 
 /// Component inputs that are not settings.
@@ -32,6 +33,7 @@ const COMPONENT_ONLY: &[&str] = &[
     "sha256",
     "release-url",
     "artifacts-expire-in",
+    "dashboard",
 ];
 
 fn read(path: &str) -> String {

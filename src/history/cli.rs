@@ -94,7 +94,7 @@ fn now_ms() -> i64 {
     crate::timestamp::now_ms()
 }
 
-fn usage(message: &str) -> ExitCode {
+pub(crate) fn usage(message: &str) -> ExitCode {
     let _ = writeln!(anstream::stderr(), "smart-rerun: error: {message}");
     ExitCode::UsageError
 }
@@ -112,7 +112,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// A store error: the user's input (a missing file, a newer schema) is a usage error, a database
 /// that fails is an internal error.
-fn failed(e: &HistoryError) -> ExitCode {
+pub(crate) fn failed(e: &HistoryError) -> ExitCode {
     let code = match e {
         HistoryError::Missing(_) | HistoryError::Schema { .. } => ExitCode::UsageError,
         _ => ExitCode::InternalError,

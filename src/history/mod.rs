@@ -8,7 +8,7 @@
 //! ([`RUN_BUDGET`]). What history says reaches the renderers through the report model
 //! ([`crate::model::TestHistory`]), never through this module.
 
-mod backend;
+pub(crate) mod backend;
 pub mod cli;
 mod location;
 pub mod query;
@@ -120,7 +120,7 @@ impl Store {
         &self.location
     }
 
-    /// The open database, for the read-only queries of other modules (the MCP server's), which wrap
+    /// The open database, for the read-only queries of other modules (the MCP server's, the dashboard's), which wrap
     /// their errors with [`Store::read_error`].
     pub fn backend(&mut self) -> &mut dyn Backend {
         self.db.as_mut()

@@ -5,6 +5,7 @@ mod ai;
 mod common;
 mod config;
 mod core;
+mod dashboard;
 mod fake_github;
 mod github;
 mod gitlab;
