@@ -620,6 +620,22 @@ def pytest_load_initial_conftests(early_config, parser, args):
 
 
 @pytest.hookimpl(tryfirst=True)
+def _die_with_parent():
+    """An xdist worker of smart-rerun's pytest gets SIGKILL when that pytest dies (Linux), as the pytest
+    gets it when smart-rerun dies: no worker outlives a killed run."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:
+        return
+    if os.getppid() != parent:  # the controller died before the signal was armed
+        os._exit(70)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", MARKER_LINE)
     if not (config.pluginmanager.hasplugin("rerunfailures") or config.pluginmanager.hasplugin("flaky")):
@@ -629,6 +645,7 @@ def pytest_configure(config):
         given = config.workerinput.get(WORKERINPUT_KEY)
         if not given:
             return
+        _die_with_parent()
         events_path = "%s.%s" % (given["events"], config.workerinput.get("workerid", "worker"))
         select_path = given.get("select")
     else:

@@ -1,4 +1,5 @@
-//! What a run leaves behind: nothing. Its pytest dies with it (even when smart-rerun is SIGKILLed), what
+//! What a run leaves behind: nothing. Its pytest and pytest's xdist workers die with it (even when
+//! smart-rerun is SIGKILLed), what
 //! a test left running is stopped with pytest's process group, and its private directory (mode 0700) is
 //! removed by the next run when the run that made it was killed.
 
@@ -173,4 +174,25 @@ fn processes_a_test_left_running_are_stopped_when_its_pytest_exits() {
     );
     let report = crate::common::read_report(&p.report_path());
     assert_eq!(report["tests"][0]["outcome"], "flaky", "{report}");
+}
+
+#[test]
+fn sigkill_of_smart_rerun_takes_pytest_xdist_workers_with_it() {
+    let p = Project::new();
+    let tmp = p.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    p.file("ready_helper.py", READY);
+    p.file(
+        "test_sleep.py",
+        "import time\nfrom ready_helper import ready\n\n\
+         def test_sleeps():\n    ready()\n    time.sleep(60)\n",
+    );
+    let mut child = command(&p, &tmp, &["-n", "1"]).spawn().unwrap();
+    let worker = ready(&p, &mut child)["pid"].as_i64().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        gone_within(worker, Duration::from_secs(10)),
+        "the xdist worker (pid {worker}) outlived smart-rerun's SIGKILL"
+    );
 }
