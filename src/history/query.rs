@@ -217,9 +217,10 @@ pub fn flaky_tests(db: &mut dyn Backend, since: i64) -> Result<Vec<FlakyTest>, D
     Ok(out)
 }
 
-/// One run of one test, for `history show`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One run of one test, for `history show` and the MCP server's `test_history`.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TestRun {
+    /// RFC 3339.
     pub started_at: String,
     pub commit: Option<String>,
     pub branch: Option<String>,
@@ -228,14 +229,15 @@ pub struct TestRun {
     pub attempts: u64,
     pub duration_seconds: f64,
     pub category: Option<String>,
-    /// Failed attempts: exception type and fingerprint.
+    /// The failed attempts of this run.
     pub failures: Vec<TestFailure>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TestFailure {
     pub attempt: u64,
     pub exception_type: Option<String>,
+    /// The first line of the message, as recorded.
     pub message: Option<String>,
     pub fingerprint: Option<String>,
     pub category: Option<String>,

@@ -133,32 +133,7 @@ fn sort_flaky(tests: &mut [FlakyTestOut]) {
 pub struct TestHistoryOut {
     pub nodeid: String,
     /// Newest first.
-    pub runs: Vec<TestRunOut>,
-}
-
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct TestRunOut {
-    /// RFC 3339.
-    pub started_at: String,
-    pub commit: Option<String>,
-    pub branch: Option<String>,
-    pub ci_job: Option<String>,
-    pub outcome: String,
-    pub attempts: u64,
-    pub duration_seconds: f64,
-    pub category: Option<String>,
-    /// The failed attempts of this run.
-    pub failures: Vec<TestFailureOut>,
-}
-
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct TestFailureOut {
-    pub attempt: u64,
-    pub exception_type: Option<String>,
-    /// The first line of the message, as recorded.
-    pub message: Option<String>,
-    pub fingerprint: Option<String>,
-    pub category: Option<String>,
+    pub runs: Vec<query::TestRun>,
 }
 
 pub fn test_history(
@@ -166,31 +141,7 @@ pub fn test_history(
     nodeid: &str,
     limit: i64,
 ) -> Result<TestHistoryOut, HistoryError> {
-    let runs = store
-        .test_runs(nodeid, limit)?
-        .into_iter()
-        .map(|r| TestRunOut {
-            started_at: r.started_at,
-            commit: r.commit,
-            branch: r.branch,
-            ci_job: r.ci_job,
-            outcome: r.outcome,
-            attempts: r.attempts,
-            duration_seconds: r.duration_seconds,
-            category: r.category,
-            failures: r
-                .failures
-                .into_iter()
-                .map(|f| TestFailureOut {
-                    attempt: f.attempt,
-                    exception_type: f.exception_type,
-                    message: f.message,
-                    fingerprint: f.fingerprint,
-                    category: f.category,
-                })
-                .collect(),
-        })
-        .collect();
+    let runs = store.test_runs(nodeid, limit)?;
     Ok(TestHistoryOut {
         nodeid: nodeid.to_owned(),
         runs,
