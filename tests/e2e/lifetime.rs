@@ -95,13 +95,19 @@ def leave_a_process():
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]).pid
 "#;
 
-#[test]
-fn sigkill_of_smart_rerun_takes_pytest_with_it_and_the_next_run_removes_its_private_directory() {
+/// A project with the ready helper, the test file `name`, and its own `TMPDIR` (returned).
+fn project_with(name: &str, test: &str) -> (Project, std::path::PathBuf) {
     let p = Project::new();
     let tmp = p.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
     p.file("ready_helper.py", READY);
-    p.file(
+    p.file(name, test);
+    (p, tmp)
+}
+
+#[test]
+fn sigkill_of_smart_rerun_takes_pytest_with_it_and_the_next_run_removes_its_private_directory() {
+    let (p, tmp) = project_with(
         "test_sleep.py",
         "import time\nfrom ready_helper import ready\n\n\
          def test_sleeps():\n    ready()\n    time.sleep(60)\n",
@@ -155,11 +161,7 @@ fn sigkill_of_smart_rerun_takes_pytest_with_it_and_the_next_run_removes_its_priv
 
 #[test]
 fn processes_a_test_left_running_are_stopped_when_its_pytest_exits() {
-    let p = Project::new();
-    let tmp = p.path().join("tmp");
-    std::fs::create_dir(&tmp).unwrap();
-    p.file("ready_helper.py", READY);
-    p.file(
+    let (p, tmp) = project_with(
         "test_leave.py",
         "from ready_helper import ready, leave_a_process\n\n\
          def test_leaves_one(attempt):\n    ready(left=leave_a_process())\n    assert attempt > 1\n",
@@ -178,11 +180,7 @@ fn processes_a_test_left_running_are_stopped_when_its_pytest_exits() {
 
 #[test]
 fn sigkill_of_smart_rerun_takes_pytest_xdist_workers_with_it() {
-    let p = Project::new();
-    let tmp = p.path().join("tmp");
-    std::fs::create_dir(&tmp).unwrap();
-    p.file("ready_helper.py", READY);
-    p.file(
+    let (p, tmp) = project_with(
         "test_sleep.py",
         "import time\nfrom ready_helper import ready\n\n\
          def test_sleeps():\n    ready()\n    time.sleep(60)\n",
