@@ -1,6 +1,7 @@
 //! The AI advisor, consulted after each round on the failures it has not seen: what it says sets a
 //! test's delay or stops its retries, and every answer goes to the AI report's trail.
 
+use super::ledger::Status;
 use super::*;
 
 impl Run<'_> {
@@ -9,17 +10,17 @@ impl Run<'_> {
     /// for a rerun, stop, or a new delay. The advisor's own deadline and the run's AI budget bound the
     /// wait; whatever is not answered keeps the heuristics' classification.
     pub(super) fn consult_advisor(&mut self) {
-        if self.advisor.is_none() || !self.settings.ai.enabled {
+        if self.advisor.is_none() || !self.ledger.settings.ai.enabled {
             return;
         }
-        let budget = self.settings.ai.timeout;
+        let budget = self.ledger.settings.ai.timeout;
         let deadline = *self
             .advice_deadline
             .get_or_insert_with(|| Instant::now() + budget);
         let mut queries: Vec<FailureQuery> = Vec::new();
         let mut asked = std::collections::HashSet::new();
-        let policy_info = PolicyInfo::from(&self.settings.policy);
-        for t in &self.tests {
+        let policy_info = PolicyInfo::from(&self.ledger.settings.policy);
+        for t in &self.ledger.tests {
             let Some(last) = t.attempts().last().filter(|a| a.outcome.is_failure()) else {
                 continue;
             };
@@ -61,10 +62,10 @@ impl Run<'_> {
         if !queries.is_empty() {
             // With the budget spent the advisor still answers from its cache, and says so once.
             if let Some(advisor) = self.advisor.as_mut() {
-                let (answers, notes) = advisor.advise(&self.settings.ai, &queries, left);
+                let (answers, notes) = advisor.advise(&self.ledger.settings.ai, &queries, left);
                 for note in notes {
-                    if !self.warnings.contains(&note) {
-                        self.warnings.push(note);
+                    if !self.ledger.warnings.contains(&note) {
+                        self.ledger.warnings.push(note);
                     }
                 }
                 for advice in answers {
@@ -73,8 +74,8 @@ impl Run<'_> {
                 }
             }
         }
-        let max_delay = self.settings.policy.max_delay;
-        for t in &mut self.tests {
+        let max_delay = self.ledger.settings.policy.max_delay;
+        for t in &mut self.ledger.tests {
             let Some(notes) = t.notes.as_deref_mut() else {
                 continue;
             };

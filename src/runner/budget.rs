@@ -1,6 +1,7 @@
 //! The settings in force and what they allow: the first round's verdict on the ini values and markers,
 //! each test's policy (its marker's, else the run's), and the run-wide failure and rerun budgets.
 
+use super::ledger::Status;
 use super::*;
 
 impl Run<'_> {
@@ -20,15 +21,16 @@ impl Run<'_> {
             layer.mark_overrides(&session.ini_overrides);
             layer.update(&self.config.layer);
             match Settings::from_layer(&layer, &|n| std::env::var(n).ok(), &self.config.cwd) {
-                Ok(settings) => self.settings = settings,
+                Ok(settings) => self.ledger.settings = settings,
                 Err(e) => errors.extend(e.0),
             }
             let invoked = session
                 .invocation_dir
                 .as_deref()
                 .map_or_else(|| self.config.cwd.clone(), PathBuf::from);
-            self.settings.pytest_junitxml = session.junitxml.as_deref().map(|p| invoked.join(p));
-            self.settings.junit_suite_name = session.junit_suite_name.clone();
+            self.ledger.settings.pytest_junitxml =
+                session.junitxml.as_deref().map(|p| invoked.join(p));
+            self.ledger.settings.junit_suite_name = session.junit_suite_name.clone();
         }
         if let Some(collected) = collected {
             for (idx, markers) in &collected.markers {
@@ -41,7 +43,7 @@ impl Run<'_> {
                 };
                 match config::marker::parse(nodeid, markers) {
                     Ok(Some(policy)) => {
-                        self.markers.insert(nodeid.clone(), policy);
+                        self.ledger.markers.insert(nodeid.clone(), policy);
                     }
                     Ok(None) => {}
                     Err(e) => errors.extend(e),
@@ -49,7 +51,7 @@ impl Run<'_> {
             }
         }
         if let Some(session) = session {
-            let flaky_marked = self.markers.values().any(|m| m.from == "flaky");
+            let flaky_marked = self.ledger.markers.values().any(|m| m.from == "flaky");
             for (plugin, state) in &session.rerun_plugins {
                 let switched_on = state.as_object().is_some_and(|o| {
                     o.values()
@@ -61,7 +63,7 @@ impl Run<'_> {
                         "pytest-retry" => "pytest_retry",
                         other => other,
                     };
-                    self.warnings.push(format!(
+                    self.ledger.warnings.push(format!(
                         "{plugin} is active in this run: it reruns failed tests inside the same pytest process, \
                          and smart-rerun then reruns them again. Disable it for smart-rerun's runs with \
                          `-p no:{module}` in the command (or PYTEST_ADDOPTS=\"-p no:{module}\"); \
@@ -83,15 +85,9 @@ impl Run<'_> {
             std::io::Write::write_all(f, &serde_json::to_vec(&body)?)
         })
     }
+}
 
-    /// The policy a test runs under: its marker's, else the global one.
-    pub(super) fn policy_for(&self, nodeid: &str) -> std::borrow::Cow<'_, RetryPolicy> {
-        match self.markers.get(nodeid) {
-            Some(m) => std::borrow::Cow::Owned(m.apply(&self.settings.policy)),
-            None => std::borrow::Cow::Borrowed(&self.settings.policy),
-        }
-    }
-
+impl Ledger {
     /// `max_failures`: when more tests than that failed in the first round, the build is broken, not
     /// flaky; nothing is rerun.
     pub(super) fn apply_failure_budget(&mut self) {

@@ -28,25 +28,23 @@ mod rundir;
 mod warm;
 
 use budget::*;
+use ledger::{Entry, Ledger, ReportInput, RoundEnd};
 use process::*;
 use round::*;
 
 use crate::classify::advisor::{Advisor, AttemptSummary, FailureQuery};
-use crate::config::{self, ConfigErrors, RawLayer, Settings, marker::MarkerPolicy};
+use crate::config::{self, ConfigErrors, RawLayer, Settings};
 use crate::model::{
-    Action, Attempt, CapturedSection, Classification, ClassificationSource, CollectionError,
-    ExceptionInfo, ExitCode, Location, Outcome, Phase, PlannedTest, PolicyInfo, ProgressEvent,
-    ProgressSink, Round, RoundKind, RoundPlan, RunInfo, RunReport, SCHEMA_VERSION, Summary,
-    TestResult, Tool,
+    Action, Classification, ClassificationSource, ExceptionInfo, ExitCode, Outcome, PlannedTest,
+    PolicyInfo, ProgressEvent, ProgressSink, Round, RoundKind, RoundPlan, RunReport,
 };
-use crate::policy::{RetryPolicy, plan_next_round};
+use crate::policy::plan_next_round;
 use crate::report::counted;
 use crate::signals::Interrupts;
-use crate::timestamp::{now_rfc3339, rfc3339_from_epoch};
-use events::{Collected, Event, FailureEvent, SessionFinish, SessionStart, TestEvent};
+use crate::timestamp::now_rfc3339;
+use events::{Collected, Event, SessionFinish, SessionStart};
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant, SystemTime};
@@ -125,94 +123,18 @@ impl RunError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Status {
-    /// Due to run in a later round, not before `ready_at` (seconds since the epoch).
-    Queued {
-        ready_at: f64,
-    },
-    Done,
-}
-
-/// One test's progress through the run. A suite can hold 100,000 of them, most of which pass at once:
-/// what only some tests have lives in [`TestNotes`], boxed.
-#[derive(Debug)]
-struct TestState {
-    nodeid: Box<str>,
-    file: Option<u32>,
-    line: Option<u32>,
-    runs: u32,
-    last: Option<Outcome>,
-    last_duration: f64,
-    /// When the latest attempt ended (seconds since the epoch), for delays an advisor sets.
-    last_stop: f64,
-    status: Status,
-    notes: Option<Box<TestNotes>>,
-}
-
-#[derive(Debug, Default)]
-struct TestNotes {
-    /// Stored once the test has failed; a test that passes its only attempt keeps none.
-    attempts: Vec<Attempt>,
-    reason: Option<String>,
-    stopped_because: Option<String>,
-}
-
-impl TestState {
-    fn attempts(&self) -> &[Attempt] {
-        self.notes.as_ref().map_or(&[], |n| &n.attempts)
-    }
-
-    fn set_reason(&mut self, reason: Option<String>) {
-        if reason.is_some() || self.notes.is_some() {
-            self.notes.get_or_insert_default().reason = reason;
-        }
-    }
-
-    fn set_stopped_because(&mut self, why: Option<String>) {
-        if why.is_some() || self.notes.is_some() {
-            self.notes.get_or_insert_default().stopped_because = why;
-        }
-    }
-}
-
 struct Run<'a> {
     config: &'a RunConfig,
     interrupts: &'a Interrupts,
     progress: &'a mut dyn ProgressSink,
     temp: tempfile::TempDir,
-    tests: Vec<TestState>,
-    /// Positions in `tests` by node id, hashed with `hasher`: each node id is stored once, in its test.
-    index: hashbrown::HashTable<u32>,
-    hasher: std::hash::RandomState,
-    /// Rootdir-relative test files; `files_abs` the same, absolute, for selections.
-    files: Vec<String>,
-    files_abs: Vec<String>,
-    session: Option<SessionStart>,
-    /// The first round's rootdir, which failure locations are made relative to.
-    rootdir: PathBuf,
-    collection_errors: Vec<CollectionError>,
+    /// Each test's attempts and next step.
+    ledger: Ledger,
     rounds: Vec<Round>,
-    warnings: Vec<String>,
-    /// pytest stopped the first round because of collection errors (it exits 2 then).
-    collection_aborted: bool,
-    interrupted: bool,
-    /// A problem with the final round's session that is not a test result.
-    session_problem: Option<(ExitCode, String)>,
-    early_exit: Option<(ExitCode, String)>,
-    /// The settings in force: the command line's and environment's over the ini values.
-    settings: Settings,
-    /// Policies from markers, by node id (unmarked tests follow `settings.policy`).
-    markers: HashMap<String, MarkerPolicy>,
-    /// Reruns started so far, for `max_reruns`.
-    reruns_started: u32,
     /// Whether the first round's verdict on the ini values and markers has been given.
     verdict_given: bool,
     /// Invalid settings found in the first round: the run stops with exit 4.
     config_errors: Option<ConfigErrors>,
-    /// What early stops on confirmed deterministic failures saved.
-    attempts_saved: usize,
-    seconds_saved: f64,
     /// The AI classifier, when configured, and what it said per fingerprint.
     advisor: Option<&'a mut dyn Advisor>,
     advice: HashMap<String, Classification>,
@@ -256,9 +178,8 @@ pub struct AdviceRecord {
     pub applied: String,
 }
 
-/// What a round has said so far, besides the test results: each event is folded into the run's state as
-/// it is read and then dropped (a passing test's result leaves nothing here), so a round of 100,000 tests
-/// is never held in memory at once.
+/// What a round's pytest has said so far besides its tests' starts and results (which go to the
+/// ledger as they are read, and are dropped: a round of 100,000 tests is never held in memory).
 struct RoundProgress {
     number: u32,
     hello: bool,
@@ -268,72 +189,49 @@ struct RoundProgress {
     /// How many items the round's collection listed, once it arrived (under xdist each worker collects;
     /// the first collection is the suite's).
     collected_items: Option<usize>,
-    /// A rerun round: which tests its collection listed.
-    present: Option<Vec<bool>>,
     collect_errors: Vec<(String, String)>,
-    /// Each test's progress in this round.
-    seen: Vec<Seen>,
-    /// Tests that started, in the order they started; those that finished are pruned as the list grows.
-    /// The ones still [`Seen::Running`] at the end were running when pytest died or was interrupted.
-    running: Vec<u32>,
     /// Any test result, of a collected test or not.
     any_test: bool,
-    /// A collected test ran.
-    progressed: bool,
     interrupted: bool,
     finish: Option<SessionFinish>,
     /// The exit status pytest reported once it had printed its last line (the `done` event).
     done: Option<i32>,
-    /// A test of this round failed and is due another attempt: time to start the next round's pytest.
-    retry_due: bool,
     /// The first round's verdict file, and a failure to write it (raised once the poll is over).
     verdict_path: PathBuf,
     verdict_error: Option<std::io::Error>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Seen {
-    NotStarted,
-    Running,
-    /// It has an attempt from this round: its result, or the error of a crash while it ran.
-    Ran,
-}
-
 impl RoundProgress {
-    fn new(number: u32, tests: usize, verdict_path: PathBuf) -> Self {
+    fn new(number: u32, verdict_path: PathBuf) -> Self {
         RoundProgress {
             number,
             hello: false,
             session: None,
             collected: None,
             collected_items: None,
-            present: None,
             collect_errors: Vec::new(),
-            seen: vec![Seen::NotStarted; tests],
-            running: Vec::new(),
             any_test: false,
-            progressed: false,
             interrupted: false,
             done: None,
-            retry_due: false,
             finish: None,
             verdict_path,
             verdict_error: None,
         }
     }
 
-    fn started(&mut self, i: usize) {
-        if self.seen[i] != Seen::NotStarted {
-            return;
+    /// What the ledger needs from the round once it has ended. `signalled`: smart-rerun received a signal.
+    fn end(self, status: ExitStatus, signalled: bool) -> RoundEnd {
+        RoundEnd {
+            status,
+            at: epoch_now(),
+            hello: self.hello,
+            session: self.session,
+            collected: self.collected_items.is_some(),
+            collect_errors: self.collect_errors,
+            any_test: self.any_test,
+            interrupted: self.interrupted || signalled,
+            finish: self.finish,
         }
-        self.seen[i] = Seen::Running;
-        if self.running.len() == self.running.capacity() {
-            let seen = &self.seen;
-            self.running.retain(|&r| seen[r as usize] == Seen::Running);
-            // At most half full after pruning, so pruning stays linear in the round's tests.
-            self.running.reserve(self.running.len());
-        }
-        self.running.push(i as u32);
     }
 }
 
@@ -359,27 +257,10 @@ pub fn run<'a>(
         interrupts,
         progress,
         temp,
-        tests: Vec::new(),
-        index: hashbrown::HashTable::new(),
-        hasher: std::hash::RandomState::new(),
-        files: Vec::new(),
-        files_abs: Vec::new(),
-        session: None,
-        rootdir: PathBuf::new(),
-        collection_errors: Vec::new(),
+        ledger: Ledger::new(config.settings.clone()),
         rounds: Vec::new(),
-        warnings: Vec::new(),
-        collection_aborted: false,
-        interrupted: false,
-        session_problem: None,
-        early_exit: None,
-        settings: config.settings.clone(),
-        markers: HashMap::new(),
-        reruns_started: 0,
         verdict_given: false,
         config_errors: None,
-        attempts_saved: 0,
-        seconds_saved: 0.0,
         advisor,
         advice: HashMap::new(),
         advice_trail: Vec::new(),
@@ -401,10 +282,38 @@ pub fn run<'a>(
         stop_group(pid);
     }
     looped?;
-    let settings = run.settings.clone();
-    let trail = std::mem::take(&mut run.advice_trail);
-    let report = run.into_report(started_at, started.elapsed());
-    Ok((report, settings, trail))
+    let Run {
+        config,
+        ledger,
+        rounds,
+        advice_trail,
+        temp,
+        ..
+    } = run;
+    let settings = ledger.settings.clone();
+    let input = ReportInput {
+        command: config
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        cwd: config.cwd.display().to_string(),
+        started_at,
+        finished_at: now_rfc3339(),
+        duration_seconds: started.elapsed().as_secs_f64(),
+        rounds,
+        quarantine: exit::load_quarantine(&settings, &config.cwd),
+        today: chrono::Local::now().date_naive(),
+    };
+    let mut report = ledger.into_report(input);
+    if config.keep_temp {
+        let kept = temp.keep();
+        rundir::disown(&kept);
+        report
+            .warnings
+            .push(format!("kept the collector's events in {}", kept.display()));
+    }
+    Ok((report, settings, advice_trail))
 }
 
 impl Run<'_> {
@@ -416,81 +325,60 @@ impl Run<'_> {
             serial: false,
         };
         self.progress.event(ProgressEvent::RoundStarting(&first));
-        let (mut progress, status, round) = self.run_round(1, RoundKind::First, None, false)?;
-        self.absorb_first(&mut progress, status);
-        if self.early_exit.is_none() {
-            self.absorb(&mut progress, status, None);
+        let (end, round) = self.run_round(1, RoundKind::First, None, false)?;
+        self.ledger.apply(Entry::RoundEnded {
+            end: Box::new(end),
+            selection: None,
+        });
+        if self.ledger.early_exit.is_none() {
             self.consult_advisor();
-        } else if progress.interrupted || self.interrupts.received().is_some() {
-            // No tests to settle, and no crash to guess at: the early exit says what happened.
-            self.interrupted = true;
         }
         self.finish_round(round);
         if let Some(errors) = &self.config_errors {
-            self.early_exit = Some((ExitCode::UsageError, errors.to_string()));
-            for t in self.tests.iter_mut().filter(|t| t.runs == 0) {
-                t.set_reason(Some(
-                    "not run: smart-rerun stopped on invalid settings".into(),
-                ));
-            }
+            self.ledger
+                .apply(Entry::InvalidSettings(errors.to_string()));
         }
-        if self.early_exit.is_some() {
+        if self.ledger.early_exit.is_some() {
             return Ok(());
         }
-        self.apply_failure_budget();
+        self.ledger.apply_failure_budget();
         let mut number = 1;
         loop {
-            if self.interrupted || self.interrupts.received().is_some() {
-                self.interrupted = true;
+            if self.ledger.interrupted || self.interrupts.received().is_some() {
+                self.ledger.apply(Entry::Interrupted);
                 break;
             }
-            let ready: Vec<(usize, f64)> = self
-                .tests
-                .iter()
-                .enumerate()
-                .filter_map(|(i, t)| match t.status {
-                    Status::Queued { ready_at } => Some((i, ready_at)),
-                    Status::Done => None,
-                })
-                .collect();
+            let ready = self.ledger.queued();
             let Some(mut plan) =
                 plan_next_round(&ready, epoch_now(), self.config.coalesce.as_secs_f64())
             else {
                 break;
             };
-            self.apply_rerun_budget(&mut plan.tests);
+            self.ledger.apply_rerun_budget(&mut plan.tests);
             if plan.tests.is_empty() {
                 continue;
             }
             number += 1;
-            let kind = if plan.tests.iter().all(|&i| self.tests[i].runs == 0) {
+            let tests = &self.ledger.tests;
+            let kind = if plan.tests.iter().all(|&i| tests[i].runs == 0) {
                 RoundKind::Continuation
             } else {
                 RoundKind::Rerun
             };
-            let estimate: f64 = plan
-                .tests
-                .iter()
-                .map(|&i| self.tests[i].last_duration)
-                .sum();
+            let estimate: f64 = plan.tests.iter().map(|&i| tests[i].last_duration).sum();
             let serial = estimate < self.config.serial_below.as_secs_f64();
             let selected: Vec<u32> = plan.tests.iter().map(|&i| i as u32).collect();
-            let maxes: Vec<u32> = selected
-                .iter()
-                .map(|&i| self.policy_for(&self.tests[i as usize].nodeid).max_attempts)
-                .collect();
             let round_plan = RoundPlan {
                 number,
                 kind,
                 tests: selected
                     .iter()
-                    .zip(maxes)
-                    .map(|(&i, max_attempts)| {
-                        let t = &self.tests[i as usize];
+                    .map(|&i| {
+                        let t = &tests[i as usize];
                         PlannedTest {
                             nodeid: &t.nodeid,
                             attempt: t.runs + 1,
-                            max_attempts,
+                            max_attempts: self.ledger.policy_for(&t.nodeid).max_attempts,
                         }
                     })
                     .collect(),
@@ -500,45 +388,22 @@ impl Run<'_> {
             if wait > 0.0 {
                 let wait = Duration::from_secs_f64(wait);
                 if !wait_before_round(self.interrupts, self.progress, wait, &round_plan) {
-                    self.interrupted = true;
+                    self.ledger.apply(Entry::Interrupted);
                     break;
                 }
             }
             self.progress
                 .event(ProgressEvent::RoundStarting(&round_plan));
-            let (mut progress, status, round) =
-                self.run_round(number, kind, Some(&selected), serial)?;
-            let progressed = self.absorb(&mut progress, status, Some(&selected));
+            let (end, round) = self.run_round(number, kind, Some(&selected), serial)?;
+            self.ledger.apply(Entry::RoundEnded {
+                end: Box::new(end),
+                selection: Some(&selected),
+            });
             self.consult_advisor();
             self.finish_round(round);
-            if !progressed && !self.interrupted {
-                // Nothing ran: running the same selection again would spin. Settle what is left.
-                let why = match status.code() {
-                    Some(code) => format!(
-                        "the round {number} pytest process ran none of its tests (exit status {code})"
-                    ),
-                    None => format!(
-                        "the round {number} pytest process ran none of its tests ({})",
-                        describe_status(status)
-                    ),
-                };
-                self.warnings.push(why.clone());
-                for &i in &selected {
-                    let t = &mut self.tests[i as usize];
-                    if matches!(t.status, Status::Queued { .. }) {
-                        t.status = Status::Done;
-                        t.set_stopped_because(Some(why.clone()));
-                    }
-                }
-            }
         }
-        if self.interrupted {
-            for t in &mut self.tests {
-                if let Status::Queued { .. } = t.status {
-                    t.status = Status::Done;
-                    t.set_stopped_because(Some("the run was interrupted".into()));
-                }
-            }
+        if self.ledger.interrupted {
+            self.ledger.apply(Entry::Interrupted);
         }
         Ok(())
     }

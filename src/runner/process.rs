@@ -38,10 +38,10 @@ impl Run<'_> {
     /// it can be sent away cleanly (Unix), when reruns are possible at all, and never after a signal.
     pub(super) fn prestart(&mut self, round: u32, during: u32) {
         if !cfg!(unix)
-            || !self.settings.prestart
-            || (self.settings.fork && self.warm.as_ref().is_some_and(|w| w.may_fork()))
+            || !self.ledger.settings.prestart
+            || (self.ledger.settings.fork && self.warm.as_ref().is_some_and(|w| w.may_fork()))
             || self.interrupts.received().is_some()
-            || rerun_budget_spent(self.settings.max_reruns, self.reruns_started)
+            || rerun_budget_spent(self.ledger.settings.max_reruns, self.ledger.reruns_started)
         {
             return;
         }
@@ -79,7 +79,7 @@ impl Run<'_> {
             if round.exit_status == status.code() && exit_signal(status).is_none() {
                 continue;
             }
-            self.warnings.push(format!(
+            self.ledger.warnings.push(format!(
                 "round {number}: pytest reported exit status {} and then exited with {}",
                 round.exit_status.map_or("-".into(), |c| c.to_string()),
                 describe_status(status)
@@ -124,16 +124,16 @@ impl Run<'_> {
         let mut files: Vec<&str> = selected
             .iter()
             .filter_map(|&i| {
-                self.tests[i as usize]
+                self.ledger.tests[i as usize]
                     .file
-                    .map(|f| self.files_abs[f as usize].as_str())
+                    .map(|f| self.ledger.files_abs[f as usize].as_str())
             })
             .collect();
         files.sort_unstable();
         files.dedup();
         let nodeids: Vec<&str> = selected
             .iter()
-            .map(|&i| &*self.tests[i as usize].nodeid)
+            .map(|&i| &*self.ledger.tests[i as usize].nodeid)
             .collect();
         let body = serde_json::json!({ "files": files, "nodeids": nodeids, "serial": serial });
         // Whole, then renamed into place: a pytest waiting for the file never reads half of it.

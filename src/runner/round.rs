@@ -10,7 +10,7 @@ impl Run<'_> {
         kind: RoundKind,
         selection: Option<&[u32]>,
         serial: bool,
-    ) -> Result<(RoundProgress, ExitStatus, Round), RunError> {
+    ) -> Result<(RoundEnd, Round), RunError> {
         let events_path = self.events_path(number);
         let program = self.config.command[0].clone();
         let verdict_path = self.temp.path().join(format!("verdict-{number}.json"));
@@ -52,7 +52,7 @@ impl Run<'_> {
                 let mut warm_ends = None;
                 if number == 1 {
                     cmd.env("SMART_RERUN_VERDICT", &verdict_path);
-                    if self.settings.fork {
+                    if self.ledger.settings.fork {
                         if let Some((warm, ends)) = super::warm::attach(&mut cmd) {
                             self.warm = Some(warm);
                             warm_ends = Some(ends);
@@ -108,8 +108,8 @@ impl Run<'_> {
             (Proc::Warm(_), None) => unreachable!("a warm round without its snapshot"),
         };
         // Follow the events while pytest runs: the first round waits for a verdict on its settings.
-        let tests = if number == 1 { 0 } else { self.tests.len() };
-        let mut progress = RoundProgress::new(number, tests, verdict_path);
+        self.ledger.apply(Entry::RoundStarted { number });
+        let mut progress = RoundProgress::new(number, verdict_path);
         let mut tail = events::Tail::new(events_path.clone());
         let mut worker_tail = events::Tail::new(events::worker_path(&events_path));
         let mut pause = Duration::from_millis(1);
@@ -119,7 +119,7 @@ impl Run<'_> {
             if let Some(e) = progress.verdict_error.take() {
                 return Err(RunError::TempDir(e));
             }
-            if progress.retry_due && self.held.is_none() {
+            if self.ledger.retry_due() && self.held.is_none() {
                 self.prestart(number + 1, number);
             }
             // Every test of the run waits on the verdict, asked for once the collection is reported, and
@@ -195,7 +195,8 @@ impl Run<'_> {
             signal: exit_signal(status),
             note,
         };
-        Ok((progress, status, round))
+        let signalled = self.interrupts.received().is_some();
+        Ok((progress.end(status, signalled), round))
     }
 
     /// Reads the events appended to the round's file, and to the first xdist worker's while no
@@ -233,26 +234,16 @@ impl Run<'_> {
                     progress.collected = Some(collected);
                     self.settle_collection(progress);
                 } else {
-                    let mut present = vec![false; self.tests.len()];
-                    for (nodeid, _, _) in &collected.items {
-                        if let Some(i) = self.find(nodeid) {
-                            present[i] = true;
-                        }
-                    }
-                    progress.present = Some(present);
+                    self.ledger.apply(Entry::Listed(&collected));
                 }
             }
             Event::CollectError { nodeid, traceback } => progress
                 .collect_errors
                 .push((nodeid, traceback.unwrap_or_default())),
-            Event::Start { nodeid } => {
-                if let Some(i) = self.find(&nodeid) {
-                    progress.started(i);
-                }
-            }
+            Event::Start { nodeid } => self.ledger.apply(Entry::Started { nodeid: &nodeid }),
             Event::Test(event) => {
                 progress.any_test = true;
-                self.absorb_test(progress, event);
+                self.ledger.apply(Entry::Finished(event));
             }
             Event::Interrupted => progress.interrupted = true,
             Event::SessionFinish(finish) => progress.finish = Some(finish),
@@ -276,9 +267,8 @@ impl Run<'_> {
         if progress.hello {
             let rootdir = PathBuf::from(&session.rootdir);
             if let Some(collected) = progress.collected.take() {
-                self.absorb_collection(collected, rootdir);
+                self.ledger.apply(Entry::Collected { collected, rootdir });
             }
-            progress.seen = vec![Seen::NotStarted; self.tests.len()];
         }
     }
 }

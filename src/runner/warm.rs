@@ -260,7 +260,7 @@ impl super::Run<'_> {
     /// (the round starts a fresh pytest, and the first time the run says why).
     pub(super) fn start_warm(&mut self, number: u32, events: &Path, select: &Path) -> Option<u32> {
         let warm = self.warm.as_mut()?;
-        if !self.settings.fork {
+        if !self.ledger.settings.fork {
             // `smart_rerun_fork = false` in the ini file, read after the first round had started.
             warm.close();
             self.warm = None;
@@ -271,7 +271,7 @@ impl super::Run<'_> {
             Err(why) => {
                 let first = !std::mem::replace(&mut warm.told, true);
                 if first {
-                    self.warnings.push(format!(
+                    self.ledger.warnings.push(format!(
                         "round {number} started a fresh pytest instead of a warm fork: {why}"
                     ));
                 }
