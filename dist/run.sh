@@ -48,6 +48,10 @@ SR_IN_JUNIT_COMPAT --junit-compat
 SR_IN_MARKDOWN --markdown
 SR_IN_QUARANTINE --quarantine
 SR_IN_QUARANTINE_GRACE_DAYS --quarantine-grace-days
+SR_IN_NEW_TEST_REPEATS --new-test-repeats
+SR_IN_HISTORY_POLICY --history-policy
+SR_IN_HISTORY_MAX --history-max
+SR_IN_HISTORY_FLAKY_PERCENT --history-flaky-percent
 SR_IN_AI --ai
 SR_IN_AI_ENDPOINT --ai-endpoint
 SR_IN_AI_REPORT --ai-report

@@ -269,7 +269,14 @@ fn run(args: RunArgs) -> ExitCode {
     // Always there, and idle unless smart_rerun_ai is on: the ini values that may switch it on are only
     // known once pytest has started, so the advisor reads the settings the runner hands it.
     let mut advisor = crate::classify::ai::AiAdvisor::new().with_interrupts(interrupts.clone());
-    let outcome = runner::run(&config, &interrupts, &mut progress, Some(&mut advisor));
+    let prior = Box::new(crate::history::HistoryPrior::default());
+    let outcome = runner::run(
+        &config,
+        &interrupts,
+        &mut progress,
+        Some(&mut advisor),
+        Some(prior),
+    );
     let (_, mut guard) = progress.into_parts();
     let (mut report, settings, trail) = match outcome {
         Ok(done) => done,

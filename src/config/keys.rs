@@ -226,6 +226,24 @@ pub const KEYS: &[Key] = &[
         .component("history")
         .credentials()
         .details("See docs/history.md. A relative path in an ini file is relative to that file. A history that cannot be opened, read or written is one warning line: the run and its exit code stay as they are, and history adds at most 4.5 seconds to a run. TLS connections to PostgreSQL are not supported yet."),
+    Key::new("smart_rerun_new_test_repeats", "SMART_RERUN_NEW_TEST_REPEATS", "--new-test-repeats", Kind::Count(0), Reports, "0",
+        "Run each test that history has never seen this many more times, in a rerun round: a new test that fails on any repeat is a new flaky test, and fails the run (needs --history)")
+        .action("new-test-repeats")
+        .component("new-test-repeats")
+        .details("See docs/history.md. Tests that pass in the first round and that no earlier run in the history ran are repeated; a history with no runs yet repeats nothing, and neither does a run where more than a third of the suite is new (the history is probably another suite's)."),
+    Key::new("smart_rerun_history_policy", "SMART_RERUN_HISTORY_POLICY", "--history-policy", Kind::Bool, Reports, "false",
+        "Let history adjust retries: a test that flaked in at least smart_rerun_history_flaky_percent % of its last 50 runs gets up to smart_rerun_history_max attempts, and a failure that history saw fail the same way for good in two earlier runs stops after its first attempt (needs --history)")
+        .action("history-policy")
+        .component("history-policy")
+        .details("See docs/history.md. A marker's own max still wins over the history's; the stop is said in the report (`stopped_because`), and early_stop = false turns it off too."),
+    Key::new("smart_rerun_history_max", "SMART_RERUN_HISTORY_MAX", "--history-max", Kind::Count(1), Reports, "5",
+        "Attempts (the first run included) a known flaky test gets under --history-policy")
+        .action("history-max")
+        .component("history-max"),
+    Key::new("smart_rerun_history_flaky_percent", "SMART_RERUN_HISTORY_FLAKY_PERCENT", "--history-flaky-percent", Kind::Count(0), Reports, "5",
+        "Under --history-policy, the share of its last 50 runs (in percent) in which a test flaked that makes it known flaky")
+        .action("history-flaky-percent")
+        .component("history-flaky-percent"),
     Key::new("smart_rerun_quarantine", "SMART_RERUN_QUARANTINE", "--quarantine", Kind::Path, Reports, ".smart-rerun/quarantine.toml",
         "The quarantine file: tests listed there still run and are reported, in their own section, but their failure does not fail the run")
         .action("quarantine")

@@ -308,6 +308,14 @@ pub(crate) struct Settings {
     /// Where history lives: a PostgreSQL URL as given, or a SQLite path resolved like the other paths
     /// (`sqlite:` kept). Checked when history is opened: a bad one is a warning, not a usage error.
     pub history: Option<String>,
+    /// Repeats for tests history has never seen (0: off).
+    pub new_test_repeats: u32,
+    /// History adjusts retries: more attempts for known flaky tests, none after a known failure.
+    pub history_policy: bool,
+    /// Attempts a known flaky test gets under `history_policy`.
+    pub history_max: u32,
+    /// The flake rate (percent of its recent runs) that makes a test known flaky.
+    pub history_flaky_percent: u32,
     /// The quarantine file; none set is `.smart-rerun/quarantine.toml` in the current directory.
     pub quarantine: Option<PathBuf>,
     /// Days an expired quarantine entry still protects its tests.
@@ -338,6 +346,10 @@ impl Default for Settings {
             junit_compat: Default::default(),
             markdown: None,
             history: None,
+            new_test_repeats: 0,
+            history_policy: false,
+            history_max: 5,
+            history_flaky_percent: 5,
             quarantine: None,
             quarantine_grace_days: 7,
             pytest_junitxml: None,
@@ -439,6 +451,12 @@ impl Settings {
             "smart_rerun_quarantine_grace_days" => {
                 self.quarantine_grace_days = parse_count(value, 0)?
             }
+            "smart_rerun_new_test_repeats" => self.new_test_repeats = parse_count(value, 0)?,
+            "smart_rerun_history_policy" => self.history_policy = parse_bool(value)?,
+            "smart_rerun_history_max" => self.history_max = parse_count(value, 1)?,
+            "smart_rerun_history_flaky_percent" => {
+                self.history_flaky_percent = parse_count(value, 0)?
+            }
             "smart_rerun_ai" => self.ai.enabled = parse_bool(value)?,
             "smart_rerun_ai_endpoint" => self.ai.endpoint = Some(parse_url(value)?),
             "smart_rerun_ai_token" => self.ai.token = Some(Secret(value.to_owned())),
@@ -537,6 +555,10 @@ impl Settings {
                 |p| p.display().to_string(),
             ),
             "smart_rerun_quarantine_grace_days" => self.quarantine_grace_days.to_string(),
+            "smart_rerun_new_test_repeats" => self.new_test_repeats.to_string(),
+            "smart_rerun_history_policy" => self.history_policy.to_string(),
+            "smart_rerun_history_max" => self.history_max.to_string(),
+            "smart_rerun_history_flaky_percent" => self.history_flaky_percent.to_string(),
             "smart_rerun_history" => self
                 .history
                 .as_deref()

@@ -11,6 +11,7 @@
 pub(crate) mod backend;
 pub mod cli;
 mod location;
+mod prior;
 pub mod query;
 pub mod record;
 pub mod schema;
@@ -21,6 +22,7 @@ mod tests_render;
 
 pub use backend::{Backend, DbError, Dialect, Value};
 pub use location::Location;
+pub use prior::HistoryPrior;
 
 use crate::model::RunReport;
 

@@ -114,6 +114,22 @@ impl TestHistory {
     }
 }
 
+/// What the run asks the history while it runs (`new_test_repeats`, `history_policy`), answered by the
+/// history store. Every answer may be an error, said once in a warning: the run then goes on without
+/// history, as if it had none.
+pub(crate) trait Prior {
+    /// Opens the history named by the `smart_rerun_history` setting.
+    fn open(&mut self, location: &str) -> Result<(), String>;
+    /// Of `nodeids`, which no earlier run ran (by position); `None` when the history has no runs yet,
+    /// so that every test would count as new.
+    fn unseen(&mut self, nodeids: &[&str]) -> Result<Option<Vec<bool>>, String>;
+    /// In how many of its newest runs (up to 50) the test was flaky, and how many runs that is.
+    fn flakes(&mut self, nodeid: &str) -> Result<(u32, u32), String>;
+    /// In how many earlier runs the test failed for good with this failure fingerprint, when it never
+    /// passed on a rerun after failing that way (0 otherwise).
+    fn failed_for_good(&mut self, nodeid: &str, fingerprint: &str) -> Result<u32, String>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

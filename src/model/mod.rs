@@ -13,6 +13,6 @@ mod report;
 
 pub use classification::{Action, Category, Classification, ClassificationSource};
 pub use exit::{ExitCode, UnknownExitCode};
-pub(crate) use history::{HistoryRun, HistoryVerdict, TestHistory};
+pub(crate) use history::{HistoryRun, HistoryVerdict, Prior, TestHistory};
 pub(crate) use progress::{PlannedTest, ProgressEvent, ProgressSink, RoundPlan};
 pub use report::*;

@@ -33,6 +33,38 @@ pub(crate) enum StopReason {
         attempts_left: u32,
         waits: f64,
     },
+    /// History saw this failure (its fingerprint) fail the test for good in `runs` earlier runs, never
+    /// passing on a rerun (`history_policy`).
+    KnownFailure {
+        runs: u32,
+        attempts_left: u32,
+        waits: f64,
+    },
+}
+
+impl StopReason {
+    /// Attempts not spent, and the seconds of delay they would have waited, for a stop that saved them.
+    pub(crate) fn saved(&self) -> Option<(u32, f64)> {
+        match *self {
+            StopReason::Deterministic {
+                attempts_left,
+                waits,
+            }
+            | StopReason::KnownFailure {
+                attempts_left,
+                waits,
+                ..
+            } => Some((attempts_left, waits)),
+            _ => None,
+        }
+    }
+}
+
+fn remaining(attempts_left: u32) -> String {
+    match attempts_left {
+        1 => "1 remaining attempt was".to_owned(),
+        n => format!("{n} remaining attempts were"),
+    }
 }
 
 impl fmt::Display for StopReason {
@@ -49,16 +81,20 @@ impl fmt::Display for StopReason {
                 "{class} is not in the errors allow-list ({})",
                 allowed.join(", ")
             ),
-            StopReason::Deterministic { attempts_left, .. } => {
-                let left = match attempts_left {
-                    1 => "1 remaining attempt was".to_owned(),
-                    n => format!("{n} remaining attempts were"),
-                };
-                write!(
-                    f,
-                    "failed the same way twice: a deterministic failure, so the {left} not spent (smart_rerun_early_stop)"
-                )
-            }
+            StopReason::Deterministic { attempts_left, .. } => write!(
+                f,
+                "failed the same way twice: a deterministic failure, so the {} not spent (smart_rerun_early_stop)",
+                remaining(*attempts_left)
+            ),
+            StopReason::KnownFailure {
+                runs,
+                attempts_left,
+                ..
+            } => write!(
+                f,
+                "history saw this failure fail the test for good in {runs} earlier runs, never passing on a rerun, so the {} not spent (smart_rerun_history_policy)",
+                remaining(*attempts_left)
+            ),
         }
     }
 }

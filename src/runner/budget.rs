@@ -73,6 +73,9 @@ impl Run<'_> {
             }
         }
         let body = if errors.is_empty() {
+            if let Some(prior) = self.prior.take() {
+                self.ledger.connect_prior(prior);
+            }
             serde_json::json!({ "abort": false })
         } else {
             let errors = ConfigErrors(errors);

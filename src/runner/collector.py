@@ -250,13 +250,29 @@ class Collector:
     def pytest_collection_modifyitems(self, session, config, items):
         if self.selection is None:
             return
-        wanted = self.selection["nodeids"]
-        keep, drop = [], []
-        for item in items:
-            (keep if item.nodeid in wanted else drop).append(item)
+        keep, drop = _narrow(items, self.selection)
         if drop:
             config.hook.pytest_deselected(items=drop)
-            items[:] = keep
+        items[:] = keep
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        """A test new to the history runs ``repeat`` times in this round, each run a whole protocol of
+        its own (set up, call, tear down, reported), as pytest-rerunfailures reruns an item. Each run
+        but the last is torn down towards the real next item, so its function-scoped fixtures are set
+        up afresh for the next run."""
+        times = 0 if self.selection is None else self.selection["repeat"].get(item.nodeid, 0)
+        if times <= 1:
+            return None
+        from _pytest.runner import runtestprotocol
+
+        for _ in range(times):
+            item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            runtestprotocol(item, nextitem=nextitem, log=True)
+            item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+            if item.session.shouldstop or item.session.shouldfail:
+                break
+        return True
 
     # -- observation ---------------------------------------------------------------------------
 
@@ -440,6 +456,15 @@ def _name_prefixes(nodeids):
     return frozenset(prefixes)
 
 
+def _narrow(items, selection):
+    """The items ``selection`` names, and the items it leaves out."""
+    wanted = selection["nodeids"]
+    keep, drop = [], []
+    for item in items:
+        (keep if item.nodeid in wanted else drop).append(item)
+    return keep, drop
+
+
 def _load_selection(path):
     with open(path, "r", encoding="utf-8") as fh:
         data = json.load(fh)
@@ -447,6 +472,7 @@ def _load_selection(path):
         "files": data.get("files") or [],
         "nodeids": frozenset(data.get("nodeids") or ()),
         "serial": bool(data.get("serial")),
+        "repeat": {str(k): int(v) for k, v in (data.get("repeat") or {}).items()},
     }
 
 

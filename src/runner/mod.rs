@@ -36,7 +36,7 @@ use crate::classify::advisor::{Advisor, AttemptSummary, FailureQuery};
 use crate::config::{self, ConfigErrors, RawLayer, Settings};
 use crate::model::{
     Action, Classification, ClassificationSource, ExceptionInfo, ExitCode, Outcome, PlannedTest,
-    PolicyInfo, ProgressEvent, ProgressSink, Round, RoundKind, RoundPlan, RunReport,
+    PolicyInfo, Prior, ProgressEvent, ProgressSink, Round, RoundKind, RoundPlan, RunReport,
 };
 use crate::policy::plan_next_round;
 use crate::report::counted;
@@ -142,6 +142,8 @@ struct Run<'a> {
     pub(crate) advice_trail: Vec<AdviceRecord>,
     /// When the advisor's budget for the whole run runs out.
     advice_deadline: Option<Instant>,
+    /// The history, handed to the ledger once the settings in force are known.
+    prior: Option<Box<dyn Prior>>,
     /// The next round's pytest, started early and held until its tests are chosen (`prestart`).
     held: Option<Held>,
     /// pytest processes that reported their last line and were still shutting down when their round
@@ -236,7 +238,8 @@ impl RoundProgress {
 }
 
 /// Runs the suite and its reruns, telling `progress` as it goes and consulting the AI [`Advisor`], if
-/// any, after each round. Errors are for runs that could not start; everything else, including a pytest
+/// any, after each round, and the history (`prior`) when the settings ask for it (`new_test_repeats`,
+/// `history_policy`). Errors are for runs that could not start; everything else, including a pytest
 /// that crashed, ends in a report. Also returns the settings in force (ini values included) and the
 /// advisor's trail.
 pub fn run<'a>(
@@ -244,6 +247,7 @@ pub fn run<'a>(
     interrupts: &'a Interrupts,
     progress: &'a mut dyn ProgressSink,
     advisor: Option<&'a mut dyn Advisor>,
+    prior: Option<Box<dyn Prior>>,
 ) -> Result<(RunReport, Settings, Vec<AdviceRecord>), RunError> {
     if config.command.is_empty() {
         return Err(RunError::EmptyCommand);
@@ -265,6 +269,7 @@ pub fn run<'a>(
         advice: HashMap::new(),
         advice_trail: Vec::new(),
         advice_deadline: None,
+        prior,
         held: None,
         exiting: Vec::new(),
         warm: None,
@@ -342,6 +347,11 @@ impl Run<'_> {
             return Ok(());
         }
         self.ledger.apply_failure_budget();
+        let new = self.ledger.new_tests();
+        if !new.is_empty() {
+            let times = self.ledger.settings.new_test_repeats;
+            self.ledger.apply(Entry::Repeat { tests: &new, times });
+        }
         let mut number = 1;
         loop {
             if self.ledger.interrupted || self.interrupts.received().is_some() {
@@ -366,7 +376,9 @@ impl Run<'_> {
                 RoundKind::Rerun
             };
             let estimate: f64 = plan.tests.iter().map(|&i| tests[i].last_duration).sum();
-            let serial = estimate < self.config.serial_below.as_secs_f64();
+            // Repeats run as copies of one item in one pytest: never split over xdist workers.
+            let serial = estimate < self.config.serial_below.as_secs_f64()
+                || plan.tests.iter().any(|&i| self.ledger.repeats(i) > 0);
             let selected: Vec<u32> = plan.tests.iter().map(|&i| i as u32).collect();
             let round_plan = RoundPlan {
                 number,
@@ -378,7 +390,7 @@ impl Run<'_> {
                         PlannedTest {
                             nodeid: &t.nodeid,
                             attempt: t.runs + 1,
-                            max_attempts: self.ledger.policy_for(&t.nodeid).max_attempts,
+                            max_attempts: self.ledger.max_attempts(i as usize),
                         }
                     })
                     .collect(),

@@ -135,7 +135,19 @@ impl Run<'_> {
             .iter()
             .map(|&i| &*self.ledger.tests[i as usize].nodeid)
             .collect();
-        let body = serde_json::json!({ "files": files, "nodeids": nodeids, "serial": serial });
+        // A test new to the history runs this many times in the round (`new_test_repeats`).
+        let repeat: serde_json::Map<String, serde_json::Value> = selected
+            .iter()
+            .map(|&i| i as usize)
+            .filter(|&i| self.ledger.tests[i].runs == 1 && self.ledger.repeats(i) > 0)
+            .map(|i| {
+                let t = &self.ledger.tests[i];
+                (t.nodeid.to_string(), self.ledger.repeats(i).into())
+            })
+            .collect();
+        let body = serde_json::json!({
+            "files": files, "nodeids": nodeids, "serial": serial, "repeat": repeat,
+        });
         // Whole, then renamed into place: a pytest waiting for the file never reads half of it.
         crate::output::write_atomic(path, |f| {
             std::io::Write::write_all(f, &serde_json::to_vec(&body)?)

@@ -248,9 +248,8 @@ class Warm:
             collector.pending = {}
             collector.started = time.time()
         # The session as a fresh pytest of this round would have it: only the chosen tests, nothing failed.
-        wanted = selection["nodeids"]
         items = session.items
-        keep = [item for item in items if item.nodeid in wanted]
+        keep = c._narrow(items, selection)[0]
         items[:] = keep
         session.testscollected = len(keep)
         session.testsfailed = 0

@@ -12,6 +12,7 @@ mod gitlab;
 mod history;
 #[cfg(unix)]
 mod history_pg;
+mod history_retries;
 mod https;
 #[cfg(unix)]
 mod install;

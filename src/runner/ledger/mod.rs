@@ -18,8 +18,9 @@ use report::final_outcome;
 use super::events::{Collected, SessionFinish, SessionStart, TestEvent};
 use super::{describe_status, relative_to};
 use crate::config::{Settings, marker::MarkerPolicy};
-use crate::model::{Attempt, CollectionError, ExceptionInfo, ExitCode, Outcome, Phase};
+use crate::model::{Attempt, CollectionError, ExceptionInfo, ExitCode, Outcome, Phase, Prior};
 use crate::policy::{RetryPolicy, Step, StopReason, next_step};
+use crate::report::counted;
 use crate::timestamp::rfc3339_from_epoch;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -57,6 +58,10 @@ pub(super) struct TestNotes {
     pub(super) attempts: Vec<Attempt>,
     pub(super) reason: Option<String>,
     pub(super) stopped_because: Option<String>,
+    /// A test history has never seen, run this many more times after it passed (`new_test_repeats`).
+    pub(super) repeats: u32,
+    /// The attempts history gives this known flaky test (`history_policy`), once it has failed.
+    pub(super) history_max: Option<u32>,
 }
 
 impl TestState {
@@ -104,6 +109,8 @@ pub(super) enum Entry<'a> {
     InvalidSettings(String),
     /// A signal: the tests still due for another attempt are settled, and nothing more runs.
     Interrupted,
+    /// Run these tests, new to the history and passed, `times` more times in the next round.
+    Repeat { tests: &'a [u32], times: u32 },
 }
 
 /// What a round's pytest said besides its test results, read once it has ended.
@@ -208,6 +215,8 @@ pub(super) struct Ledger {
     attempts_saved: usize,
     seconds_saved: f64,
     round: Tally,
+    /// The history, for `new_test_repeats` and `history_policy` (see [`Ledger::connect_prior`]).
+    prior: Option<Box<dyn Prior>>,
 }
 
 impl Ledger {
@@ -232,7 +241,96 @@ impl Ledger {
             attempts_saved: 0,
             seconds_saved: 0.0,
             round: Tally::new(1, 0),
+            prior: None,
         }
+    }
+
+    /// Uses `prior` for what history knows, once the settings in force ask for it (`new_test_repeats`,
+    /// `history_policy`) and name a history to open; otherwise it is dropped. Called once the first
+    /// round's settings are final, before any test runs.
+    pub(super) fn connect_prior(&mut self, mut prior: Box<dyn Prior>) {
+        let s = &self.settings;
+        let wanted: Vec<&str> = [
+            (s.new_test_repeats > 0, "smart_rerun_new_test_repeats"),
+            (s.history_policy, "smart_rerun_history_policy"),
+        ]
+        .into_iter()
+        .filter_map(|(on, key)| on.then_some(key))
+        .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let Some(location) = s.history.as_deref() else {
+            self.warnings.push(format!(
+                "{} need{} a history (smart_rerun_history, --history): ignored",
+                wanted.join(" and "),
+                if wanted.len() == 1 { "s" } else { "" }
+            ));
+            return;
+        };
+        match prior.open(location) {
+            Ok(()) => self.prior = Some(prior),
+            Err(e) => self.prior_failed(e),
+        }
+    }
+
+    /// The history failed: said once, and not asked again.
+    fn prior_failed(&mut self, e: String) {
+        self.prior = None;
+        self.warnings.push(format!(
+            "history not used for retries and repeats: {} (the run goes on without it)",
+            e.replace(['\n', '\r'], " ")
+        ));
+    }
+
+    /// Passed tests the history has never seen, to run again (`new_test_repeats`); `None`, with a
+    /// warning saying why, when there are none to repeat.
+    pub(super) fn new_tests(&mut self) -> Vec<u32> {
+        let times = self.settings.new_test_repeats;
+        let Some(prior) = self.prior.as_mut().filter(|_| times > 0) else {
+            return Vec::new();
+        };
+        let candidates: Vec<u32> = (0..self.tests.len() as u32)
+            .filter(|&i| {
+                let t = &self.tests[i as usize];
+                t.runs == 1 && t.last == Some(Outcome::Passed) && t.notes.is_none()
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        let nodeids: Vec<&str> = candidates
+            .iter()
+            .map(|&i| &*self.tests[i as usize].nodeid)
+            .collect();
+        let unseen = match prior.unseen(&nodeids) {
+            Ok(Some(unseen)) => unseen,
+            Ok(None) => {
+                self.warnings.push(
+                    "new_test_repeats: the history has no runs yet, so no test counts as new; repeats start with the next run"
+                        .into(),
+                );
+                return Vec::new();
+            }
+            Err(e) => {
+                self.prior_failed(e);
+                return Vec::new();
+            }
+        };
+        let new: Vec<u32> = candidates
+            .into_iter()
+            .zip(unseen)
+            .filter_map(|(i, unseen)| unseen.then_some(i))
+            .collect();
+        if new.len() * 3 > self.tests.len() && new.len() > 3 {
+            self.warnings.push(format!(
+                "new_test_repeats: {} of {} are new to the history, more than a third of the suite: the history is probably another suite's, so none was repeated",
+                counted(new.len(), "test"),
+                self.tests.len()
+            ));
+            return Vec::new();
+        }
+        new
     }
 
     /// Records one entry.
@@ -265,6 +363,36 @@ impl Ledger {
                     t.set_reason(Some(
                         "not run: smart-rerun stopped on invalid settings".into(),
                     ));
+                }
+            }
+            Entry::Repeat { tests, times } => {
+                for &i in tests {
+                    let t = &mut self.tests[i as usize];
+                    if t.runs != 1 || t.last != Some(Outcome::Passed) || t.notes.is_some() {
+                        continue;
+                    }
+                    // The first run's pass, kept so that the report shows every run of the test.
+                    let first = Attempt {
+                        number: 1,
+                        round: 1,
+                        outcome: Outcome::Passed,
+                        phase: None,
+                        duration_seconds: t.last_duration,
+                        finished_at: rfc3339_from_epoch(t.last_stop),
+                        exception: None,
+                        crash: None,
+                        test_location: None,
+                        traceback: None,
+                        captured: Vec::new(),
+                        also_failed: Vec::new(),
+                        worker: None,
+                        fingerprint: None,
+                        classification: None,
+                    };
+                    let notes = t.notes.get_or_insert_default();
+                    notes.attempts.push(first);
+                    notes.repeats = times;
+                    t.status = Status::Queued { ready_at: 0.0 };
                 }
             }
             Entry::Interrupted => {
@@ -307,10 +435,74 @@ impl Ledger {
     }
 
     /// The policy a test runs under: its marker's, else the run's.
-    pub(super) fn policy_for(&self, nodeid: &str) -> std::borrow::Cow<'_, RetryPolicy> {
+    fn policy_for(&self, nodeid: &str) -> std::borrow::Cow<'_, RetryPolicy> {
         match self.markers.get(nodeid) {
             Some(m) => std::borrow::Cow::Owned(m.apply(&self.settings.policy)),
             None => std::borrow::Cow::Borrowed(&self.settings.policy),
+        }
+    }
+
+    /// The repeats test `i` runs as new to the history (0: none).
+    pub(super) fn repeats(&self, i: usize) -> u32 {
+        self.tests[i].notes.as_ref().map_or(0, |n| n.repeats)
+    }
+
+    /// The attempts test `i` may get in all: its policy's, or its first run and its repeats.
+    pub(super) fn max_attempts(&self, i: usize) -> u32 {
+        match self.repeats(i) {
+            0 => self.policy_of(i).max_attempts,
+            n => 1 + n,
+        }
+    }
+
+    /// Test `i`'s policy, with the attempts history gives it when it is known flaky (a marker's own
+    /// `max` wins).
+    fn policy_of(&self, i: usize) -> std::borrow::Cow<'_, RetryPolicy> {
+        let t = &self.tests[i];
+        let mut policy = self.policy_for(&t.nodeid);
+        let marked_max = self
+            .markers
+            .get(&*t.nodeid)
+            .is_some_and(|m| m.max_attempts.is_some());
+        if let Some(max) = t.notes.as_ref().and_then(|n| n.history_max) {
+            if !marked_max && max > policy.max_attempts {
+                policy.to_mut().max_attempts = max;
+            }
+        }
+        policy
+    }
+
+    /// What history says of test `i`'s failure with this fingerprint (`history_policy`): the attempts
+    /// it gives a known flaky test (kept in its notes), and in how many earlier runs the same failure
+    /// failed it for good. Asked on its first failure only.
+    fn consult_prior(&mut self, i: usize, fingerprint: Option<&str>) -> u32 {
+        if !self.settings.history_policy || self.tests[i].runs != 1 {
+            return 0;
+        }
+        let Some(prior) = self.prior.as_mut() else {
+            return 0;
+        };
+        let nodeid = &*self.tests[i].nodeid;
+        let asked = prior.flakes(nodeid).and_then(|(flaky, runs)| {
+            let failed_for_good = match fingerprint {
+                Some(fp) => prior.failed_for_good(nodeid, fp)?,
+                None => 0,
+            };
+            Ok((flaky, runs, failed_for_good))
+        });
+        match asked {
+            Ok((flaky, runs, failed_for_good)) => {
+                let percent = u64::from(self.settings.history_flaky_percent);
+                if flaky > 0 && u64::from(flaky) * 100 >= percent * u64::from(runs) {
+                    let max = self.settings.history_max;
+                    self.tests[i].notes.get_or_insert_default().history_max = Some(max);
+                }
+                failed_for_good
+            }
+            Err(e) => {
+                self.prior_failed(e);
+                0
+            }
         }
     }
 
@@ -619,10 +811,6 @@ impl Ledger {
 
     /// Adds an attempt to test `i` and decides its next step: another attempt (when), or a stop (why).
     fn record(&mut self, i: usize, mut attempt: Attempt, stop: f64) {
-        let policy = match self.markers.get(&*self.tests[i].nodeid) {
-            Some(m) => std::borrow::Cow::Owned(m.apply(&self.settings.policy)),
-            None => std::borrow::Cow::Borrowed(&self.settings.policy),
-        };
         let t = &mut self.tests[i];
         t.runs += 1;
         attempt.number = t.runs;
@@ -630,6 +818,7 @@ impl Ledger {
         t.last = Some(outcome);
         t.last_duration = attempt.duration_seconds;
         t.last_stop = stop;
+        let repeats = t.notes.as_ref().map_or(0, |n| n.repeats);
         if !outcome.is_failure() && t.attempts().is_empty() {
             // Passed (or skipped) without ever failing: no attempt history to keep.
             t.status = Status::Done;
@@ -641,25 +830,56 @@ impl Ledger {
             .map(|e| e.mro.clone())
             .unwrap_or_default();
         crate::classify::annotate(&mut attempt);
+        let fingerprint = attempt.fingerprint.clone();
         let notes = t.notes.get_or_insert_default();
         notes.attempts.push(attempt);
         t.status = Status::Done;
+        if repeats > 0 {
+            // A new test's repeats all run in one round; the first failure makes it a new flaky test.
+            if outcome.is_failure() && notes.stopped_because.is_none() {
+                notes.stopped_because = Some(format!(
+                    "a test new to the history: it passed, then failed on repeat {} of {repeats} (smart_rerun_new_test_repeats)",
+                    t.runs - 1
+                ));
+            }
+            return;
+        }
         if !outcome.is_failure() {
             return;
         }
-        let deterministic =
-            self.settings.early_stop && crate::classify::confirmed_deterministic(&notes.attempts);
-        match next_step(&policy, &t.nodeid, t.runs, &mro, deterministic, stop) {
+        let failed_for_good = self.consult_prior(i, fingerprint.as_deref());
+        let policy = self.policy_of(i);
+        let t = &self.tests[i];
+        let known_failure = failed_for_good >= 2;
+        // A test history knows as flaky may well fail the same way twice before it passes.
+        let known_flaky = t.notes.as_ref().is_some_and(|n| n.history_max.is_some());
+        let deterministic = self.settings.early_stop
+            && (known_failure
+                || (!known_flaky && crate::classify::confirmed_deterministic(t.attempts())));
+        let step = next_step(&policy, &t.nodeid, t.runs, &mro, deterministic, stop);
+        let t = &mut self.tests[i];
+        let notes = t.notes.get_or_insert_default();
+        match step {
             Step::Retry { at } => {
                 notes.stopped_because = None;
                 t.status = Status::Queued { ready_at: at };
             }
-            Step::Stop(reason) => {
-                if let StopReason::Deterministic {
-                    attempts_left,
-                    waits,
-                } = reason
+            Step::Stop(mut reason) => {
+                if let (
+                    true,
+                    StopReason::Deterministic {
+                        attempts_left,
+                        waits,
+                    },
+                ) = (known_failure, &reason)
                 {
+                    reason = StopReason::KnownFailure {
+                        runs: failed_for_good,
+                        attempts_left: *attempts_left,
+                        waits: *waits,
+                    };
+                }
+                if let Some((attempts_left, waits)) = reason.saved() {
                     self.attempts_saved += attempts_left as usize;
                     self.seconds_saved += t.last_duration * f64::from(attempts_left) + waits;
                 }

@@ -47,6 +47,12 @@ impl Ledger {
             })
             .map(|t| t.nodeid.to_string())
             .collect();
+        // New tests that failed on a repeat (`new_test_repeats`): caught before they merge.
+        let new_flakes: std::collections::HashSet<String> = tests
+            .iter()
+            .filter(|t| final_outcome(t) == Outcome::Flaky && repeated(t))
+            .map(|t| t.nodeid.to_string())
+            .collect();
         let mut results = Vec::with_capacity(tests.len());
         for t in tests {
             let outcome = final_outcome(&t);
@@ -58,7 +64,7 @@ impl Ledger {
                 line: t.line,
                 duration_seconds: t.last_duration,
                 reason: notes.reason,
-                stopped_because: if outcome.is_failure() {
+                stopped_because: if outcome.is_failure() || notes.repeats > 0 {
                     notes.stopped_because
                 } else {
                     None
@@ -137,6 +143,22 @@ impl Ledger {
                 if failing_flakes == 1 { "" } else { "s" }
             );
         }
+        let new_flakes = report
+            .tests
+            .iter()
+            .filter(|t| new_flakes.contains(&t.nodeid) && !t.is_quarantined())
+            .count();
+        if exit == ExitCode::Ok && new_flakes > 0 {
+            exit = ExitCode::TestsFailed;
+            reason = format!(
+                "{} new to the history failed on a repeat: flaky before it merges (new_test_repeats)",
+                if new_flakes == 1 {
+                    "1 test".to_owned()
+                } else {
+                    format!("{new_flakes} tests")
+                }
+            );
+        }
         if let Some(e) = quarantine_error {
             (exit, reason) = (ExitCode::UsageError, e);
         }
@@ -156,11 +178,25 @@ pub(in crate::runner) fn final_outcome(t: &TestState) -> Outcome {
     let Some(last) = t.last else {
         return Outcome::NotRun;
     };
-    let failed_before = t.attempts().iter().any(|a| a.outcome.is_failure());
+    let attempts = t.attempts();
+    let failed_before = attempts.iter().any(|a| a.outcome.is_failure());
     match last {
         Outcome::Passed if failed_before => Outcome::Flaky,
+        // A new test that passed, then failed on a repeat: its result depends on the run.
+        other
+            if other.is_failure()
+                && repeated(t)
+                && attempts.iter().any(|a| a.outcome == Outcome::Passed) =>
+        {
+            Outcome::Flaky
+        }
         other => other,
     }
+}
+
+/// Whether the test was repeated as new to the history (`new_test_repeats`).
+fn repeated(t: &TestState) -> bool {
+    t.notes.as_ref().is_some_and(|n| n.repeats > 0)
 }
 
 pub(super) fn attempt_from_event(event: &TestEvent, round: u32, rootdir: &Path) -> Attempt {
