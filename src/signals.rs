@@ -116,7 +116,7 @@ impl Interrupts {
     }
 
     /// The pytest process signals are forwarded to, if one is running.
-    pub fn child(&self) -> Option<u32> {
+    pub(crate) fn child(&self) -> Option<u32> {
         match self.shared.child.load(Ordering::SeqCst) {
             0 => None,
             pid => Some(pid),
@@ -128,7 +128,7 @@ impl Interrupts {
 /// everywhere but in a terminal's foreground, where pytest must stay in the terminal's foreground group
 /// for a Ctrl-C to reach it straight from the terminal. In CI, where only smart-rerun is signalled, a group
 /// of its own lets smart-rerun pass signals on to pytest's workers too and stop what a test left running.
-pub fn own_process_group() -> bool {
+pub(crate) fn own_process_group() -> bool {
     static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *OWN.get_or_init(|| cfg!(unix) && !in_terminal_foreground())
 }

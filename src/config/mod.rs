@@ -87,13 +87,13 @@ pub(crate) struct RawLayer {
 
 impl RawLayer {
     /// Overlays `other` (a higher-precedence layer) on `self`.
-    pub fn update(&mut self, other: &RawLayer) {
+    pub(crate) fn update(&mut self, other: &RawLayer) {
         for (k, v) in &other.values {
             self.values.insert(k, v.clone());
         }
     }
 
-    pub fn set(&mut self, key: &'static str, value: impl Into<String>, source: Source) {
+    pub(crate) fn set(&mut self, key: &'static str, value: impl Into<String>, source: Source) {
         self.values.insert(
             key,
             Raw {
@@ -103,12 +103,12 @@ impl RawLayer {
         );
     }
 
-    pub fn get(&self, key: &str) -> Option<&Raw> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Raw> {
         self.values.get(key)
     }
 
     /// The `SMART_RERUN_*` variables that are set (an empty value counts as unset).
-    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> RawLayer {
+    pub(crate) fn from_env(lookup: impl Fn(&str) -> Option<String>) -> RawLayer {
         let mut layer = RawLayer::default();
         for k in KEYS {
             if let Some(v) = lookup(k.env).filter(|v| !v.trim().is_empty()) {
@@ -119,7 +119,7 @@ impl RawLayer {
     }
 
     /// Marks the keys pytest took from `-o KEY=VALUE` (not from the file, whose line would mislead).
-    pub fn mark_overrides(&mut self, names: &[String]) {
+    pub(crate) fn mark_overrides(&mut self, names: &[String]) {
         for name in names {
             if let Some(raw) = self.values.get_mut(name.as_str()) {
                 raw.source = Source::Override;
@@ -128,7 +128,10 @@ impl RawLayer {
     }
 
     /// The ini values pytest reported (`getini`), with the file and line where each is set.
-    pub fn from_ini(values: &BTreeMap<String, Option<String>>, inifile: Option<&Path>) -> RawLayer {
+    pub(crate) fn from_ini(
+        values: &BTreeMap<String, Option<String>>,
+        inifile: Option<&Path>,
+    ) -> RawLayer {
         let mut layer = RawLayer::default();
         let text = inifile.and_then(|p| std::fs::read_to_string(p).ok());
         for k in KEYS {
@@ -194,7 +197,7 @@ impl std::error::Error for ConfigErrors {}
 pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -232,7 +235,7 @@ pub(crate) enum AiProtocol {
 }
 
 impl AiProtocol {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AiProtocol::Mcp => "mcp",
             AiProtocol::Http => "http",
@@ -370,7 +373,7 @@ impl Default for Settings {
 impl Settings {
     /// Validates merged raw values; collects every problem. `env` resolves `{{ env:NAME }}`; `cwd` anchors
     /// relative paths from flags and variables, an ini file's own directory those from ini keys.
-    pub fn from_layer(
+    pub(crate) fn from_layer(
         layer: &RawLayer,
         env: &dyn Fn(&str) -> Option<String>,
         cwd: &Path,
@@ -507,7 +510,7 @@ impl Settings {
     }
 
     /// The effective value of a key as text (`***` for secrets), for `smart-rerun config`.
-    pub fn display_value(&self, k: &Key) -> String {
+    pub(crate) fn display_value(&self, k: &Key) -> String {
         let p = &self.policy;
         let secs = |d: Duration| format!("{}", d.as_secs_f64());
         let path = |p: &Option<PathBuf>| {

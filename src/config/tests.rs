@@ -124,6 +124,30 @@ fn every_key_rejects_bad_values_with_key_source_value_and_what_is_allowed() {
             "is not a whole number",
         ),
         (
+            "smart_rerun_new_test_repeats",
+            "-1",
+            Source::Flag("--new-test-repeats"),
+            "must be a whole number, 0 or more",
+        ),
+        (
+            "smart_rerun_history_policy",
+            "sometimes",
+            ini(),
+            "true or false",
+        ),
+        (
+            "smart_rerun_history_max",
+            "0",
+            ini(),
+            "must be a whole number, 1 or more",
+        ),
+        (
+            "smart_rerun_history_flaky_percent",
+            "5%",
+            Source::Env("SMART_RERUN_HISTORY_FLAKY_PERCENT"),
+            "is not a whole number",
+        ),
+        (
             "smart_rerun_markdown",
             "",
             Source::Flag("--markdown"),

@@ -11,15 +11,15 @@ use serde::Serialize;
 
 /// Longest message and traceback handed out (characters); longer ones keep their start (a message)
 /// or their end (a traceback, where the exception is).
-pub const MESSAGE_LIMIT: usize = 2_000;
-pub const TRACEBACK_LIMIT: usize = 8_000;
+pub(crate) const MESSAGE_LIMIT: usize = 2_000;
+pub(crate) const TRACEBACK_LIMIT: usize = 8_000;
 
 /// How many tests and example messages one failure group lists.
-pub const GROUP_TESTS: i64 = 20;
-pub const GROUP_EXAMPLES: i64 = 3;
+pub(crate) const GROUP_TESTS: i64 = 20;
+pub(crate) const GROUP_EXAMPLES: i64 = 3;
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct FlakyTests {
+pub(crate) struct FlakyTests {
     /// The tests flaky at least once in the period, most flaky first.
     pub tests: Vec<FlakyTestOut>,
     /// How many there were before `limit` applied.
@@ -27,7 +27,7 @@ pub struct FlakyTests {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-pub struct FlakyTestOut {
+pub(crate) struct FlakyTestOut {
     pub nodeid: String,
     /// Runs of the period that ran the test.
     pub runs: u64,
@@ -54,7 +54,7 @@ impl From<query::FlakyTest> for FlakyTestOut {
 
 /// The flaky tests of the runs started at `since` (Unix ms) or later, at most `limit`, optionally of
 /// one branch.
-pub fn flaky_tests(
+pub(crate) fn flaky_tests(
     store: &mut Store,
     since: i64,
     limit: usize,
@@ -130,13 +130,13 @@ fn sort_flaky(tests: &mut [FlakyTestOut]) {
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct TestHistoryOut {
+pub(crate) struct TestHistoryOut {
     pub nodeid: String,
     /// Newest first.
     pub runs: Vec<query::TestRun>,
 }
 
-pub fn test_history(
+pub(crate) fn test_history(
     store: &mut Store,
     nodeid: &str,
     limit: i64,
@@ -149,13 +149,13 @@ pub fn test_history(
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct FailureGroups {
+pub(crate) struct FailureGroups {
     /// Largest first: the failure shared by the most tests.
     pub groups: Vec<FailureGroup>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct FailureGroup {
+pub(crate) struct FailureGroup {
     /// What stays the same when the failure repeats: exception type, normalised message, crash
     /// frame (16 hex digits).
     pub fingerprint: String,
@@ -176,7 +176,7 @@ pub struct FailureGroup {
 }
 
 /// Failed attempts of the runs started at `since` or later, grouped by fingerprint across tests.
-pub fn failure_groups(store: &mut Store, since: i64) -> Result<FailureGroups, HistoryError> {
+pub(crate) fn failure_groups(store: &mut Store, since: i64) -> Result<FailureGroups, HistoryError> {
     let r = failure_groups_db(store, since);
     r.map_err(|e| store.read_error(e))
 }
@@ -241,7 +241,7 @@ fn failure_groups_db(
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct LastRun {
+pub(crate) struct LastRun {
     /// `report` (a saved `--report` file) or `history` (the newest recorded run: messages are
     /// first lines, and there are no tracebacks).
     pub source: String,
@@ -259,7 +259,7 @@ pub struct LastRun {
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct LastRunTest {
+pub(crate) struct LastRunTest {
     pub nodeid: String,
     /// `failed`, `error` or `flaky`.
     pub outcome: String,
@@ -270,7 +270,7 @@ pub struct LastRunTest {
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct LastRunFailure {
+pub(crate) struct LastRunFailure {
     pub attempt: u64,
     pub phase: Option<String>,
     pub exception_type: Option<String>,
@@ -300,7 +300,7 @@ fn is_interesting(outcome: Outcome) -> bool {
 }
 
 /// The failed and flaky tests of a saved report, with their messages and tracebacks.
-pub fn last_run_of_report(report: &RunReport, path: &str) -> LastRun {
+pub(crate) fn last_run_of_report(report: &RunReport, path: &str) -> LastRun {
     let tests = report
         .tests
         .iter()
@@ -348,7 +348,7 @@ pub fn last_run_of_report(report: &RunReport, path: &str) -> LastRun {
 }
 
 /// The failed and flaky tests of the newest run in history; `None` when history holds no run.
-pub fn last_run_of_history(store: &mut Store) -> Result<Option<LastRun>, HistoryError> {
+pub(crate) fn last_run_of_history(store: &mut Store) -> Result<Option<LastRun>, HistoryError> {
     let r = last_run_db(store);
     r.map_err(|e| store.read_error(e))
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tower_service::Service;
 
 /// Whether `header` (the `Authorization` value) carries `token`.
-pub fn authorized(header: Option<&[u8]>, token: &str) -> bool {
+pub(super) fn authorized(header: Option<&[u8]>, token: &str) -> bool {
     let Some(value) = header else { return false };
     let Some(given) = value
         .strip_prefix(b"Bearer ")
@@ -41,7 +41,7 @@ fn unauthorized()
         .expect("a static response")
 }
 
-pub async fn serve(addr: SocketAddr, token: String, sources: Sources) -> Result<(), String> {
+pub(super) async fn serve(addr: SocketAddr, token: String, sources: Sources) -> Result<(), String> {
     let server = SmartRerunServer::new(sources);
     let mut config = StreamableHttpServerConfig::default();
     // rmcp answers only requests addressed to loopback by default (DNS rebinding). A server bound to

@@ -2,10 +2,10 @@
 //! reports ([`server`]), read only. Over stdio by default, or Streamable HTTP behind a bearer token
 //! ([`http`]). The answers are built in [`data`] and [`quarantine`].
 
-pub mod data;
+pub(crate) mod data;
 mod http;
-pub mod quarantine;
-pub mod server;
+pub(crate) mod quarantine;
+pub(crate) mod server;
 #[cfg(test)]
 mod tests;
 
@@ -16,10 +16,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 /// The environment variable holding the HTTP bearer token, unless `--token-env` names another.
-pub const DEFAULT_TOKEN_ENV: &str = "SMART_RERUN_MCP_TOKEN";
+pub(crate) const DEFAULT_TOKEN_ENV: &str = "SMART_RERUN_MCP_TOKEN";
 
 #[derive(Debug, Clone, Args)]
-pub struct McpArgs {
+pub(crate) struct McpArgs {
     /// The history to serve: a file path, sqlite:PATH or postgres://USER@HOST:PORT/DB. Read only.
     #[arg(long, value_name = "URL", env = "SMART_RERUN_HISTORY")]
     pub history: Option<String>,
@@ -42,7 +42,7 @@ fn usage(message: &str) -> ExitCode {
 }
 
 /// Parses `--http`: `PORT`, `HOST:PORT` or `[V6]:PORT`; a bare port binds 127.0.0.1.
-pub fn parse_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+pub(crate) fn parse_addr(text: &str) -> Result<std::net::SocketAddr, String> {
     let t = text.trim();
     if let Ok(port) = t.parse::<u16>() {
         return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
@@ -57,7 +57,7 @@ pub fn parse_addr(text: &str) -> Result<std::net::SocketAddr, String> {
 }
 
 /// Runs `smart-rerun mcp` until the client goes away (stdio) or the process is stopped (HTTP).
-pub fn main(args: McpArgs) -> ExitCode {
+pub(crate) fn main(args: McpArgs) -> ExitCode {
     let history = match args.history.as_deref().map(Location::parse).transpose() {
         Ok(h) => h,
         Err(e) => return usage(&format!("--history: {e}")),

@@ -11,10 +11,10 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 /// How long a suggested entry lasts before it must be looked at again.
-pub const EXPIRES_AFTER_DAYS: u64 = 30;
+pub(crate) const EXPIRES_AFTER_DAYS: u64 = 30;
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct QuarantineSuggestions {
+pub(crate) struct QuarantineSuggestions {
     /// Where the entries go.
     pub file: String,
     /// The entries, most flaky first.
@@ -26,7 +26,7 @@ pub struct QuarantineSuggestions {
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct QuarantineEntry {
+pub(crate) struct QuarantineEntry {
     /// The test's node id.
     pub nodeid: String,
     pub reason: String,
@@ -40,7 +40,7 @@ pub struct QuarantineEntry {
 
 /// The tests flaky in at least `min_flaky_runs` runs started at `since` or later (Unix ms) and not in
 /// `listed`; the entries expire [`EXPIRES_AFTER_DAYS`] after `today`.
-pub fn suggest(
+pub(crate) fn suggest(
     store: &mut Store,
     since: i64,
     min_flaky_runs: u64,
@@ -52,7 +52,7 @@ pub fn suggest(
 }
 
 /// [`suggest`] on a flaky list already read.
-pub fn suggest_from(
+pub(crate) fn suggest_from(
     flaky: Vec<FlakyTestOut>,
     min_flaky_runs: u64,
     today: chrono::NaiveDate,
@@ -100,7 +100,7 @@ pub fn suggest_from(
 
 /// The node ids the quarantine file at `path` lists; none when it is missing or cannot be read (its
 /// problems are `smart-rerun quarantine check`'s to report).
-pub fn listed(path: &std::path::Path) -> Vec<String> {
+pub(crate) fn listed(path: &std::path::Path) -> Vec<String> {
     match crate::quarantine::Quarantine::load(path) {
         Ok(Some(q)) => q.entries.into_iter().map(|e| e.nodeid).collect(),
         _ => Vec::new(),

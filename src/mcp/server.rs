@@ -20,11 +20,11 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub const REPORT_URI: &str = "smart-rerun://report/latest";
+pub(crate) const REPORT_URI: &str = "smart-rerun://report/latest";
 
 /// What the server reads: a history store and saved reports, never written.
 #[derive(Debug)]
-pub struct Sources {
+pub(crate) struct Sources {
     pub history: Option<Location>,
     pub reports: Vec<PathBuf>,
     /// The project's quarantine file, whose tests are not suggested again.
@@ -32,13 +32,13 @@ pub struct Sources {
 }
 
 #[derive(Clone)]
-pub struct SmartRerunServer {
+pub(crate) struct SmartRerunServer {
     sources: Arc<Sources>,
     tool_router: ToolRouter<Self>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct FlakyArgs {
+pub(crate) struct FlakyArgs {
     /// The period, back from now: 30m, 12h, 30d, 2w. Default: all of history.
     pub since: Option<String>,
     /// The most tests to list (default 50).
@@ -48,7 +48,7 @@ pub struct FlakyArgs {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct TestHistoryArgs {
+pub(crate) struct TestHistoryArgs {
     /// The test's pytest node id, e.g. tests/test_api.py::test_fetch.
     pub nodeid: String,
     /// How many of its newest runs (default 20).
@@ -56,13 +56,13 @@ pub struct TestHistoryArgs {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct SinceArgs {
+pub(crate) struct SinceArgs {
     /// The period, back from now: 30m, 12h, 30d, 2w. Default: all of history.
     pub since: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct QuarantineArgs {
+pub(crate) struct QuarantineArgs {
     /// The fewest flaky runs in the period for a test to be suggested (default 2).
     pub min_flaky_runs: Option<u32>,
     /// The period, back from now: 30m, 12h, 30d, 2w. Default: all of history.
@@ -95,7 +95,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 impl SmartRerunServer {
-    pub fn new(sources: Sources) -> Self {
+    pub(crate) fn new(sources: Sources) -> Self {
         SmartRerunServer {
             sources: Arc::new(sources),
             tool_router: Self::tool_router(),

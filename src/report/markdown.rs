@@ -18,13 +18,13 @@ use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 /// GitHub's limit for an issue or PR comment body.
-pub const COMMENT_BUDGET: usize = 65_536;
+pub(crate) const COMMENT_BUDGET: usize = 65_536;
 /// GitHub's limit for one step's job summary.
-pub const SUMMARY_BUDGET: usize = 1024 * 1024;
+pub(crate) const SUMMARY_BUDGET: usize = 1024 * 1024;
 
 /// Links the renderer can add; all optional.
 #[derive(Debug, Clone, Default)]
-pub struct Links {
+pub(crate) struct Links {
     /// Prefix for a file at the commit, e.g. `https://github.com/o/r/blob/<sha>/`; a test's
     /// rootdir-relative path (with `path_prefix`) and `#L<line>` are appended.
     pub blob_base: Option<String>,
@@ -47,7 +47,7 @@ enum Detail {
 }
 
 /// Renders the report within `budget` characters (bytes of UTF-8 output).
-pub fn render(report: &RunReport, links: &Links, budget: usize) -> String {
+pub(crate) fn render(report: &RunReport, links: &Links, budget: usize) -> String {
     let mut max_rows = 200usize;
     for detail in [
         Detail::Full,
@@ -412,7 +412,7 @@ fn exception_line(kind: &str, message: &str) -> String {
 
 /// Escapes untrusted text for one line inside an HTML element (`<summary>`): HTML-escaped, one line,
 /// no @mentions.
-pub fn html_inline(text: &str) -> String {
+pub(crate) fn html_inline(text: &str) -> String {
     unlink(&pre(&text.replace(['\n', '\r', '\t'], " ")))
 }
 
@@ -461,7 +461,7 @@ fn trim_traceback(tb: &str, max_lines: usize) -> String {
 
 /// Escapes untrusted text for one line of Markdown (a table cell, a list item, a summary): no line
 /// breaks, no HTML, no Markdown syntax, no table pipes, no @mentions.
-pub fn inline(text: &str) -> String {
+pub(crate) fn inline(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
@@ -488,7 +488,7 @@ pub fn inline(text: &str) -> String {
 
 /// Escapes untrusted text for the inside of a `<pre>` block: HTML-escaped (so `</pre>`, `</details>`
 /// and `<script>` are inert), and no @mentions.
-pub fn pre(text: &str) -> String {
+pub(crate) fn pre(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
         match c {

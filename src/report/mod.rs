@@ -1,9 +1,9 @@
 //! Renderers of the [`RunReport`](crate::model::RunReport): the versioned JSON file (here), [`junit`],
 //! [`markdown`] and the [`terminal`] summary. They read the model and nothing else.
 
-pub mod junit;
-pub mod markdown;
-pub mod terminal;
+pub(crate) mod junit;
+pub(crate) mod markdown;
+pub(crate) mod terminal;
 
 use crate::model::RunReport;
 use crate::model::SCHEMA_VERSION;
@@ -51,7 +51,7 @@ impl RunReport {
 
 /// A count and its noun, singular for one: `counted(1, "round")` is "1 round", `counted(3, "failed test")`
 /// "3 failed tests". Every noun the reports count takes a plain "s".
-pub fn counted(n: usize, noun: &str) -> String {
+pub(crate) fn counted(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")
     } else {

@@ -26,14 +26,14 @@ const CYAN: Style = AnsiColor::Cyan.on_default();
 const LIST_LIMIT: usize = 50;
 
 /// How often the live countdown is redrawn on a terminal.
-pub const TICK: Duration = Duration::from_millis(200);
+pub(crate) const TICK: Duration = Duration::from_millis(200);
 
 /// Prints progress between rounds to stdout, after pytest's own output.
 ///
 /// On a terminal, the wait before a round is a live status line (the tests, attempt k of n, a countdown)
 /// redrawn in place and cleared before the round's pytest output; elsewhere it is one plain line. In
 /// GitHub Actions each later round's pytest output sits in a collapsible `::group::`.
-pub struct TerminalProgress<W: Write> {
+pub(crate) struct TerminalProgress<W: Write> {
     out: W,
     /// Redraw a status line in place while waiting (stdout is a terminal).
     live: bool,
@@ -48,7 +48,7 @@ pub struct TerminalProgress<W: Write> {
 
 impl TerminalProgress<anstream::Stdout> {
     /// Progress on stdout: live on a terminal (unless `TERM=dumb`), grouped in GitHub Actions.
-    pub fn stdout() -> Self {
+    pub(crate) fn stdout() -> Self {
         use std::io::IsTerminal;
         let live =
             std::io::stdout().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
@@ -61,7 +61,7 @@ impl TerminalProgress<anstream::Stdout> {
 
 impl<W: Write> TerminalProgress<W> {
     /// Plain lines, no live status, no groups.
-    pub fn new(out: W) -> Self {
+    pub(crate) fn new(out: W) -> Self {
         TerminalProgress {
             out,
             live: false,
@@ -72,12 +72,12 @@ impl<W: Write> TerminalProgress<W> {
         }
     }
 
-    pub fn live(mut self, on: bool) -> Self {
+    pub(crate) fn live(mut self, on: bool) -> Self {
         self.live = on;
         self
     }
 
-    pub fn github_groups(mut self, on: bool) -> Self {
+    pub(crate) fn github_groups(mut self, on: bool) -> Self {
         self.github_groups = on;
         self
     }
@@ -273,7 +273,7 @@ fn fit(text: &str, max: usize) -> String {
 }
 
 /// The end-of-run summary, with ANSI styles (strip them with `anstream` for plain output).
-pub fn render_summary(report: &RunReport) -> String {
+pub(crate) fn render_summary(report: &RunReport) -> String {
     let s = &report.summary;
     let mut out = String::new();
     let _ = writeln!(out, "{BOLD}{:=^72}{BOLD:#}", " smart-rerun summary ");
@@ -467,7 +467,7 @@ fn history_line(t: &crate::model::TestResult) -> String {
 }
 
 /// Writes the summary to `out`, which decides on colour (an `anstream` stream).
-pub fn print_summary(report: &RunReport, mut out: impl Write) -> std::io::Result<()> {
+pub(crate) fn print_summary(report: &RunReport, mut out: impl Write) -> std::io::Result<()> {
     out.write_all(render_summary(report).as_bytes())?;
     out.flush()
 }
@@ -487,7 +487,7 @@ fn sanitize_lines(text: &str) -> String {
 /// Makes untrusted text safe for one terminal line: a tab becomes spaces (it moves the cursor only
 /// forward, and a message is aligned with tabs as often as not), every other control character (ESC, CR,
 /// BEL, newlines, ...) and the invisible direction and width marks become visible escapes.
-pub fn sanitize_line(text: &str) -> String {
+pub(crate) fn sanitize_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c == '\t' {

@@ -18,8 +18,8 @@
 
 mod advice;
 mod budget;
-pub mod command;
-pub mod events;
+pub(crate) mod command;
+pub(crate) mod events;
 mod exit;
 mod ledger;
 mod process;
@@ -50,13 +50,13 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant, SystemTime};
 
 /// The collector plugin's source, written to a private directory for each run.
-pub const COLLECTOR_SOURCE: &str = include_str!("collector.py");
+pub(crate) const COLLECTOR_SOURCE: &str = include_str!("collector.py");
 /// The module name PYTEST_PLUGINS loads.
-pub const COLLECTOR_MODULE: &str = "_smart_rerun_collector";
+pub(crate) const COLLECTOR_MODULE: &str = "_smart_rerun_collector";
 
 /// What to run and how.
 #[derive(Debug, Clone)]
-pub struct RunConfig {
+pub(crate) struct RunConfig {
     /// argv of every round.
     pub command: Vec<OsString>,
     pub cwd: PathBuf,
@@ -74,7 +74,12 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    pub fn new(command: Vec<OsString>, cwd: PathBuf, settings: Settings, layer: RawLayer) -> Self {
+    pub(crate) fn new(
+        command: Vec<OsString>,
+        cwd: PathBuf,
+        settings: Settings,
+        layer: RawLayer,
+    ) -> Self {
         RunConfig {
             command,
             cwd,
@@ -89,7 +94,7 @@ impl RunConfig {
 
 /// Why a run could not happen at all (as opposed to a run whose tests failed).
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub(crate) enum RunError {
     #[error("the command is empty")]
     EmptyCommand,
     #[error("command '{program}' not found: check the command after `--`, or PATH")]
@@ -115,7 +120,7 @@ pub enum RunError {
 }
 
 impl RunError {
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             RunError::EmptyCommand | RunError::CommandNotFound { .. } => ExitCode::UsageError,
             _ => ExitCode::InternalError,
@@ -171,7 +176,7 @@ struct Held {
 
 /// One entry of the AI report: a test's failure, what the advisor said, and what was done.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct AdviceRecord {
+pub(crate) struct AdviceRecord {
     pub nodeid: String,
     pub attempt: u32,
     pub fingerprint: String,
@@ -242,7 +247,7 @@ impl RoundProgress {
 /// `history_policy`). Errors are for runs that could not start; everything else, including a pytest
 /// that crashed, ends in a report. Also returns the settings in force (ini values included) and the
 /// advisor's trail.
-pub fn run<'a>(
+pub(crate) fn run<'a>(
     config: &'a RunConfig,
     interrupts: &'a Interrupts,
     progress: &'a mut dyn ProgressSink,
@@ -431,7 +436,7 @@ const HOLD_RELEASE: u8 = b'r';
 
 /// What `smart-rerun config` shows: the settings in force for this command, with the ini values pytest
 /// itself finds (its discovery rules, `-c`, `--rootdir`), without collecting or running any test.
-pub fn probe_settings(
+pub(crate) fn probe_settings(
     config: &RunConfig,
 ) -> Result<(SessionStart, Result<Settings, ConfigErrors>), RunError> {
     if config.command.is_empty() {
@@ -494,7 +499,7 @@ pub fn probe_settings(
 }
 
 /// `path` relative to `root` when it is inside it, with `/` separators, else as given.
-pub fn relative_to(path: &str, root: &Path) -> String {
+pub(crate) fn relative_to(path: &str, root: &Path) -> String {
     let p = Path::new(path);
     match p.strip_prefix(root) {
         Ok(rel) if !root.as_os_str().is_empty() => rel
@@ -507,7 +512,7 @@ pub fn relative_to(path: &str, root: &Path) -> String {
 }
 
 /// "killed by signal 11 (SIGSEGV)" or "exit status 3".
-pub fn describe_status(status: ExitStatus) -> String {
+pub(crate) fn describe_status(status: ExitStatus) -> String {
     if let Some(sig) = exit_signal(status) {
         let name = match sig {
             1 => " (SIGHUP)",

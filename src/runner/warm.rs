@@ -24,9 +24,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The Python side, written beside the collector for each run.
-pub const WARM_SOURCE: &str = include_str!("warm.py");
+pub(super) const WARM_SOURCE: &str = include_str!("warm.py");
 /// Its module name (the collector imports it).
-pub const WARM_MODULE: &str = "_smart_rerun_warm";
+pub(super) const WARM_MODULE: &str = "_smart_rerun_warm";
 
 /// How long a round waits for the snapshot to fork its process before starting a fresh pytest.
 const START_TIMEOUT: Duration = Duration::from_secs(10);

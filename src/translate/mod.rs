@@ -8,7 +8,7 @@
 //! `translate_policy` (`--policy-tool`); over plain HTTP a POST of the same object with
 //! `"task": "translate_policy"`. The answer: `{"settings": {KEY: VALUE, ...}, "notes": [TEXT, ...]}`.
 
-pub mod write;
+pub(crate) mod write;
 
 use crate::classify::ai::{CallError, http, mcp};
 use crate::config::{self, Group, KEYS, Key, RawLayer, Settings, Source};
@@ -17,26 +17,26 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The tool (MCP) or task (HTTP) that translates, unless `--policy-tool` names another.
-pub const DEFAULT_TOOL: &str = "translate_policy";
+pub(crate) const DEFAULT_TOOL: &str = "translate_policy";
 
 /// Most notes shown from one answer, and most characters of each.
 const MAX_NOTES: usize = 10;
 const NOTE_CHARS: usize = 300;
 
 /// Settings a translation may set: the retry policy's.
-pub fn policy_keys() -> impl Iterator<Item = &'static Key> {
+pub(crate) fn policy_keys() -> impl Iterator<Item = &'static Key> {
     KEYS.iter().filter(|k| k.group == Group::Policy)
 }
 
 /// A checked translation: settings in the table's order, with the endpoint's notes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Translation {
+pub(crate) struct Translation {
     pub settings: Vec<(&'static str, String)>,
     pub notes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TranslateError {
+pub(crate) enum TranslateError {
     #[error(
         "`policy` needs an AI endpoint to translate with: set --ai-endpoint URL (or \
          SMART_RERUN_AI_ENDPOINT, or smart_rerun_ai_endpoint in the pytest configuration file)"
@@ -50,7 +50,7 @@ pub enum TranslateError {
 }
 
 /// What is sent: the sentence, and every setting the answer may use.
-pub fn question(sentence: &str, tool: &str) -> Value {
+pub(crate) fn question(sentence: &str, tool: &str) -> Value {
     let settings: Vec<Value> = policy_keys()
         .map(|k| {
             json!({
@@ -66,7 +66,11 @@ pub fn question(sentence: &str, tool: &str) -> Value {
 }
 
 /// Asks the endpoint in `ai` (its protocol, token and time budget) to translate `sentence`.
-pub fn ask(ai: &config::AiSettings, sentence: &str, tool: &str) -> Result<Value, TranslateError> {
+pub(crate) fn ask(
+    ai: &config::AiSettings,
+    sentence: &str,
+    tool: &str,
+) -> Result<Value, TranslateError> {
     let endpoint = ai.endpoint.clone().ok_or(TranslateError::NoEndpoint)?;
     let call_error = |error: CallError| TranslateError::Call {
         endpoint: endpoint.clone(),
@@ -103,7 +107,7 @@ pub fn ask(ai: &config::AiSettings, sentence: &str, tool: &str) -> Result<Value,
 
 /// Checks an answer: an object whose `settings` set only retry-policy keys, each to a value the
 /// configuration accepts (every problem listed), and at least one of them.
-pub fn check(answer: &Value, cwd: &Path) -> Result<Translation, TranslateError> {
+pub(crate) fn check(answer: &Value, cwd: &Path) -> Result<Translation, TranslateError> {
     let reject = |why: String| TranslateError::Rejected(why);
     let Some(given) = answer.get("settings").and_then(Value::as_object) else {
         return Err(reject(

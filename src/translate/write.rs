@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// How a configuration file holds pytest's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
+pub(crate) enum Form {
     /// An ini-style file and its section.
     Ini(&'static str),
     /// `pyproject.toml`.
@@ -23,7 +23,7 @@ pub enum Form {
 
 impl Form {
     /// The form of the file at `path`, by its name, as pytest tells them apart.
-    pub fn of(path: &Path) -> Form {
+    pub(crate) fn of(path: &Path) -> Form {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         match name.as_deref() {
             Some("setup.cfg") => Form::Ini("tool:pytest"),
@@ -35,7 +35,7 @@ impl Form {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum WriteError {
+pub(crate) enum WriteError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -55,7 +55,7 @@ pub enum WriteError {
 }
 
 /// The block to paste into a file of `form`, headed by a comment quoting the sentence.
-pub fn block(form: Form, t: &Translation, sentence: &str) -> String {
+pub(crate) fn block(form: Form, t: &Translation, sentence: &str) -> String {
     let words: Vec<&str> = sentence.split_whitespace().collect();
     let sentence = crate::classify::ai::one_line(&words.join(" "), 200);
     let mut out = format!("# smart-rerun policy: {sentence}\n");
@@ -86,7 +86,7 @@ pub fn block(form: Form, t: &Translation, sentence: &str) -> String {
 
 /// Writes the translation into the configuration file at `path` (created, as a `pytest.ini`-style file
 /// of its form, when it does not exist), replaced whole so a reader never sees half of it.
-pub fn write(path: &Path, t: &Translation) -> Result<(), WriteError> {
+pub(crate) fn write(path: &Path, t: &Translation) -> Result<(), WriteError> {
     let shown = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -112,7 +112,7 @@ pub fn write(path: &Path, t: &Translation) -> Result<(), WriteError> {
 
 /// Sets `settings` in `[section]` of an ini-style `text`: a key that is there is replaced in place (with
 /// its continuation lines), a new one goes after the section's last line, a missing section at the end.
-pub fn edit_ini(text: &str, section: &str, settings: &[(&str, String)]) -> String {
+pub(crate) fn edit_ini(text: &str, section: &str, settings: &[(&str, String)]) -> String {
     let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_owned).collect();
     if lines.last().is_some_and(|l| !l.ends_with('\n')) {
         lines.last_mut().unwrap().push('\n');

@@ -43,7 +43,7 @@ pub(crate) fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
 }
 
 /// A source of random bytes: the operating system's, or a failing one in tests.
-pub type Fill = fn(&mut [u8]) -> Result<(), getrandom::Error>;
+pub(crate) type Fill = fn(&mut [u8]) -> Result<(), getrandom::Error>;
 
 fn random_hex_from(fill: Fill, bytes: usize) -> Result<String, getrandom::Error> {
     let mut buf = vec![0u8; bytes];
@@ -58,7 +58,7 @@ fn random_hex_from(fill: Fill, bytes: usize) -> Result<String, getrandom::Error>
      for the stop token ({0}); pytest's output could then issue commands, so smart-rerun does not start it \
      (github-stop-commands: false runs it anyway)"
 )]
-pub struct NoStopToken(pub getrandom::Error);
+pub(crate) struct NoStopToken(pub getrandom::Error);
 
 /// Untrusted text for a line smart-rerun prints while commands run: a leading `::` and any `##[` are
 /// broken by an invisible word joiner, so the line cannot be read as a command.

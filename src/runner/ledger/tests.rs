@@ -820,9 +820,11 @@ fn nothing_is_repeated_from_an_empty_or_foreign_history_or_without_one() {
         ]
     );
 
-    let mut settings = Settings::default();
-    settings.new_test_repeats = 2;
-    settings.history_policy = true;
+    let settings = Settings {
+        new_test_repeats: 2,
+        history_policy: true,
+        ..Settings::default()
+    };
     let mut l = Ledger::new(settings);
     l.connect_prior(Box::new(FakeHistory::default()));
     assert_eq!(
