@@ -5,7 +5,8 @@ bench/history.py (1% flaky, 0.25% failed per run, a few branches and CI jobs) th
 
   bench/dashboard.py [--bin target/release/smart-rerun] [--runs 1000] [--tests 2000] [--reps 3]
 
-Target: writing the dashboard of 1,000 runs of 2,000 tests <= 2 s (wall time of the whole command).
+Target: writing the dashboard of 1,000 runs of 2,000 tests <= 2 s (wall time of the whole command), with
+or without --branch.
 Writes bench/results/dashboard.{json,md} (or --out STEM). With chromium on PATH it also loads the page
 headless and reads how long it took to draw itself (its `data-ready-ms`), and reports the page's size.
 """
@@ -97,9 +98,12 @@ def main():
                 m = re.search(r'data-ready-ms="(\d+)"', dom)
                 if m and 'data-errors=""' in dom:
                     ready.append(int(m.group(1)))
-        branch_started = time.perf_counter()
-        subprocess.run([args.bin, "dashboard", "--history", db, "--out", site, "--branch", "main"], check=True, capture_output=True)
-        branch_wall = time.perf_counter() - branch_started
+        branch_walls = []
+        for _ in range(args.reps):
+            branch_started = time.perf_counter()
+            subprocess.run([args.bin, "dashboard", "--history", db, "--out", site, "--branch", "main"], check=True, capture_output=True)
+            branch_walls.append(time.perf_counter() - branch_started)
+        branch_wall = statistics.median(branch_walls)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load_after = os.getloadavg()
@@ -115,12 +119,14 @@ def main():
         "results": {
             "runs": args.runs, "tests_per_run": args.tests, "fill_wall_seconds": fill_seconds,
             "dashboard_wall_seconds_median": median, "dashboard_wall_seconds_max": max(walls),
-            "dashboard_branch_wall_seconds": branch_wall,
+            "dashboard_branch_wall_seconds": branch_wall, "dashboard_branch_wall_seconds_max": max(branch_walls),
             "page_kib": sizes[-1] / 1024, "said": said,
             "page_ready_ms_median": statistics.median(ready) if ready else None,
         },
         "targets": [{"what": "dashboard of %d runs of %d tests" % (args.runs, args.tests),
-                     "measured": median, "limit": 2.0, "met": median <= 2.0}],
+                     "measured": median, "limit": 2.0, "met": median <= 2.0},
+                    {"what": "dashboard --branch main of the same history",
+                     "measured": branch_wall, "limit": 2.0, "met": branch_wall <= 2.0}],
     }
     with open(args.out + ".json", "w") as f:
         json.dump(doc, f, indent=2)
@@ -136,14 +142,13 @@ def main():
         "| --- | --- | --- |",
         "| `dashboard`, %d runs of %d tests (SQLite) | %.3f s | max %.3f s over %d reps; page %.0f KiB |"
         % (args.runs, args.tests, median, max(walls), len(walls), sizes[-1] / 1024),
-        "| `dashboard --branch main` | %.3f s | |" % branch_wall,
+        "| `dashboard --branch main` | %.3f s | max %.3f s over %d reps |" % (branch_wall, max(branch_walls), len(branch_walls)),
         "| the page drawn in headless Chromium (navigation to drawn) | %s | median of %d loads |"
         % ("%d ms" % statistics.median(ready) if ready else "not measured (no chromium)", len(ready)),
         "",
         "| target | measured | limit | met |",
         "| --- | --- | --- | --- |",
-        "| %s | %.3f s | ≤ 2.0 s | %s |" % (doc["targets"][0]["what"], median, "yes" if median <= 2.0 else "**no**"),
-    ]
+    ] + ["| %s | %.3f s | ≤ 2.0 s | %s |" % (t["what"], t["measured"], "yes" if t["met"] else "**no**") for t in doc["targets"]]
     with open(args.out + ".md", "w") as f:
         f.write("\n".join(md) + "\n")
     print("\n".join(md))

@@ -3,7 +3,7 @@
 //! the [`TOP_TESTS`] most flaky tests with their failed attempts, and failures grouped by fingerprint.
 //! Every attempt is never shipped: a page of 1,000 runs of 2,000 tests stays small.
 
-use crate::history::backend::{Backend, DbError, Value};
+use crate::history::backend::{Backend, DbError, Dialect, Value};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -26,8 +26,9 @@ pub struct Dashboard {
     pub runs: Vec<Run>,
     pub tests: Vec<Test>,
     pub fingerprints: Vec<Fingerprint>,
-    /// Quarantine state per test, once history keeps one: `None` (JSON `null`) while it does not.
-    pub quarantine: Option<BTreeMap<String, serde_json::Value>>,
+    /// The quarantine state of each shown test the quarantine file names; `None` (JSON `null`, no
+    /// column) when there is no quarantine file.
+    pub quarantine: Option<BTreeMap<String, super::quarantine::Quarantined>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,6 +119,21 @@ fn period(since: Option<i64>, branch: Option<&str>) -> (String, Vec<Value>) {
     (sql, params)
 }
 
+/// The same period on `results r`, without joining `runs` row by row: a result repeats its run's
+/// start, and a branch is the list of the period's runs of that branch, built once per statement.
+/// Joining every result to its run cost a lookup per result (2 million for 1,000 runs of 2,000
+/// tests), and a test's newest runs could only be found by sorting all of its runs; on `results`
+/// alone, `results_test` (nodeid, started_at, run_id, outcome) answers both in index order.
+fn results_period(filter: &str, branch: Option<&str>) -> String {
+    let mut sql = String::from("r.started_at >= $1");
+    if branch.is_some() {
+        sql.push_str(&format!(
+            " AND r.run_id IN (SELECT runs.id FROM runs WHERE {filter})"
+        ));
+    }
+    sql
+}
+
 /// Reads everything the page shows, for the runs started at `since` (Unix ms) or later, of `branch`.
 pub fn load(
     db: &mut dyn Backend,
@@ -127,9 +143,10 @@ pub fn load(
     now: i64,
 ) -> Result<Dashboard, DbError> {
     let (filter, params) = period(since, branch);
+    let on_results = results_period(&filter, branch);
     let mut runs = runs(db, &filter, &params)?;
-    let mut tests = tests(db, &mut runs, &filter, &params)?;
-    timelines(db, &mut tests, &filter, &params)?;
+    let mut tests = tests(db, &mut runs, &on_results, &params)?;
+    timelines(db, &mut tests, &on_results, &params)?;
     let fingerprints = fingerprints(db, &filter, &params)?;
     Ok(Dashboard {
         title: title.to_owned(),
@@ -168,82 +185,84 @@ fn runs(db: &mut dyn Backend, filter: &str, params: &[Value]) -> Result<Vec<Run>
         .collect())
 }
 
-/// Every test flaky or failing at least once in the period, most flaky first, from one scan of the
-/// flaky and failed results (which also counts them per run) and one of every result grouped by test
-/// (in the order of the `(nodeid, run_id)` index, without a sort). `results` reaches `runs` by its
-/// key: the runs of a period are found through their results, never the other way (there is no index
-/// on `results.run_id` alone; SQLite's `CROSS JOIN` keeps that order).
+/// Every test flaky or failing at least once in the period, most flaky first, from one scan of every
+/// result of the period grouped by test (in the order of the `(nodeid, started_at, run_id, outcome)`
+/// index, without a sort or a lookup per result): how many runs ran it, and its flaky and failed runs
+/// as `RUN:OUTCOME` pairs, which also count them per run.
 fn tests(
     db: &mut dyn Backend,
     runs: &mut [Run],
-    filter: &str,
+    on_results: &str,
     params: &[Value],
 ) -> Result<Vec<Test>, DbError> {
     let index: std::collections::HashMap<i64, usize> =
         runs.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
-    let events = db.query(
+    let concat = match db.dialect() {
+        Dialect::Sqlite => "group_concat",
+        Dialect::Postgres => "string_agg",
+    };
+    let rows = db.query(
         &format!(
-            "SELECT r.nodeid, r.run_id, r.outcome FROM results r CROSS JOIN runs \
-             WHERE {filter} AND runs.id = r.run_id AND r.outcome IN ('flaky', 'failed', 'error')"
+            "SELECT r.nodeid, COUNT(*), {concat}(CASE WHEN r.outcome IN ('flaky', 'failed', 'error') \
+             THEN r.run_id || ':' || r.outcome END, ',') FROM results r WHERE {on_results} \
+             GROUP BY r.nodeid"
         ),
         params,
     )?;
-    let mut by_test: BTreeMap<String, Vec<Group>> = BTreeMap::new();
-    for e in events {
-        let Some(&i) = index.get(&int(&e[1])) else {
+    let mut tests = Vec::new();
+    for row in rows {
+        let Some(events) = row[2].text().filter(|e| !e.is_empty()) else {
             continue;
         };
-        let run = &mut runs[i];
-        let flaky = e[2].text() == Some("flaky");
-        if flaky {
-            run.flaky += 1;
-        } else {
-            run.failed += 1;
-        }
-        let groups = by_test.entry(text(&e[0]).unwrap_or_default()).or_default();
-        let g = match groups
-            .iter()
-            .position(|g| g.branch == run.branch && g.job == run.job)
-        {
-            Some(k) => &mut groups[k],
-            None => {
-                groups.push(Group {
-                    branch: run.branch.clone(),
-                    job: run.job.clone(),
-                    flaky: 0,
-                    failed: 0,
-                    last_flaky: None,
-                    last_failed: None,
-                });
-                groups.last_mut().unwrap()
+        let mut groups: Vec<Group> = Vec::new();
+        for event in events.split(',') {
+            let Some((run_id, outcome)) = event.split_once(':') else {
+                continue;
+            };
+            let Some(&i) = run_id.parse::<i64>().ok().and_then(|id| index.get(&id)) else {
+                continue;
+            };
+            let run = &mut runs[i];
+            let flaky = outcome == "flaky";
+            if flaky {
+                run.flaky += 1;
+            } else {
+                run.failed += 1;
             }
-        };
-        let (count, last) = if flaky {
-            (&mut g.flaky, &mut g.last_flaky)
-        } else {
-            (&mut g.failed, &mut g.last_failed)
-        };
-        *count += 1;
-        *last = (*last).max(Some(run.started_at));
-    }
-    let totals = db.query(
-        &format!(
-            "SELECT r.nodeid, COUNT(*) FROM results r CROSS JOIN runs \
-             WHERE {filter} AND runs.id = r.run_id GROUP BY r.nodeid"
-        ),
-        params,
-    )?;
-    let mut tests = Vec::with_capacity(by_test.len());
-    for t in totals {
-        let nodeid = text(&t[0]).unwrap_or_default();
-        if let Some(groups) = by_test.remove(&nodeid) {
-            tests.push(Test {
-                nodeid,
-                runs: int(&t[1]),
-                groups,
-                timeline: Vec::new(),
-            });
+            let g = match groups
+                .iter()
+                .position(|g| g.branch == run.branch && g.job == run.job)
+            {
+                Some(k) => &mut groups[k],
+                None => {
+                    groups.push(Group {
+                        branch: run.branch.clone(),
+                        job: run.job.clone(),
+                        flaky: 0,
+                        failed: 0,
+                        last_flaky: None,
+                        last_failed: None,
+                    });
+                    groups.last_mut().unwrap()
+                }
+            };
+            let (count, last) = if flaky {
+                (&mut g.flaky, &mut g.last_flaky)
+            } else {
+                (&mut g.failed, &mut g.last_failed)
+            };
+            *count += 1;
+            *last = (*last).max(Some(run.started_at));
         }
+        if groups.is_empty() {
+            continue;
+        }
+        tests.push(Test {
+            nodeid: text(&row[0]).unwrap_or_default(),
+            runs: int(&row[1]),
+            groups,
+            timeline: Vec::new(),
+        });
     }
     let total = |t: &Test| {
         let flaky: i64 = t.groups.iter().map(|g| g.flaky).sum();
@@ -266,7 +285,7 @@ fn tests(
 fn timelines(
     db: &mut dyn Backend,
     tests: &mut [Test],
-    filter: &str,
+    on_results: &str,
     params: &[Value],
 ) -> Result<(), DbError> {
     let n = params.len();
@@ -276,9 +295,9 @@ fn timelines(
         p.push(Value::Int(Some(TIMELINE_RUNS)));
         let rows = db.query(
             &format!(
-                "SELECT runs.id, r.outcome, r.attempts, r.category FROM results r \
-                 CROSS JOIN runs WHERE {filter} AND runs.id = r.run_id AND r.nodeid = ${} \
-                 ORDER BY runs.started_at DESC, runs.id DESC LIMIT ${}",
+                "SELECT r.run_id, r.outcome, r.attempts, r.category FROM results r \
+                 WHERE {on_results} AND r.nodeid = ${} \
+                 ORDER BY r.started_at DESC, r.run_id DESC LIMIT ${}",
                 n + 1,
                 n + 2
             ),

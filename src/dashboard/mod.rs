@@ -6,12 +6,15 @@
 
 pub mod data;
 pub mod html;
+pub mod quarantine;
 #[cfg(test)]
 mod tests;
 
 use crate::history::cli::{failed, parse_age, usage};
 use crate::history::{COMMAND_TIMEOUT, HistoryError, Location, Store};
 use crate::model::ExitCode;
+use crate::quarantine::Quarantine;
+use crate::quarantine::locate::{LocateError, Source, locate};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -33,6 +36,42 @@ pub struct DashboardArgs {
     /// The page's title.
     #[arg(long, value_name = "TEXT", default_value = "Flaky tests")]
     pub title: String,
+    /// The quarantine file for the tests table's quarantine column [default: as a run finds it:
+    /// SMART_RERUN_QUARANTINE, the smart_rerun_quarantine key of the pytest configuration, then
+    /// .smart-rerun/quarantine.toml; no file, no column].
+    #[arg(long, value_name = "PATH")]
+    pub quarantine: Option<PathBuf>,
+    /// The interpreter for `python -m pytest`, asked for its configuration when it names the file.
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+}
+
+/// The quarantine file of the column, found as `quarantine check` finds it. The file's own problems are
+/// usage errors; pytest that cannot be asked only loses the column, with a warning.
+fn quarantine_file(args: &DashboardArgs) -> Result<Option<Quarantine>, ExitCode> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| usage(&format!("cannot read the current directory: {e}")))?;
+    let source = Source {
+        flag: args.quarantine.as_deref(),
+        python: args.python.as_deref(),
+        command: &[],
+    };
+    let located = match locate(&source, "--quarantine", &cwd) {
+        Ok(l) => l,
+        Err(e @ LocateError::Probe { .. }) => {
+            let _ = writeln!(
+                anstream::stderr(),
+                "smart-rerun: warning: no quarantine column: {e}"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(usage(&e.to_string())),
+    };
+    let loaded = match located.path.as_deref() {
+        Some(path) => Quarantine::load_for_run(Some(path), &cwd),
+        None => Quarantine::load(std::path::Path::new(crate::quarantine::DEFAULT_PATH)),
+    };
+    loaded.map_err(|e| usage(&e.to_string()))
 }
 
 /// Runs `smart-rerun dashboard` and returns the exit code.
@@ -53,6 +92,10 @@ pub fn main(args: DashboardArgs) -> ExitCode {
             Err(e) => return usage(&format!("--since: {e} (or `all`)")),
         }
     };
+    let quarantine = match quarantine_file(&args) {
+        Ok(q) => q,
+        Err(code) => return code,
+    };
     let started = std::time::Instant::now();
     let mut store = match Store::open(&location, false, COMMAND_TIMEOUT) {
         Ok(s) => s,
@@ -66,7 +109,19 @@ pub fn main(args: DashboardArgs) -> ExitCode {
         args.branch.as_deref(),
         now,
     ) {
-        Ok(d) => d,
+        Ok(mut d) => {
+            if let Some(q) = &quarantine {
+                let today = chrono::DateTime::from_timestamp_millis(now)
+                    .unwrap_or_default()
+                    .date_naive();
+                d.quarantine = Some(quarantine::states(
+                    q,
+                    d.tests.iter().map(|t| t.nodeid.as_str()),
+                    today,
+                ));
+            }
+            d
+        }
         Err(source) => {
             return failed(&HistoryError::Query {
                 what: "read",

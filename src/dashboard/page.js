@@ -132,6 +132,23 @@
     return s;
   }
 
+  // A test's quarantine: its state and expiry, then the entry's reason, owner and issue (file text,
+  // set as text only).
+  var Q_STATES = { active: "quarantined until ", expiring: "expires ", expired: "expired on " };
+  function quarantineCell(q) {
+    var td = el("td", { "class": "quarantine" });
+    if (!q || typeof q !== "object") { return td; }
+    var state = Q_STATES.hasOwnProperty(q.state) ? q.state : "active";
+    td.setAttribute("data-state", state);
+    td.appendChild(el("span", { "class": "q-" + state, title: q.entry + " (" + q.at + ")" }, Q_STATES[state] + q.expires));
+    td.appendChild(el("div", { "class": "q-reason" }, q.reason));
+    var who = [];
+    if (q.owner) { who.push("owner: " + q.owner); }
+    if (q.issue) { who.push("issue: " + q.issue); }
+    if (who.length) { td.appendChild(el("div", { "class": "muted q-owner" }, who.join("; "))); }
+    return td;
+  }
+
   function drawTests() {
     var box = document.getElementById("tests");
     clear(box);
@@ -167,8 +184,7 @@
       tr.appendChild(el("td", { "class": "num" }, s.runs));
       tr.appendChild(el("td", null, s.lastFlaky ? when(s.lastFlaky) : "–"));
       if (quarantine) {
-        var q2 = quarantine[t.nodeid];
-        tr.appendChild(el("td", null, q2 === undefined || q2 === null ? "" : (typeof q2 === "object" ? (q2.state || JSON.stringify(q2)) : q2)));
+        tr.appendChild(quarantineCell(quarantine[t.nodeid]));
       }
       var open = function () {
         state.selected = t;

@@ -2,19 +2,25 @@
 //! past their expiry), or propose entries for the tests history knows as flaky. The main type is
 //! [`QuarantineArgs`]; [`main`] runs it and returns the exit code.
 
-use super::{DEFAULT_PATH, Quarantine, entry_toml};
+use super::locate::{Source, locate};
+use super::{DEFAULT_PATH, Quarantine, QuarantineError, entry_toml};
 use crate::history::{COMMAND_TIMEOUT, Location, Store, cli::parse_age};
 use crate::model::ExitCode;
 use crate::report::terminal::sanitize_line;
 use clap::{Args, Subcommand};
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args)]
 pub struct QuarantineArgs {
-    /// The quarantine file.
-    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_PATH)]
-    pub file: PathBuf,
+    /// The quarantine file [default: as a run finds it: SMART_RERUN_QUARANTINE, then the
+    /// smart_rerun_quarantine key of the pytest configuration, then .smart-rerun/quarantine.toml].
+    #[arg(long, global = true, value_name = "PATH", visible_alias = "quarantine")]
+    pub file: Option<PathBuf>,
+    /// The interpreter for `python -m pytest`, asked for its configuration when no COMMAND is given.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub python: Option<PathBuf>,
     #[command(subcommand)]
     pub command: QuarantineCommand,
 }
@@ -27,6 +33,10 @@ pub enum QuarantineCommand {
         /// Check expiry against this date instead of today (YYYY-MM-DD, UTC).
         #[arg(long, value_name = "DATE")]
         today: Option<String>,
+        /// The pytest command whose configuration names the file, as for `run`, e.g. `-- pytest -c
+        /// ci.ini` [default: python -m pytest, asked only when a configuration mentions the key].
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<OsString>,
     },
     /// Print `[[test]]` entries for the tests history knows as flaky and the file does not list yet,
     /// to review and append.
@@ -43,6 +53,9 @@ pub enum QuarantineCommand {
         /// How long the suggested quarantines last.
         #[arg(long, value_name = "AGE", default_value = "30d")]
         expires_in: String,
+        /// The pytest command whose configuration names the file, as for `check`.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<OsString>,
     },
 }
 
@@ -56,13 +69,46 @@ fn today_utc() -> chrono::NaiveDate {
 }
 
 pub fn main(args: QuarantineArgs) -> ExitCode {
-    let quarantine = match Quarantine::load(&args.file) {
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => return usage(&format!("cannot read the current directory: {e}")),
+    };
+    let command = match &args.command {
+        QuarantineCommand::Check { command, .. } | QuarantineCommand::Suggest { command, .. } => {
+            command.as_slice()
+        }
+    };
+    let source = Source {
+        flag: args.file.as_deref(),
+        python: args.python.as_deref(),
+        command,
+    };
+    let located = match locate(&source, "--file", &cwd) {
+        Ok(l) => l,
+        Err(e) => return usage(&e.to_string()),
+    };
+    let shown = located
+        .path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+    // The default path is loaded as written, so messages name it relative to the current directory.
+    let loaded = match located.path.as_deref() {
+        Some(path) => Quarantine::load_for_run(Some(path), &cwd),
+        None => Quarantine::load(&shown),
+    };
+    let quarantine = match loaded {
         Ok(q) => q,
+        Err(QuarantineError::Missing { path }) => {
+            return usage(&format!(
+                "the quarantine file {path} ({}) does not exist: name an existing file",
+                located.from.as_deref().unwrap_or("smart_rerun_quarantine")
+            ));
+        }
         Err(e) => return usage(&e.to_string()),
     };
     let mut out = std::io::stdout().lock();
     match args.command {
-        QuarantineCommand::Check { today } => {
+        QuarantineCommand::Check { today, .. } => {
             let today = match today.as_deref().map(str::parse::<chrono::NaiveDate>) {
                 None => today_utc(),
                 Some(Ok(d)) => d,
@@ -77,7 +123,7 @@ pub fn main(args: QuarantineArgs) -> ExitCode {
                 let _ = writeln!(
                     out,
                     "smart-rerun: no quarantine file at {}: nothing is quarantined",
-                    args.file.display()
+                    shown.display()
                 );
                 return ExitCode::Ok;
             };
@@ -122,6 +168,7 @@ pub fn main(args: QuarantineArgs) -> ExitCode {
             since,
             min_flaky,
             expires_in,
+            ..
         } => {
             let Some(text) = history else {
                 return usage("no history given: pass --history URL or set SMART_RERUN_HISTORY");
@@ -176,7 +223,7 @@ pub fn main(args: QuarantineArgs) -> ExitCode {
                 let _ = writeln!(
                     anstream::stderr(),
                     "smart-rerun: no test to suggest: none flaky in {min_flaky} or more runs of the last {since} that {} does not list",
-                    args.file.display()
+                    shown.display()
                 );
             }
             ExitCode::Ok

@@ -14,6 +14,7 @@
 
 mod apply;
 pub mod cli;
+pub mod locate;
 
 pub(crate) use apply::apply;
 

@@ -1,8 +1,9 @@
 //! The flake dashboard in a real headless Chromium: a history recorded by real pytest runs, the page
 //! written by `smart-rerun dashboard`, then loaded from `file://` — the DOM after its script ran (the
 //! flaky test listed, the charts drawn, the page's own error trap empty, a hostile test name shown as
-//! text), a screenshot whose chart is not blank, and the same page with every network request sent to
-//! a dead proxy. Chromium comes from scripts/bootstrap-chromium (or SMART_RERUN_TEST_CHROMIUM).
+//! text), a screenshot whose chart is not blank, the same page with every network request sent to a
+//! dead proxy, and the quarantine column filled from the file the pytest configuration names. Chromium
+//! comes from scripts/bootstrap-chromium (or SMART_RERUN_TEST_CHROMIUM).
 
 use crate::common::{self, Project};
 use std::path::{Path, PathBuf};
@@ -255,6 +256,113 @@ fn the_dashboard_renders_in_a_headless_browser_offline_and_escapes_test_names() 
     assert!(offline.contains("data-ready=\"true\""));
     assert!(offline.contains("class=\"rate-line\""));
     assert!(offline.contains(&format!("data-nodeid=\"{FLAKY}\"")));
+    // No quarantine file: no quarantine column.
+    assert!(!dom.contains(">Quarantine</th>"));
+
+    // The quarantine column, from the file the pytest configuration names (as a run finds it):
+    // active, expiring and expired entries, with reason and owner shown as text.
+    let today = chrono::Utc::now().date_naive();
+    p.file(
+        "pytest.ini",
+        "[pytest]\nsmart_rerun_quarantine = ci/quarantine.toml\n",
+    );
+    p.file(
+        "ci/quarantine.toml",
+        &format!(
+            "[[test]]\nnodeid = \"{FLAKY}\"\nreason = \"<img src=x onerror=alert(2)> sandbox\"\nexpires = {}\nowner = \"<b>payments</b>\"\n\n\
+             [[test]]\nnodeid = \"test_suite.py::test_shared_*\"\nreason = \"TICKET-4\"\nexpires = {}\n\n\
+             [[test]]\nnodeid = \"test_suite.py::test_broken\"\nreason = \"old\"\nexpires = {}\nissue = \"TICKET-1\"\n",
+            today + chrono::Days::new(60),
+            today + chrono::Days::new(3),
+            today - chrono::Days::new(2),
+        ),
+    );
+    let python = common::python();
+    let made = dashboard(
+        &p,
+        &[
+            "--history",
+            db,
+            "--out",
+            site.to_str().unwrap(),
+            "--python",
+            python.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(made.code, 0, "{}{}", made.stdout, made.stderr);
+    let page = std::fs::read_to_string(site.join("index.html")).unwrap();
+    assert!(
+        !page.contains("<img") && !page.contains("<b>"),
+        "markup from the quarantine file"
+    );
+    let dom = browse(profile.path(), &["--dump-dom"], &url);
+    assert_eq!(errors(&dom), "", "the page's error trap caught errors");
+    assert!(dom.contains(">Quarantine</th>"), "the column");
+    let row = |nodeid: &str| {
+        let start = dom
+            .find(&format!("data-nodeid=\"{nodeid}\""))
+            .unwrap_or_else(|| panic!("no row for {nodeid}"));
+        let end = start + dom[start..].find("</tr>").unwrap();
+        &dom[start..end]
+    };
+    let flaky = row(FLAKY);
+    assert!(flaky.contains("data-state=\"active\""), "{flaky}");
+    assert!(
+        flaky.contains(&format!(
+            "quarantined until {}",
+            today + chrono::Days::new(60)
+        )),
+        "{flaky}"
+    );
+    assert!(
+        flaky.contains("&lt;img src=x onerror=alert(2)&gt; sandbox")
+            && flaky.contains("owner: &lt;b&gt;payments&lt;/b&gt;"),
+        "{flaky}"
+    );
+    let shared = row("test_suite.py::test_shared_a");
+    assert!(
+        shared.contains("data-state=\"expiring\"") && shared.contains("TICKET-4"),
+        "{shared}"
+    );
+    let broken = row("test_suite.py::test_broken");
+    assert!(
+        broken.contains("data-state=\"expired\"")
+            && broken.contains(&format!("expired on {}", today - chrono::Days::new(2)))
+            && broken.contains("issue: TICKET-1"),
+        "{broken}"
+    );
+    let hostile = &dom[dom
+        .find("data-nodeid=\"test_suite.py::test_hostile[")
+        .unwrap()..];
+    assert!(
+        !hostile[..hostile.find("</tr>").unwrap()].contains("data-state"),
+        "not quarantined"
+    );
+    assert!(!dom.contains("<img"), "a reason became markup");
+
+    // A broken quarantine file is a usage error naming it.
+    p.file("ci/quarantine.toml", "[[test]]\nnodeid = \"x\"\n");
+    let broken = dashboard(
+        &p,
+        &[
+            "--history",
+            db,
+            "--out",
+            site.to_str().unwrap(),
+            "--quarantine",
+            "ci/quarantine.toml",
+        ],
+        &[],
+    );
+    assert_eq!(broken.code, 4, "{}", broken.stderr);
+    assert!(
+        broken
+            .stderr
+            .contains("ci/quarantine.toml:1: reason: is missing"),
+        "{}",
+        broken.stderr
+    );
 }
 
 #[test]

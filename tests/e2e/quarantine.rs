@@ -366,3 +366,192 @@ fn a_glob_entry_protects_every_test_it_matches() {
     assert_eq!(out.code, 0, "{}", out.dump());
     assert_eq!(out.summary("quarantined_failures"), 4);
 }
+
+/// The text of the first `<tag ...>` element in `xml` whose opening tag contains `marker`, up to its end.
+fn element<'a>(xml: &'a str, tag: &str, marker: &str) -> &'a str {
+    let open = format!("<{tag} ");
+    let start = xml
+        .match_indices(&open)
+        .map(|(i, _)| i)
+        .find(|&i| xml[i..].split('>').next().unwrap().contains(marker))
+        .unwrap_or_else(|| panic!("no <{tag}> with {marker} in {xml}"));
+    let end = xml[start..]
+        .find(&format!("</{tag}>"))
+        .map_or(xml.len(), |e| start + e);
+    &xml[start..end]
+}
+
+#[test]
+fn junit_shows_a_quarantined_failure_as_skipped_in_our_file_and_in_the_takeover() {
+    let p = project();
+    let expires = today() + chrono::Days::new(30);
+    p.file(
+        FILE,
+        &entry(BROKEN, expires).replace(
+            "the sandbox drops connections",
+            r#"sandbox <drops> & \"resets\""#,
+        ),
+    );
+    let out = p.run(&["--junit-xml", "ours.xml"], &["--junitxml=user.xml"]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert_eq!(out.outcome(BROKEN), "failed");
+    for file in ["ours.xml", "user.xml"] {
+        let xml = std::fs::read_to_string(p.path().join(file)).unwrap();
+        // CI test views count failures and errors from the testsuite and its testcases: none here.
+        let suite = element(&xml, "testsuite", "name=\"pytest\"");
+        let head = suite.split('>').next().unwrap();
+        assert!(
+            head.contains("failures=\"0\"") && head.contains("errors=\"0\""),
+            "{file}: {head}"
+        );
+        let case = element(&xml, "testcase", "name=\"test_broken\"");
+        assert!(!case.contains("<failure"), "{file}: {case}");
+        assert!(
+            case.contains(&format!(
+                "<skipped message=\"quarantined: sandbox &lt;drops&gt; &amp; &quot;resets&quot; (payments, expires {expires})\" type=\"smart-rerun.quarantined\">"
+            )),
+            "{file}: {case}"
+        );
+        // The failure is kept: the text GitLab shows for a skipped test, and the entry as properties.
+        assert!(
+            case.contains("2 failed attempts") && case.contains("AssertionError"),
+            "{file}: {case}"
+        );
+        assert!(
+            case.contains("<property name=\"quarantined\" value=\"true\"/>")
+                && case.contains("<property name=\"quarantine.issue\" value=\"TICKET-9\"/>")
+                && case.contains(
+                    "<property name=\"quarantine.entry\" value=\".smart-rerun/quarantine.toml:2\"/>"
+                ),
+            "{file}: {case}"
+        );
+        // The flaky test is untouched by the quarantine.
+        let flaky = element(&xml, "testcase", "name=\"test_flaky\"");
+        assert!(
+            flaky.contains("<flakyFailure") && !flaky.contains("quarantine"),
+            "{file}: {flaky}"
+        );
+    }
+}
+
+/// `quarantine ARGS` with pytest's interpreter (for the probe of the ini file) and `env`.
+fn quarantine_env(p: &Project, args: &[&str], env: &[(&str, &str)]) -> RunOutput {
+    let python = common::python();
+    let mut all: Vec<&str> = vec!["--python", python.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = Command::new(common::bin())
+        .current_dir(p.path())
+        .arg("quarantine")
+        .args(&all)
+        .env("NO_COLOR", "1")
+        .env_remove("SMART_RERUN_HISTORY")
+        .env_remove("SMART_RERUN_QUARANTINE")
+        .env_remove("PYTEST_ADDOPTS")
+        .env_remove("VIRTUAL_ENV")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("smart-rerun runs");
+    RunOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        report: None,
+    }
+}
+
+#[test]
+fn check_and_suggest_find_the_file_as_a_run_does() {
+    let p = project();
+    let expired = today() - chrono::Days::new(3);
+    let later = today() + chrono::Days::new(30);
+    // The ini key, relative to the ini file, in a subdirectory's pytest configuration.
+    p.file("ci/quarantine.toml", &entry(FLAKY, later));
+    p.file("env.toml", &entry(BROKEN, expired));
+    p.file(
+        "pyproject.toml",
+        "[tool.pytest.ini_options]\nsmart_rerun_quarantine = \"ci/quarantine.toml\"\n",
+    );
+    let check = quarantine_env(&p, &["check"], &[]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(
+        check.stdout.contains("1 test quarantined in ")
+            && check.stdout.contains("ci/quarantine.toml"),
+        "{}",
+        check.stdout
+    );
+    // SMART_RERUN_QUARANTINE outranks the ini key, as for a run; its expired entry fails the check.
+    let env = quarantine_env(&p, &["check"], &[("SMART_RERUN_QUARANTINE", "env.toml")]);
+    assert_eq!(env.code, 1, "{}{}", env.stdout, env.stderr);
+    assert!(
+        env.stdout
+            .contains(&format!("env.toml:2: {BROKEN} expired on {expired}")),
+        "{}",
+        env.stdout
+    );
+    // The flag outranks both; a file named but missing is a usage error naming it and where it was set.
+    let flag = quarantine_env(
+        &p,
+        &["check", "--file", "ci/quarantine.toml"],
+        &[("SMART_RERUN_QUARANTINE", "env.toml")],
+    );
+    assert_eq!(flag.code, 0, "{}{}", flag.stdout, flag.stderr);
+    let missing = quarantine_env(&p, &["check", "--file", "nope.toml"], &[]);
+    assert_eq!(missing.code, 4, "{}", missing.stderr);
+    assert!(
+        missing
+            .stderr
+            .contains("the quarantine file nope.toml (--file) does not exist"),
+        "{}",
+        missing.stderr
+    );
+    // A pytest command of its own: `-c` names another configuration.
+    p.file("other.ini", "[pytest]\nsmart_rerun_quarantine = env.toml\n");
+    let python = common::python();
+    let other = quarantine_env(
+        &p,
+        &[
+            "check",
+            "--",
+            python.to_str().unwrap(),
+            "-m",
+            "pytest",
+            "-c",
+            "other.ini",
+        ],
+        &[],
+    );
+    assert_eq!(other.code, 1, "{}{}", other.stdout, other.stderr);
+    assert!(other.stdout.contains("env.toml:2:"), "{}", other.stdout);
+
+    // The run reads the same file: the flaky test is quarantined there.
+    let db = p.path().join("history.db");
+    let db = db.to_str().unwrap();
+    for _ in 0..2 {
+        let run = p.run(&["--history", db], &[]);
+        assert_eq!(run.code, 1, "{}", run.dump());
+        assert_eq!(
+            run.test(FLAKY)["quarantine"]["file"]
+                .as_str()
+                .map(|f| f.ends_with("ci/quarantine.toml")),
+            Some(true),
+            "{}",
+            run.dump()
+        );
+    }
+    // `suggest` leaves out what the ini's file lists, and suggests it when another file is in force.
+    let listed = quarantine_env(&p, &["suggest", "--history", db, "--min-flaky", "2"], &[]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(listed.stdout.trim(), "", "{}", listed.stdout);
+    let elsewhere = quarantine_env(
+        &p,
+        &["suggest", "--history", db, "--min-flaky", "2"],
+        &[("SMART_RERUN_QUARANTINE", "env.toml")],
+    );
+    assert!(
+        elsewhere.stdout.contains(&format!("nodeid = \"{FLAKY}\"")),
+        "{}{}",
+        elsewhere.stdout,
+        elsewhere.stderr
+    );
+}

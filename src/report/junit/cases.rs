@@ -3,7 +3,7 @@
 use super::elements::{
     FALLBACK_TYPE, captured, kind_of, message, rerun, schema_order, secs, skipped, type_of,
 };
-use super::{JunitCompat, JunitOptions, pytest_names};
+use super::{JunitCompat, JunitOptions, pytest_names, quarantined};
 use crate::model::{Attempt, Outcome, RunReport, TestResult};
 use crate::report::truncate;
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestRerun, XmlString};
@@ -124,7 +124,65 @@ impl Iterator for Cases {
 }
 
 fn testcase(test: &TestResult, build: &mut Build) -> TestCase {
-    let status = match test.outcome {
+    // A quarantined failure does not fail the run: it is not a `failure` here either.
+    let quarantined_failure = test
+        .quarantine
+        .as_deref()
+        .filter(|_| test.outcome.is_failure());
+    let status = match quarantined_failure {
+        Some(q) => quarantined::status(test, q),
+        None => status(test),
+    };
+    if build.detail == Detail::Status {
+        return TestCase::new("", status);
+    }
+    let (classname, name) = pytest_names(&test.nodeid);
+    let mut case = TestCase::new(name, status);
+    case.set_classname(classname);
+    case.set_time(secs(test.duration_seconds));
+    build.locations.add(&mut case, test);
+    if let Some(q) = test.quarantine.as_deref() {
+        quarantined::add_properties(&mut case, q);
+    }
+    if quarantined_failure.is_some() {
+        quarantined::add_output(&mut case, test);
+    } else if test.outcome == Outcome::Flaky {
+        let failed = test
+            .attempts
+            .iter()
+            .filter(|a| a.outcome.is_failure())
+            .count();
+        let passed_on = test.passed_on_attempt().unwrap_or(0);
+        case.add_property(Property::new("flaky", "true"));
+        case.add_property(Property::new("attempts", test.attempts.len().to_string()));
+        let first = test.first_failure().map(message).unwrap_or_default();
+        case.set_system_out(format!(
+            "smart-rerun: FLAKY - failed {failed} time{} then passed on attempt {passed_on}. First failure: {first}",
+            if failed == 1 { "" } else { "s" }
+        ));
+    } else if test.attempts.len() > 1 {
+        case.add_property(Property::new("attempts", test.attempts.len().to_string()));
+        let last = test.last_failure();
+        if let Some(out) = last.and_then(|a| captured(a, "stdout")) {
+            case.set_system_out(out);
+        }
+        if let Some(err) = last.and_then(|a| captured(a, "stderr")) {
+            case.set_system_err(err);
+        }
+    } else if let Some(a) = test.attempts.first() {
+        if let Some(out) = captured(a, "stdout") {
+            case.set_system_out(out);
+        }
+        if let Some(err) = captured(a, "stderr") {
+            case.set_system_err(err);
+        }
+    }
+    case
+}
+
+/// The status of a test that no quarantine entry excuses.
+fn status(test: &TestResult) -> TestCaseStatus {
+    match test.outcome {
         Outcome::Passed | Outcome::Xpassed => TestCaseStatus::success(),
         Outcome::Flaky => TestCaseStatus::Success {
             flaky_runs: schema_order(
@@ -190,51 +248,12 @@ fn testcase(test: &TestResult, build: &mut Build) -> TestCase {
             )),
             Some("smart-rerun.not-run"),
         ),
-    };
-    if build.detail == Detail::Status {
-        return TestCase::new("", status);
     }
-    let (classname, name) = pytest_names(&test.nodeid);
-    let mut case = TestCase::new(name, status);
-    case.set_classname(classname);
-    case.set_time(secs(test.duration_seconds));
-    build.locations.add(&mut case, test);
-    if test.outcome == Outcome::Flaky {
-        let failed = test
-            .attempts
-            .iter()
-            .filter(|a| a.outcome.is_failure())
-            .count();
-        let passed_on = test.passed_on_attempt().unwrap_or(0);
-        case.add_property(Property::new("flaky", "true"));
-        case.add_property(Property::new("attempts", test.attempts.len().to_string()));
-        let first = test.first_failure().map(message).unwrap_or_default();
-        case.set_system_out(format!(
-            "smart-rerun: FLAKY - failed {failed} time{} then passed on attempt {passed_on}. First failure: {first}",
-            if failed == 1 { "" } else { "s" }
-        ));
-    } else if test.attempts.len() > 1 {
-        case.add_property(Property::new("attempts", test.attempts.len().to_string()));
-        let last = test.last_failure();
-        if let Some(out) = last.and_then(|a| captured(a, "stdout")) {
-            case.set_system_out(out);
-        }
-        if let Some(err) = last.and_then(|a| captured(a, "stderr")) {
-            case.set_system_err(err);
-        }
-    } else if let Some(a) = test.attempts.first() {
-        if let Some(out) = captured(a, "stdout") {
-            case.set_system_out(out);
-        }
-        if let Some(err) = captured(a, "stderr") {
-            case.set_system_err(err);
-        }
-    }
-    case
 }
 
 fn per_attempt(test: &TestResult, build: &mut Build) -> Vec<TestCase> {
-    if test.attempts.len() < 2 {
+    // A quarantined failure's attempts would each count as failing: it stays one skipped testcase.
+    if test.attempts.len() < 2 || (test.is_quarantined() && test.outcome.is_failure()) {
         return vec![testcase(test, build)];
     }
     let (classname, name) = pytest_names(&test.nodeid);

@@ -11,6 +11,10 @@
 //! - Consumers that ignore the flaky elements (GitLab shows such a test as plain passed) still see the
 //!   flake: a `flaky` property and a line in `system-out` say it.
 //!
+//! - A quarantined test that failed is `skipped` (type `smart-rerun.quarantined`), its failure in the
+//!   element's text: its failure does not fail the run, so CI test views must not count it as failing
+//!   (see [`quarantined`]).
+//!
 //! [`JunitCompat::PerAttempt`] writes one testcase per attempt instead, for tools that count runs.
 //! [`JunitCompat::Gitlab`] (the default under GitLab CI) adds a skipped `name [flaky]` companion to each
 //! flaky test, because GitLab's test report ignores the flaky elements and shows no output for a passed
@@ -19,6 +23,7 @@
 mod cases;
 mod elements;
 mod noncharacters;
+mod quarantined;
 
 use crate::model::RunReport;
 use cases::{Detail, testcases};
@@ -217,6 +222,12 @@ fn suite_head(report: &RunReport, options: &JunitOptions) -> TestSuite {
     ));
     suite.add_property(Property::new("smart-rerun.flaky", s.flaky.to_string()));
     suite.add_property(Property::new("smart-rerun.reruns", s.reruns.to_string()));
+    if s.quarantined_failures > 0 {
+        suite.add_property(Property::new(
+            "smart-rerun.quarantined-failures",
+            s.quarantined_failures.to_string(),
+        ));
+    }
     suite
 }
 

@@ -503,3 +503,133 @@ fn hostile_text_leaves_the_xml_well_formed() {
     assert!(message.as_ref().unwrap().as_str().chars().count() <= 1001);
     assert!(description.as_ref().unwrap().as_str().len() > 100_000);
 }
+
+/// A report with a quarantined test that failed twice, one that passed, and one failed test the
+/// quarantine does not protect.
+fn quarantined_report() -> RunReport {
+    let mut report = sample::empty();
+    let exc = crate::model::ExceptionInfo {
+        type_name: "builtins.ConnectionError".into(),
+        mro: vec![],
+        message: "sandbox <down> & out".into(),
+    };
+    let att = |n| {
+        sample::failed_attempt(
+            n,
+            Phase::Call,
+            exc.clone(),
+            "t.py",
+            3,
+            "Traceback: client.get()",
+        )
+    };
+    let info = |expired| {
+        Box::new(crate::model::QuarantineInfo {
+            entry: "t.py::test_*".into(),
+            reason: "TICKET-7 \"sandbox\" <drops>".into(),
+            expires: "2027-01-31".into(),
+            owner: Some("payments".into()),
+            issue: Some("BUG-1".into()),
+            file: ".smart-rerun/quarantine.toml".into(),
+            line: 4,
+            expired,
+        })
+    };
+    let mut failing = sample::test(
+        "t.py::test_sandbox",
+        Outcome::Failed,
+        3,
+        vec![att(1), att(2)],
+    );
+    failing.quarantine = Some(info(false));
+    let mut passing = sample::test("t.py::test_ok", Outcome::Passed, 9, vec![]);
+    passing.quarantine = Some(info(true));
+    let free = sample::test("u.py::test_free", Outcome::Failed, 1, vec![att(1)]);
+    report.tests = vec![failing, passing, free];
+    report.summarize();
+    report
+}
+
+#[test]
+fn a_quarantined_failure_is_skipped_with_its_entry_and_failure_kept() {
+    let report = quarantined_report();
+    for compat in [
+        JunitCompat::Surefire,
+        JunitCompat::PerAttempt,
+        JunitCompat::Gitlab,
+    ] {
+        let xml = xml(&report, compat);
+        assert_surefire_order(&xml);
+        let parsed = Report::deserialize_from_str(&xml).unwrap();
+        let suite = &parsed.test_suites[0];
+        // Only the unprotected test counts as failing.
+        assert_eq!(
+            (suite.tests, suite.failures, suite.errors, suite.skipped),
+            (3, 1, 0, 1),
+            "{compat:?}"
+        );
+        assert!(
+            suite
+                .properties
+                .iter()
+                .any(|p| p.name.as_str() == "smart-rerun.quarantined-failures"
+                    && p.value.as_str() == "1")
+        );
+        let case = suite
+            .test_cases
+            .iter()
+            .find(|c| c.name.as_str() == "test_sandbox")
+            .unwrap();
+        let TestCaseStatus::Skipped {
+            message,
+            ty,
+            description,
+        } = &case.status
+        else {
+            panic!("{compat:?}: {:?}", case.status);
+        };
+        assert_eq!(
+            message.as_ref().unwrap().as_str(),
+            "quarantined: TICKET-7 \"sandbox\" <drops> (payments, expires 2027-01-31)"
+        );
+        assert_eq!(ty.as_ref().unwrap().as_str(), "smart-rerun.quarantined");
+        let text = description.as_ref().unwrap().as_str();
+        assert!(
+            text.contains("QUARANTINED - failed, 2 failed attempts")
+                && text.contains("attempt 2 failed: ConnectionError: sandbox <down> & out")
+                && text.contains("Traceback: client.get()"),
+            "{text}"
+        );
+        let prop = |c: &quick_junit::TestCase, name: &str| {
+            c.properties
+                .iter()
+                .find(|p| p.name.as_str() == name)
+                .map(|p| p.value.as_str().to_owned())
+        };
+        assert_eq!(prop(case, "quarantined").as_deref(), Some("true"));
+        assert_eq!(prop(case, "quarantine.owner").as_deref(), Some("payments"));
+        assert_eq!(prop(case, "quarantine.issue").as_deref(), Some("BUG-1"));
+        assert_eq!(
+            prop(case, "quarantine.entry").as_deref(),
+            Some(".smart-rerun/quarantine.toml:4")
+        );
+        assert!(
+            case.system_out
+                .as_ref()
+                .unwrap()
+                .as_str()
+                .contains("attempt 2 output")
+        );
+        // A quarantined test that passed keeps its status, with the entry's properties.
+        let ok = suite
+            .test_cases
+            .iter()
+            .find(|c| c.name.as_str() == "test_ok")
+            .unwrap();
+        assert!(matches!(ok.status, TestCaseStatus::Success { .. }));
+        assert_eq!(prop(ok, "quarantine.expired").as_deref(), Some("true"));
+    }
+    // Untrusted text in the reason is escaped, never markup.
+    let xml = xml(&report, JunitCompat::Surefire);
+    assert!(xml.contains("&lt;drops&gt;") && !xml.contains("<drops>"));
+}
