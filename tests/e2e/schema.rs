@@ -881,7 +881,7 @@ fn the_schema_rejects_reports_that_break_it() {
         (
             "stopped_because on a test that did not fail",
             edited(&good, "/tests/1/stopped_because", Some(json!("why"))),
-            "is not one of ['failed', 'error']",
+            "is not one of ['failed', 'error', 'flaky']",
         ),
     ];
     let docs: Vec<&Value> = cases.iter().map(|(_, doc, _)| doc).collect();
