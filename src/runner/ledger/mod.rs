@@ -7,9 +7,12 @@
 //! a run can take (a crash mid-test, `-x`, an interrupt, a rerun round that collects nothing) is replayed
 //! in the unit tests on synthetic entries, without pytest.
 
+mod prior;
 mod report;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_history;
 
 pub(super) use report::ReportInput;
 #[cfg(test)]
@@ -245,94 +248,6 @@ impl Ledger {
         }
     }
 
-    /// Uses `prior` for what history knows, once the settings in force ask for it (`new_test_repeats`,
-    /// `history_policy`) and name a history to open; otherwise it is dropped. Called once the first
-    /// round's settings are final, before any test runs.
-    pub(super) fn connect_prior(&mut self, mut prior: Box<dyn Prior>) {
-        let s = &self.settings;
-        let wanted: Vec<&str> = [
-            (s.new_test_repeats > 0, "smart_rerun_new_test_repeats"),
-            (s.history_policy, "smart_rerun_history_policy"),
-        ]
-        .into_iter()
-        .filter_map(|(on, key)| on.then_some(key))
-        .collect();
-        if wanted.is_empty() {
-            return;
-        }
-        let Some(location) = s.history.as_deref() else {
-            self.warnings.push(format!(
-                "{} need{} a history (smart_rerun_history, --history): ignored",
-                wanted.join(" and "),
-                if wanted.len() == 1 { "s" } else { "" }
-            ));
-            return;
-        };
-        match prior.open(location) {
-            Ok(()) => self.prior = Some(prior),
-            Err(e) => self.prior_failed(e),
-        }
-    }
-
-    /// The history failed: said once, and not asked again.
-    fn prior_failed(&mut self, e: String) {
-        self.prior = None;
-        self.warnings.push(format!(
-            "history not used for retries and repeats: {} (the run goes on without it)",
-            e.replace(['\n', '\r'], " ")
-        ));
-    }
-
-    /// Passed tests the history has never seen, to run again (`new_test_repeats`); `None`, with a
-    /// warning saying why, when there are none to repeat.
-    pub(super) fn new_tests(&mut self) -> Vec<u32> {
-        let times = self.settings.new_test_repeats;
-        let Some(prior) = self.prior.as_mut().filter(|_| times > 0) else {
-            return Vec::new();
-        };
-        let candidates: Vec<u32> = (0..self.tests.len() as u32)
-            .filter(|&i| {
-                let t = &self.tests[i as usize];
-                t.runs == 1 && t.last == Some(Outcome::Passed) && t.notes.is_none()
-            })
-            .collect();
-        if candidates.is_empty() {
-            return Vec::new();
-        }
-        let nodeids: Vec<&str> = candidates
-            .iter()
-            .map(|&i| &*self.tests[i as usize].nodeid)
-            .collect();
-        let unseen = match prior.unseen(&nodeids) {
-            Ok(Some(unseen)) => unseen,
-            Ok(None) => {
-                self.warnings.push(
-                    "new_test_repeats: the history has no runs yet, so no test counts as new; repeats start with the next run"
-                        .into(),
-                );
-                return Vec::new();
-            }
-            Err(e) => {
-                self.prior_failed(e);
-                return Vec::new();
-            }
-        };
-        let new: Vec<u32> = candidates
-            .into_iter()
-            .zip(unseen)
-            .filter_map(|(i, unseen)| unseen.then_some(i))
-            .collect();
-        if new.len() * 3 > self.tests.len() && new.len() > 3 {
-            self.warnings.push(format!(
-                "new_test_repeats: {} of {} are new to the history, more than a third of the suite: the history is probably another suite's, so none was repeated",
-                counted(new.len(), "test"),
-                self.tests.len()
-            ));
-            return Vec::new();
-        }
-        new
-    }
-
     /// Records one entry.
     pub(super) fn apply(&mut self, entry: Entry<'_>) {
         match entry {
@@ -374,20 +289,7 @@ impl Ledger {
                     // The first run's pass, kept so that the report shows every run of the test.
                     let first = Attempt {
                         number: 1,
-                        round: 1,
-                        outcome: Outcome::Passed,
-                        phase: None,
-                        duration_seconds: t.last_duration,
-                        finished_at: rfc3339_from_epoch(t.last_stop),
-                        exception: None,
-                        crash: None,
-                        test_location: None,
-                        traceback: None,
-                        captured: Vec::new(),
-                        also_failed: Vec::new(),
-                        worker: None,
-                        fingerprint: None,
-                        classification: None,
+                        ..bare_attempt(1, Outcome::Passed, t.last_duration, t.last_stop)
                     };
                     let notes = t.notes.get_or_insert_default();
                     notes.attempts.push(first);
@@ -470,40 +372,6 @@ impl Ledger {
             }
         }
         policy
-    }
-
-    /// What history says of test `i`'s failure with this fingerprint (`history_policy`): the attempts
-    /// it gives a known flaky test (kept in its notes), and in how many earlier runs the same failure
-    /// failed it for good. Asked on its first failure only.
-    fn consult_prior(&mut self, i: usize, fingerprint: Option<&str>) -> u32 {
-        if !self.settings.history_policy || self.tests[i].runs != 1 {
-            return 0;
-        }
-        let Some(prior) = self.prior.as_mut() else {
-            return 0;
-        };
-        let nodeid = &*self.tests[i].nodeid;
-        let asked = prior.flakes(nodeid).and_then(|(flaky, runs)| {
-            let failed_for_good = match fingerprint {
-                Some(fp) => prior.failed_for_good(nodeid, fp)?,
-                None => 0,
-            };
-            Ok((flaky, runs, failed_for_good))
-        });
-        match asked {
-            Ok((flaky, runs, failed_for_good)) => {
-                let percent = u64::from(self.settings.history_flaky_percent);
-                if flaky > 0 && u64::from(flaky) * 100 >= percent * u64::from(runs) {
-                    let max = self.settings.history_max;
-                    self.tests[i].notes.get_or_insert_default().history_max = Some(max);
-                }
-                failed_for_good
-            }
-            Err(e) => {
-                self.prior_failed(e);
-                0
-            }
-        }
     }
 
     /// Makes the tests' states from the first round's collection, moving the node ids into them.
@@ -704,25 +572,13 @@ impl Ledger {
                 self.round.seen[i] = Seen::Ran;
                 self.round.progressed = true;
                 let attempt = Attempt {
-                    number: 0,
-                    round: number,
-                    outcome: Outcome::Error,
                     phase: Some(Phase::Crash),
-                    duration_seconds: 0.0,
-                    finished_at: rfc3339_from_epoch(end.at),
                     exception: Some(ExceptionInfo {
                         type_name: "smart_rerun.PytestCrash".into(),
                         mro: Vec::new(),
                         message: reason.clone(),
                     }),
-                    crash: None,
-                    test_location: None,
-                    traceback: None,
-                    captured: Vec::new(),
-                    also_failed: Vec::new(),
-                    worker: None,
-                    fingerprint: None,
-                    classification: None,
+                    ..bare_attempt(number, Outcome::Error, 0.0, end.at)
                 };
                 self.record(i, attempt, end.at);
             }
@@ -886,5 +742,27 @@ impl Ledger {
                 notes.stopped_because = Some(reason.to_string());
             }
         }
+    }
+}
+
+/// An attempt with only its round, outcome, duration and end (seconds since the epoch); numbered when
+/// it is recorded.
+fn bare_attempt(round: u32, outcome: Outcome, duration: f64, at: f64) -> Attempt {
+    Attempt {
+        number: 0,
+        round,
+        outcome,
+        phase: None,
+        duration_seconds: duration,
+        finished_at: rfc3339_from_epoch(at),
+        exception: None,
+        crash: None,
+        test_location: None,
+        traceback: None,
+        captured: Vec::new(),
+        also_failed: Vec::new(),
+        worker: None,
+        fingerprint: None,
+        classification: None,
     }
 }
