@@ -60,13 +60,15 @@ def pytest_addoption(parser, pluginmanager):
         "form that turns it off)",
     )
     for ini, _flag, kind, help_text in KEYS:
+        # argparse %-formats an option's help (for %(default)s); a literal % in the text must be doubled.
+        option_help = help_text.replace("%", "%%")
         if kind == "bool":
-            group.addoption(_option(ini), action="store_const", const="true", dest=ini, default=None, help=help_text)
+            group.addoption(_option(ini), action="store_const", const="true", dest=ini, default=None, help=option_help)
             if ini != "smart_rerun":
                 group.addoption(_negation(ini), action="store_const", const="false", dest=ini, help=argparse.SUPPRESS)
         else:
             metavar = "TOKEN" if kind == "secret" else kind
-            group.addoption(_option(ini), action="store", dest=ini, default=None, metavar=metavar, help=help_text)
+            group.addoption(_option(ini), action="store", dest=ini, default=None, metavar=metavar, help=option_help)
         parser.addini(ini, help_text, default=None)
 
 
