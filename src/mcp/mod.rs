@@ -34,6 +34,48 @@ pub(crate) struct McpArgs {
     /// The environment variable holding the HTTP bearer token.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_TOKEN_ENV)]
     pub token_env: String,
+    /// The quarantine file whose tests `quarantine_suggest` leaves out [default: found as a run finds
+    /// it: SMART_RERUN_QUARANTINE, the smart_rerun_quarantine key of the pytest configuration, then
+    /// .smart-rerun/quarantine.toml].
+    #[arg(long, value_name = "PATH")]
+    pub quarantine: Option<PathBuf>,
+    /// The interpreter for `python -m pytest`, asked for its configuration when it names the file.
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+}
+
+/// The quarantine file `quarantine_suggest` reads, found as `quarantine check` finds it. Pytest that
+/// cannot be asked leaves the default path, with a warning; a file named but missing is a usage error.
+fn quarantine_file(args: &McpArgs) -> Result<PathBuf, ExitCode> {
+    use crate::quarantine::locate::{LocateError, Source, locate};
+    let cwd = std::env::current_dir()
+        .map_err(|e| usage(&format!("cannot read the current directory: {e}")))?;
+    let source = Source {
+        flag: args.quarantine.as_deref(),
+        python: args.python.as_deref(),
+        command: &[],
+    };
+    let default = || PathBuf::from(crate::quarantine::DEFAULT_PATH);
+    match locate(&source, "--quarantine", &cwd) {
+        Ok(located) => match located.path {
+            Some(path) if !cwd.join(&path).is_file() => Err(usage(&format!(
+                "the quarantine file {} ({}) does not exist",
+                path.display(),
+                located.from.as_deref().unwrap_or("smart_rerun_quarantine")
+            ))),
+            Some(path) => Ok(path),
+            None => Ok(default()),
+        },
+        Err(e @ LocateError::Probe { .. }) => {
+            let _ = writeln!(
+                anstream::stderr(),
+                "smart-rerun: warning: quarantine_suggest reads {}: {e}",
+                crate::quarantine::DEFAULT_PATH
+            );
+            Ok(default())
+        }
+        Err(e) => Err(usage(&e.to_string())),
+    }
 }
 
 fn usage(message: &str) -> ExitCode {
@@ -96,10 +138,14 @@ pub(crate) fn main(args: McpArgs) -> ExitCode {
             }
         },
     };
+    let quarantine_file = match quarantine_file(&args) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
     let sources = server::Sources {
         history,
         reports: args.reports,
-        quarantine_file: PathBuf::from(crate::quarantine::DEFAULT_PATH),
+        quarantine_file,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -253,7 +253,10 @@ impl SmartRerunServer {
         let file = self.sources.quarantine_file.clone();
         self.with_store(move |s| {
             let listed = quarantine::listed(&file);
-            quarantine::suggest(s, since, min, today, &listed)
+            quarantine::suggest(s, since, min, today, &listed).map(|mut out| {
+                out.file = file.display().to_string();
+                out
+            })
         })
         .await
         .map(Json)

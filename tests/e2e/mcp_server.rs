@@ -380,6 +380,47 @@ fn mcp_server_over_stdio_answers_every_tool_from_history_and_the_report() {
     let q = call(&again, 0, "quarantine_suggest");
     assert_eq!(q["entries"], json!([]));
     assert_eq!(q["already_quarantined"], json!([FLAKY]));
+
+    // A quarantine file named by the pytest configuration is the one read, as a run reads it.
+    std::fs::create_dir_all(p.path().join("ci")).unwrap();
+    std::fs::rename(
+        p.path().join(".smart-rerun/quarantine.toml"),
+        p.path().join("ci/quarantine.toml"),
+    )
+    .unwrap();
+    p.file(
+        "pytest.ini",
+        "[pytest]\nsmart_rerun_quarantine = ci/quarantine.toml\n",
+    );
+    let python = common::python();
+    let mcp = |extra: &[&str]| {
+        let mut args = vec![
+            "stdio",
+            bin.to_str().unwrap(),
+            "mcp",
+            "--history",
+            db.to_str().unwrap(),
+            "--python",
+            python.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        client(
+            p.path(),
+            &args,
+            &json!([{"tool": "quarantine_suggest", "arguments": {}}]),
+        )
+    };
+    let from_ini = mcp(&[]);
+    let q = call(&from_ini, 0, "quarantine_suggest");
+    assert_eq!(q["file"], "ci/quarantine.toml", "{q}");
+    assert_eq!(q["already_quarantined"], json!([FLAKY]), "{q}");
+    // --quarantine outranks the configuration: an empty file lists nothing.
+    p.file("none.toml", "");
+    let flagged = mcp(&["--quarantine", "none.toml"]);
+    let q = call(&flagged, 0, "quarantine_suggest");
+    assert_eq!(q["file"], "none.toml", "{q}");
+    assert_eq!(q["already_quarantined"], json!([]), "{q}");
+    assert_eq!(q["entries"][0]["nodeid"], FLAKY, "{q}");
 }
 
 #[test]
