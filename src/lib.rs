@@ -5,6 +5,9 @@
 //! one of them speaks the vocabulary of [`model`], which depends on none of them. The binary in
 //! `main.rs` only calls [`cli::main`].
 
+// An item is `pub` only where something outside the crate can reach it, so the compiler finds dead code.
+#![warn(unreachable_pub)]
+
 pub mod ci;
 pub(crate) mod classify;
 pub mod cli;

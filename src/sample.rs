@@ -30,7 +30,7 @@ fn classify_all(r: &mut RunReport) {
 }
 
 /// A failed attempt of a test function in `file` at `line`.
-pub fn failed_attempt(
+pub(crate) fn failed_attempt(
     number: u32,
     phase: Phase,
     exc: ExceptionInfo,
@@ -58,7 +58,7 @@ pub fn failed_attempt(
     }))
 }
 
-pub fn passed_attempt(number: u32) -> Attempt {
+pub(crate) fn passed_attempt(number: u32) -> Attempt {
     from_json(serde_json::json!({
         "number": number,
         "round": number,
@@ -68,7 +68,12 @@ pub fn passed_attempt(number: u32) -> Attempt {
     }))
 }
 
-pub fn test(nodeid: &str, outcome: Outcome, line: u32, attempts: Vec<Attempt>) -> TestResult {
+pub(crate) fn test(
+    nodeid: &str,
+    outcome: Outcome,
+    line: u32,
+    attempts: Vec<Attempt>,
+) -> TestResult {
     let mut t: TestResult = from_json(serde_json::json!({
         "nodeid": nodeid,
         "outcome": outcome,
@@ -81,7 +86,7 @@ pub fn test(nodeid: &str, outcome: Outcome, line: u32, attempts: Vec<Attempt>) -
 }
 
 /// An empty report with fixed run metadata; call [`RunReport::summarize`] after adding tests.
-pub fn empty() -> RunReport {
+pub(crate) fn empty() -> RunReport {
     let round = |number: u32, kind: &str, started: &str, seconds: f64, selected: usize| {
         serde_json::json!({
             "number": number,
@@ -132,7 +137,7 @@ pub fn empty() -> RunReport {
 }
 
 /// One test of each outcome, a collection error, a flaky test and a test that failed every attempt.
-pub fn every_outcome() -> RunReport {
+pub(crate) fn every_outcome() -> RunReport {
     let mut r = empty();
     let assert_tb = "def test_total():\n>       assert total([1, 2]) == 4\nE       assert 3 == 4\n\ntests/test_math.py:12: AssertionError";
     let conn_tb = "def test_fetch(client):\n>       client.get('/users')\nE       ConnectionError: [Errno 111] Connection refused\n\ntests/test_api.py:30: ConnectionError";
@@ -233,10 +238,10 @@ pub fn every_outcome() -> RunReport {
 }
 
 /// Test ids, messages, tracebacks and output written to break out of every format.
-pub const HOSTILE: &str = "a|b `x` ``` </details> </pre> <script>alert(1)</script> <img src=x onerror=alert(1)> @org/team \u{1b}[31mred\u{1b}[0m \u{1b}]0;title\u{7} **bold** [link](javascript:alert(1)) ::error::forged ##[error]forged \u{fffe}\u{ffff} \u{0}nul \r\n| --- | --- |";
+pub(crate) const HOSTILE: &str = "a|b `x` ``` </details> </pre> <script>alert(1)</script> <img src=x onerror=alert(1)> @org/team \u{1b}[31mred\u{1b}[0m \u{1b}]0;title\u{7} **bold** [link](javascript:alert(1)) ::error::forged ##[error]forged \u{fffe}\u{ffff} \u{0}nul \r\n| --- | --- |";
 
 /// A report whose every untrusted field is [`HOSTILE`], with a 100 KB message.
-pub fn hostile() -> RunReport {
+pub(crate) fn hostile() -> RunReport {
     let mut r = empty();
     let id = format!("tests/test_x.py::test_evil[{HOSTILE}]");
     let big = format!("{HOSTILE}\n{}", "A".repeat(100_000));
@@ -268,7 +273,7 @@ pub fn hostile() -> RunReport {
 }
 
 /// `failed` deterministic failures and `flaky` flaky tests, each with a `traceback_bytes` traceback.
-pub fn large(failed: usize, flaky: usize, traceback_bytes: usize) -> RunReport {
+pub(crate) fn large(failed: usize, flaky: usize, traceback_bytes: usize) -> RunReport {
     let mut r = empty();
     let line = "    frame in some/module.py, line 42, in some_function: value = compute(x, y, z)\n";
     let tb: String = line.repeat(traceback_bytes / line.len() + 1);

@@ -32,12 +32,12 @@ pub(crate) struct Interrupts {
 
 /// SIGINT's number, used when a platform reports no number (Windows' Ctrl-C).
 #[cfg(any(windows, test))]
-pub const SIGINT: i32 = 2;
+pub(crate) const SIGINT: i32 = 2;
 
 impl Interrupts {
     /// State that no signal will ever set (tests).
     #[cfg(test)]
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Interrupts::default()
     }
 

@@ -39,7 +39,7 @@ fn code(text: &str) -> String {
 }
 
 /// The wheel's table: (ini key, the binary's flag, kind, help) per setting.
-pub fn plugin_settings() -> String {
+pub(super) fn plugin_settings() -> String {
     let mut out = format!(
         "\"\"\"The settings the pytest plugin offers, one row per setting of the smart-rerun binary.\n\n\
          Generated from src/config/keys.rs: do not edit; `{REGENERATE}` rewrites it.\n\"\"\"\n\n\
@@ -69,7 +69,7 @@ pub fn plugin_settings() -> String {
 
 /// docs/settings.md: the hand-written introduction of `current` (everything above the marker), then the
 /// reference.
-pub fn settings_docs(current: &str) -> String {
+pub(super) fn settings_docs(current: &str) -> String {
     let intro = match current.find(DOCS_MARKER) {
         Some(at) => &current[..at],
         None => "# Settings\n\n",

@@ -8,15 +8,15 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// How many tests get a timeline (the most flaky ones of the period).
-pub const TOP_TESTS: usize = 100;
+pub(crate) const TOP_TESTS: usize = 100;
 /// How many of a test's newest runs its timeline shows.
-pub const TIMELINE_RUNS: i64 = 30;
+pub(crate) const TIMELINE_RUNS: i64 = 30;
 /// How many fingerprints the "same failure" panel lists, and tests per fingerprint.
-pub const TOP_FINGERPRINTS: usize = 50;
-pub const TESTS_PER_FINGERPRINT: usize = 50;
+pub(crate) const TOP_FINGERPRINTS: usize = 50;
+pub(crate) const TESTS_PER_FINGERPRINT: usize = 50;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Dashboard {
+pub(crate) struct Dashboard {
     pub title: String,
     /// Unix ms.
     pub generated_at: i64,
@@ -32,7 +32,7 @@ pub struct Dashboard {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Run {
+pub(crate) struct Run {
     pub id: i64,
     pub started_at: i64,
     pub branch: Option<String>,
@@ -47,7 +47,7 @@ pub struct Run {
 
 /// A test that was flaky or failed at least once in the period.
 #[derive(Debug, Clone, Serialize)]
-pub struct Test {
+pub(crate) struct Test {
     pub nodeid: String,
     /// Runs of the period that ran it.
     pub runs: i64,
@@ -58,7 +58,7 @@ pub struct Test {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Group {
+pub(crate) struct Group {
     pub branch: Option<String>,
     pub job: Option<String>,
     pub flaky: i64,
@@ -68,7 +68,7 @@ pub struct Group {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct TimelineRun {
+pub(crate) struct TimelineRun {
     pub run: i64,
     pub outcome: String,
     pub attempts: i64,
@@ -77,7 +77,7 @@ pub struct TimelineRun {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     pub number: i64,
     pub outcome: String,
     pub exception: Option<String>,
@@ -88,7 +88,7 @@ pub struct Attempt {
 
 /// One failure fingerprint across tests: "the same failure in 12 tests".
 #[derive(Debug, Clone, Serialize)]
-pub struct Fingerprint {
+pub(crate) struct Fingerprint {
     pub fingerprint: String,
     pub exception: Option<String>,
     pub message: Option<String>,
@@ -135,7 +135,7 @@ fn results_period(filter: &str, branch: Option<&str>) -> String {
 }
 
 /// Reads everything the page shows, for the runs started at `since` (Unix ms) or later, of `branch`.
-pub fn load(
+pub(crate) fn load(
     db: &mut dyn Backend,
     title: &str,
     since: Option<i64>,

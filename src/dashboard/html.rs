@@ -11,7 +11,7 @@ const SCRIPT: &str = include_str!("page.js");
 /// JSON safe inside a `<script>` element (and inside any HTML): the characters that could end the
 /// element, open a comment or break a JavaScript line are written as `\uXXXX` escapes, which JSON
 /// reads back as the same characters.
-pub fn script_json(value: &impl serde::Serialize) -> serde_json::Result<String> {
+pub(crate) fn script_json(value: &impl serde::Serialize) -> serde_json::Result<String> {
     let json = serde_json::to_string(value)?;
     let mut out = String::with_capacity(json.len() + json.len() / 16);
     for c in json.chars() {
@@ -28,7 +28,7 @@ pub fn script_json(value: &impl serde::Serialize) -> serde_json::Result<String> 
 }
 
 /// Text escaped for HTML content and attribute values.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -44,7 +44,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// The whole page.
-pub fn page(d: &Dashboard) -> serde_json::Result<String> {
+pub(crate) fn page(d: &Dashboard) -> serde_json::Result<String> {
     let data = script_json(d)?;
     let title = escape(&d.title);
     Ok(format!(

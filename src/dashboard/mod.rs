@@ -4,9 +4,9 @@
 //! assembled with the data embedded safely ([`html`]) and drawn by a small script of its own (charts
 //! are SVG it draws itself; every text from tests is set as text, never as markup).
 
-pub mod data;
-pub mod html;
-pub mod quarantine;
+pub(crate) mod data;
+pub(crate) mod html;
+pub(crate) mod quarantine;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args)]
-pub struct DashboardArgs {
+pub(crate) struct DashboardArgs {
     /// Where history lives: a file path, sqlite:PATH or postgres://USER@HOST:PORT/DB.
     #[arg(long, value_name = "URL", env = "SMART_RERUN_HISTORY")]
     pub history: Option<String>,
@@ -75,7 +75,7 @@ fn quarantine_file(args: &DashboardArgs) -> Result<Option<Quarantine>, ExitCode>
 }
 
 /// Runs `smart-rerun dashboard` and returns the exit code.
-pub fn main(args: DashboardArgs) -> ExitCode {
+pub(crate) fn main(args: DashboardArgs) -> ExitCode {
     let Some(text) = args.history.as_deref() else {
         return usage("no history given: pass --history URL or set SMART_RERUN_HISTORY");
     };

@@ -8,11 +8,11 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// An entry within this many days of its expiry is `expiring`: someone should renew or fix it soon.
-pub const EXPIRING_DAYS: u64 = 7;
+pub(crate) const EXPIRING_DAYS: u64 = 7;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum State {
+pub(crate) enum State {
     Active,
     Expiring,
     Expired,
@@ -20,7 +20,7 @@ pub enum State {
 
 /// One test's quarantine, as the page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Quarantined {
+pub(crate) struct Quarantined {
     pub state: State,
     pub reason: String,
     pub owner: Option<String>,
@@ -33,7 +33,7 @@ pub struct Quarantined {
 }
 
 /// The state of each of `nodeids` that `quarantine` names, on `today`.
-pub fn states<'a>(
+pub(crate) fn states<'a>(
     quarantine: &Quarantine,
     nodeids: impl IntoIterator<Item = &'a str>,
     today: chrono::NaiveDate,

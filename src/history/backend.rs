@@ -5,19 +5,19 @@
 
 use std::time::Duration;
 
-pub type DbError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type DbError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A typed, nullable SQL value. PostgreSQL checks a parameter's type even when it is NULL, so a NULL
 /// keeps its type.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     Int(Option<i64>),
     Real(Option<f64>),
     Text(Option<String>),
 }
 
 impl Value {
-    pub fn int(&self) -> Option<i64> {
+    pub(crate) fn int(&self) -> Option<i64> {
         match self {
             Value::Int(v) => *v,
             Value::Real(v) => v.map(|f| f as i64),
@@ -25,7 +25,7 @@ impl Value {
         }
     }
 
-    pub fn text(&self) -> Option<&str> {
+    pub(crate) fn text(&self) -> Option<&str> {
         match self {
             Value::Text(v) => v.as_deref(),
             _ => None,
@@ -34,12 +34,12 @@ impl Value {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
+pub(crate) enum Dialect {
     Sqlite,
     Postgres,
 }
 
-pub trait Backend {
+pub(crate) trait Backend {
     fn dialect(&self) -> Dialect;
     /// Statements without parameters or results (DDL, transaction control).
     fn batch(&mut self, sql: &str) -> Result<(), DbError>;
@@ -59,14 +59,18 @@ pub trait Backend {
     }
 }
 
-pub struct Sqlite {
+pub(crate) struct Sqlite {
     conn: rusqlite::Connection,
 }
 
 impl Sqlite {
     /// Opens (creating it when `create`) a database file in WAL mode, waiting up to `busy` for a
     /// lock another process holds.
-    pub fn open(path: &std::path::Path, create: bool, busy: Duration) -> Result<Sqlite, DbError> {
+    pub(crate) fn open(
+        path: &std::path::Path,
+        create: bool,
+        busy: Duration,
+    ) -> Result<Sqlite, DbError> {
         use rusqlite::OpenFlags;
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -165,14 +169,14 @@ impl Backend for Sqlite {
     }
 }
 
-pub struct Postgres {
+pub(crate) struct Postgres {
     client: postgres::Client,
 }
 
 impl Postgres {
     /// Connects without TLS, giving up after `timeout` (an unreachable server must not hold up a run);
     /// statements are cancelled after `statement_timeout`, when given.
-    pub fn connect(
+    pub(crate) fn connect(
         url: &str,
         timeout: Duration,
         statement_timeout: Option<Duration>,

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args)]
-pub struct HistoryArgs {
+pub(crate) struct HistoryArgs {
     /// Where history lives: a file path, sqlite:PATH or postgres://USER@HOST:PORT/DB.
     #[arg(long, global = true, value_name = "URL", env = "SMART_RERUN_HISTORY")]
     pub history: Option<String>,
@@ -19,7 +19,7 @@ pub struct HistoryArgs {
 }
 
 #[derive(Debug, Clone, Subcommand)]
-pub enum HistoryCommand {
+pub(crate) enum HistoryCommand {
     /// Record saved JSON reports (`--report` files of earlier runs), one run each; a report recorded
     /// before is left as it is.
     Import {
@@ -61,14 +61,14 @@ pub enum HistoryCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Table,
     Json,
     Markdown,
 }
 
 /// Parses an age such as `90d`, `12h`, `2w`, `30m` into milliseconds.
-pub fn parse_age(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_age(text: &str) -> Result<i64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
@@ -122,7 +122,7 @@ pub(crate) fn failed(e: &HistoryError) -> ExitCode {
 }
 
 /// Runs a `history` subcommand.
-pub fn main(args: HistoryArgs) -> ExitCode {
+pub(crate) fn main(args: HistoryArgs) -> ExitCode {
     let Some(text) = args.history.as_deref() else {
         return usage("no history given: pass --history URL or set SMART_RERUN_HISTORY");
     };

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// A parsed history location.
 #[derive(Clone, PartialEq, Eq)]
-pub enum Location {
+pub(crate) enum Location {
     Sqlite(PathBuf),
     /// The URL as given (it may hold a password: print it with [`Location::redacted`] only).
     Postgres(String),
@@ -15,17 +15,17 @@ pub enum Location {
 /// Why a history location was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("history location '{shown}' {problem}")]
-pub struct LocationError {
+pub(crate) struct LocationError {
     /// The input, password hidden.
     pub shown: String,
     pub problem: String,
 }
 
 /// What `--history` accepts, for error messages.
-pub const ALLOWED: &str = "a file path, sqlite:PATH or postgres://USER@HOST:PORT/DB";
+pub(super) const ALLOWED: &str = "a file path, sqlite:PATH or postgres://USER@HOST:PORT/DB";
 
 impl Location {
-    pub fn parse(text: &str) -> Result<Location, LocationError> {
+    pub(crate) fn parse(text: &str) -> Result<Location, LocationError> {
         let v = text.trim();
         let err = |problem: String| LocationError {
             shown: redact(v),
@@ -69,7 +69,7 @@ impl Location {
     }
 
     /// The location for people: the PostgreSQL password replaced by `***`.
-    pub fn redacted(&self) -> String {
+    pub(crate) fn redacted(&self) -> String {
         match self {
             Location::Sqlite(p) => p.display().to_string(),
             Location::Postgres(url) => redact(url),

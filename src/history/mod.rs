@@ -9,20 +9,20 @@
 //! ([`crate::model::TestHistory`]), never through this module.
 
 pub(crate) mod backend;
-pub mod cli;
+pub(crate) mod cli;
 mod location;
 mod prior;
-pub mod query;
-pub mod record;
-pub mod schema;
+pub(crate) mod query;
+pub(crate) mod record;
+pub(crate) mod schema;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_render;
 
-pub use backend::{Backend, DbError, Dialect, Value};
-pub use location::Location;
-pub use prior::HistoryPrior;
+pub(crate) use backend::{Backend, DbError, Dialect, Value};
+pub(crate) use location::Location;
+pub(crate) use prior::HistoryPrior;
 
 use crate::model::RunReport;
 
@@ -30,13 +30,13 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// The most a run may spend on history: opening, looking up and recording together.
-pub const RUN_BUDGET: Duration = Duration::from_millis(4_500);
+pub(crate) const RUN_BUDGET: Duration = Duration::from_millis(4_500);
 
 /// How long a `history` subcommand waits for a lock or a server.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
-pub enum HistoryError {
+pub(crate) enum HistoryError {
     #[error("there is no history database at {0}")]
     Missing(String),
     #[error("cannot open the history at {location}")]
@@ -61,7 +61,7 @@ pub enum HistoryError {
 }
 
 /// An open, migrated history store.
-pub struct Store {
+pub(crate) struct Store {
     db: Box<dyn Backend>,
     location: Location,
 }
@@ -69,7 +69,7 @@ pub struct Store {
 impl Store {
     /// Opens the store at `location` and brings its schema up to date; waits at most `timeout` for a
     /// server or a lock. A SQLite file is created when `create`, else it must exist.
-    pub fn open(
+    pub(crate) fn open(
         location: &Location,
         create: bool,
         timeout: Duration,
@@ -118,18 +118,18 @@ impl Store {
         })
     }
 
-    pub fn location(&self) -> &Location {
+    pub(crate) fn location(&self) -> &Location {
         &self.location
     }
 
     /// The open database, for the read-only queries of other modules (the MCP server's, the dashboard's), which wrap
     /// their errors with [`Store::read_error`].
-    pub fn backend(&mut self) -> &mut dyn Backend {
+    pub(crate) fn backend(&mut self) -> &mut dyn Backend {
         self.db.as_mut()
     }
 
     /// A failed read of this store, as its error.
-    pub fn read_error(&self, source: DbError) -> HistoryError {
+    pub(crate) fn read_error(&self, source: DbError) -> HistoryError {
         HistoryError::Query {
             what: "read",
             location: self.location.redacted(),
@@ -146,7 +146,7 @@ impl Store {
     }
 
     /// Records a run in one transaction.
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         run: &record::RunRecord,
         report: &RunReport,
@@ -156,7 +156,7 @@ impl Store {
     }
 
     /// What history says about the failed and flaky tests of `report`, by index in `report.tests`.
-    pub fn lookup_report(
+    pub(crate) fn lookup_report(
         &mut self,
         report: &RunReport,
     ) -> Result<Vec<(usize, crate::model::TestHistory)>, HistoryError> {
@@ -164,12 +164,15 @@ impl Store {
         self.wrap("read", r)
     }
 
-    pub fn flaky_tests(&mut self, since: i64) -> Result<Vec<query::FlakyTest>, HistoryError> {
+    pub(crate) fn flaky_tests(
+        &mut self,
+        since: i64,
+    ) -> Result<Vec<query::FlakyTest>, HistoryError> {
         let r = query::flaky_tests(self.db.as_mut(), since);
         self.wrap("read", r)
     }
 
-    pub fn test_runs(
+    pub(crate) fn test_runs(
         &mut self,
         nodeid: &str,
         limit: i64,
@@ -179,13 +182,13 @@ impl Store {
     }
 
     #[cfg(test)]
-    pub fn run_count(&mut self) -> Result<i64, HistoryError> {
+    pub(crate) fn run_count(&mut self) -> Result<i64, HistoryError> {
         let r = query::run_count(self.db.as_mut());
         self.wrap("read", r)
     }
 
     /// Deletes the runs started before `cutoff` (Unix ms); returns how many.
-    pub fn prune(&mut self, cutoff: i64) -> Result<u64, HistoryError> {
+    pub(crate) fn prune(&mut self, cutoff: i64) -> Result<u64, HistoryError> {
         let r = record::prune(self.db.as_mut(), cutoff);
         self.wrap("prune", r)
     }
@@ -204,7 +207,7 @@ impl Store {
 /// History during `smart-rerun run`: looked up before the reports are written, recorded after, within
 /// [`RUN_BUDGET`] in all. The first problem is said in one warning line and history is off for the
 /// rest of the run; the run's result never depends on it.
-pub struct RunHistory {
+pub(crate) struct RunHistory {
     store: Option<Store>,
     started: Instant,
 }
@@ -212,7 +215,7 @@ pub struct RunHistory {
 impl RunHistory {
     /// Opens the history named by the `smart_rerun_history` setting (none: off) and attaches what it
     /// says about the failed and flaky tests to `report`.
-    pub fn start(
+    pub(crate) fn start(
         setting: Option<&str>,
         report: &mut RunReport,
         warn: &mut dyn Write,
@@ -250,7 +253,7 @@ impl RunHistory {
     }
 
     /// Records the run, with the commit, branch and CI job from `env` (and git in `cwd`, outside CI).
-    pub fn record(
+    pub(crate) fn record(
         mut self,
         report: &RunReport,
         env: &dyn Fn(&str) -> Option<String>,

@@ -12,7 +12,7 @@ const BATCH: usize = 500;
 
 /// The history a run consults, opened once its settings are known.
 #[derive(Default)]
-pub struct HistoryPrior {
+pub(crate) struct HistoryPrior {
     store: Option<Store>,
 }
 

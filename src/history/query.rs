@@ -8,15 +8,15 @@ use crate::model::{HistoryRun, HistoryVerdict, Outcome, RunReport, TestHistory};
 use serde::Serialize;
 
 /// How many earlier runs of a test a verdict looks at.
-pub const WINDOW: i64 = 50;
+pub(crate) const WINDOW: i64 = 50;
 
 /// At most this many tests of one run are looked up: a run where thousands fail is broken as a whole,
 /// and the reports show the first ones only.
-pub const LOOKUP_LIMIT: usize = 500;
+pub(crate) const LOOKUP_LIMIT: usize = 500;
 
 /// One earlier run of a test, newest first.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PastRun {
+pub(crate) struct PastRun {
     pub outcome: String,
     pub started_at: i64,
     pub commit: Option<String>,
@@ -31,7 +31,7 @@ impl PastRun {
 
 /// The verdict on a test that ended `outcome` now, from its earlier runs (newest first) and the start
 /// of its first flaky run ever; `None` for an outcome history has nothing to say about.
-pub fn verdict(
+pub(crate) fn verdict(
     outcome: Outcome,
     past: &[PastRun],
     first_seen: Option<i64>,
@@ -86,7 +86,7 @@ pub fn verdict(
 /// The history of one test that ended `outcome` in the run being reported, the run `own_run` left
 /// out (a saved report explained after it was recorded; -1 for a run not recorded). Every query here
 /// reads an index only, and at most [`WINDOW`] rows of `runs`.
-pub fn lookup(
+pub(crate) fn lookup(
     db: &mut dyn Backend,
     nodeid: &str,
     outcome: Outcome,
@@ -130,7 +130,7 @@ pub fn lookup(
 
 /// History for every failed or flaky test of `report` (up to [`LOOKUP_LIMIT`]), by index in
 /// `report.tests`.
-pub fn lookup_report(
+pub(crate) fn lookup_report(
     db: &mut dyn Backend,
     report: &RunReport,
 ) -> Result<Vec<(usize, TestHistory)>, DbError> {
@@ -160,7 +160,7 @@ pub fn lookup_report(
 
 /// A test that was flaky at least once in a period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FlakyTest {
+pub(crate) struct FlakyTest {
     pub nodeid: String,
     /// Runs of the period that ran the test.
     pub runs: u64,
@@ -174,7 +174,7 @@ pub struct FlakyTest {
 
 /// The tests flaky at least once in the runs started at `since` (Unix ms) or later, most flaky first.
 /// The flaky tests come from the small partial index of flaky results; then each one's counts.
-pub fn flaky_tests(db: &mut dyn Backend, since: i64) -> Result<Vec<FlakyTest>, DbError> {
+pub(crate) fn flaky_tests(db: &mut dyn Backend, since: i64) -> Result<Vec<FlakyTest>, DbError> {
     let since_v = Value::Int(Some(since));
     let rows = db.query(
         "SELECT nodeid, COUNT(*), MAX(started_at) FROM results \
@@ -219,7 +219,7 @@ pub fn flaky_tests(db: &mut dyn Backend, since: i64) -> Result<Vec<FlakyTest>, D
 
 /// One run of one test, for `history show` and the MCP server's `test_history`.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
-pub struct TestRun {
+pub(crate) struct TestRun {
     /// RFC 3339.
     pub started_at: String,
     pub commit: Option<String>,
@@ -234,7 +234,7 @@ pub struct TestRun {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
-pub struct TestFailure {
+pub(crate) struct TestFailure {
     pub attempt: u64,
     pub exception_type: Option<String>,
     /// The first line of the message, as recorded.
@@ -244,7 +244,11 @@ pub struct TestFailure {
 }
 
 /// The newest `limit` runs of a test, newest first.
-pub fn test_runs(db: &mut dyn Backend, nodeid: &str, limit: i64) -> Result<Vec<TestRun>, DbError> {
+pub(crate) fn test_runs(
+    db: &mut dyn Backend,
+    nodeid: &str,
+    limit: i64,
+) -> Result<Vec<TestRun>, DbError> {
     let rows = db.query(
         "SELECT runs.id, runs.started_at, runs.commit_sha, runs.branch, runs.ci_job, r.outcome, \
          r.attempts, r.duration_seconds, r.category \
@@ -297,7 +301,7 @@ pub fn test_runs(db: &mut dyn Backend, nodeid: &str, limit: i64) -> Result<Vec<T
 
 /// How many runs history holds.
 #[cfg(test)]
-pub fn run_count(db: &mut dyn Backend) -> Result<i64, DbError> {
+pub(crate) fn run_count(db: &mut dyn Backend) -> Result<i64, DbError> {
     let rows = db.query("SELECT COUNT(*) FROM runs", &[])?;
     Ok(rows.first().and_then(|r| r[0].int()).unwrap_or(0))
 }

@@ -8,7 +8,7 @@ use crate::model::{Outcome, RunReport};
 /// The run's metadata. Everything but the start and the report's own numbers is optional: a local
 /// run has no CI job, an imported report no branch.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunRecord {
+pub(crate) struct RunRecord {
     /// Identifies the run, so importing the same report twice records it once.
     pub run_key: String,
     /// Unix milliseconds.
@@ -29,18 +29,18 @@ pub struct RunRecord {
 }
 
 /// Parses an RFC 3339 time into Unix milliseconds.
-pub fn parse_time(text: &str) -> Option<i64> {
+pub(crate) fn parse_time(text: &str) -> Option<i64> {
     crate::timestamp::parse_ms(text)
 }
 
 /// Unix milliseconds as RFC 3339 (UTC, whole seconds).
-pub fn format_time(ms: i64) -> String {
+pub(crate) fn format_time(ms: i64) -> String {
     crate::timestamp::rfc3339_whole_seconds(ms).unwrap_or_default()
 }
 
 impl RunRecord {
     /// The record of a saved report alone (`history import`): what the report says about its CI job.
-    pub fn from_report(report: &RunReport) -> RunRecord {
+    pub(crate) fn from_report(report: &RunReport) -> RunRecord {
         let run = &report.run;
         let ci = report.ci.as_ref();
         RunRecord {
@@ -64,7 +64,11 @@ impl RunRecord {
     /// Fills what the report does not say from the CI's environment (GitHub Actions, GitLab CI), and
     /// the commit and branch from git where the run was not in CI. For `run`, whose environment is the
     /// run's own.
-    pub fn fill_from_env(&mut self, env: &dyn Fn(&str) -> Option<String>, git: Option<&GitInfo>) {
+    pub(crate) fn fill_from_env(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+        git: Option<&GitInfo>,
+    ) {
         let non_empty = |n: &str| env(n).filter(|v| !v.trim().is_empty());
         if self.commit_sha.is_none() {
             self.commit_sha = non_empty("CI_COMMIT_SHA")
@@ -93,14 +97,14 @@ impl RunRecord {
 
 /// The commit and branch of a local checkout.
 #[derive(Debug, Clone, Default)]
-pub struct GitInfo {
+pub(crate) struct GitInfo {
     pub commit: Option<String>,
     pub branch: Option<String>,
 }
 
 impl GitInfo {
     /// Asks git in `dir`; nothing when git or the repository is missing.
-    pub fn read(dir: &std::path::Path) -> GitInfo {
+    pub(crate) fn read(dir: &std::path::Path) -> GitInfo {
         let ask = |args: &[&str]| {
             std::process::Command::new("git")
                 .args(args)
@@ -122,7 +126,7 @@ impl GitInfo {
 
 /// What recording did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
+pub(crate) enum Recorded {
     /// A new run, with its tests.
     Run { tests: u64 },
     /// The same run was recorded before.
@@ -130,7 +134,7 @@ pub enum Recorded {
 }
 
 /// Records a run and its tests in one transaction.
-pub fn record(
+pub(crate) fn record(
     db: &mut dyn Backend,
     record: &RunRecord,
     report: &RunReport,
@@ -270,7 +274,7 @@ fn record_locked(
 }
 
 /// Deletes the runs that started before `cutoff` (Unix ms) and their tests; returns how many runs.
-pub fn prune(db: &mut dyn Backend, cutoff: i64) -> Result<u64, DbError> {
+pub(crate) fn prune(db: &mut dyn Backend, cutoff: i64) -> Result<u64, DbError> {
     db.begin_write()?;
     let done = (|| {
         let old = "SELECT id FROM runs WHERE started_at < $1";

@@ -5,7 +5,7 @@
 use super::backend::{Backend, DbError, Dialect, Value};
 
 /// The newest schema this binary knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 1;
 
 /// Migration `i` brings the schema to version `i + 1`. `{id}` is the dialect's auto-numbered key.
 ///
@@ -59,7 +59,7 @@ CREATE INDEX attempts_nodeid ON attempts (nodeid, run_id);
 "#];
 
 #[derive(Debug, thiserror::Error)]
-pub enum MigrateError {
+pub(crate) enum MigrateError {
     #[error(
         "the database has history schema version {found}, newer than this smart-rerun knows \
          ({SCHEMA_VERSION}): upgrade smart-rerun, or point --history at another database"
@@ -71,7 +71,7 @@ pub enum MigrateError {
 
 /// Brings the schema up to date, in one transaction that holds the write lock (two processes starting
 /// on an empty database migrate it once).
-pub fn migrate(db: &mut dyn Backend) -> Result<(), MigrateError> {
+pub(crate) fn migrate(db: &mut dyn Backend) -> Result<(), MigrateError> {
     // Fast path, without a write lock: already current.
     if let Ok(rows) = db.query("SELECT MAX(version) FROM schema_version", &[]) {
         let found = rows.first().and_then(|r| r[0].int()).unwrap_or(0);

@@ -38,7 +38,7 @@ fn is_glob(nodeid: &str) -> bool {
 
 impl Entry {
     /// Whether this entry names `nodeid`, exactly or as a glob.
-    pub fn matches(&self, nodeid: &str) -> bool {
+    pub(crate) fn matches(&self, nodeid: &str) -> bool {
         if is_glob(&self.nodeid) {
             glob_matches(&self.nodeid, nodeid)
         } else {

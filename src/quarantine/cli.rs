@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args)]
-pub struct QuarantineArgs {
+pub(crate) struct QuarantineArgs {
     /// The quarantine file [default: as a run finds it: SMART_RERUN_QUARANTINE, then the
     /// smart_rerun_quarantine key of the pytest configuration, then .smart-rerun/quarantine.toml].
     #[arg(long, global = true, value_name = "PATH", visible_alias = "quarantine")]
@@ -26,7 +26,7 @@ pub struct QuarantineArgs {
 }
 
 #[derive(Debug, Clone, Subcommand)]
-pub enum QuarantineCommand {
+pub(crate) enum QuarantineCommand {
     /// Check the file: a broken file is a usage error (exit 4) naming the file, line and field; an entry
     /// past its expiry date fails the check (exit 1).
     Check {
@@ -68,7 +68,7 @@ fn today_utc() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
 }
 
-pub fn main(args: QuarantineArgs) -> ExitCode {
+pub(crate) fn main(args: QuarantineArgs) -> ExitCode {
     let cwd = match std::env::current_dir() {
         Ok(d) => d,
         Err(e) => return usage(&format!("cannot read the current directory: {e}")),

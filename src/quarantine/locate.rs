@@ -32,7 +32,7 @@ const CONFIG_FILES: &[&str] = &[
 /// Where the quarantine file comes from: the flag, the python for `python -m pytest`, and the pytest
 /// command whose configuration is read.
 #[derive(Debug, Clone, Default)]
-pub struct Source<'a> {
+pub(crate) struct Source<'a> {
     pub flag: Option<&'a Path>,
     pub python: Option<&'a Path>,
     pub command: &'a [OsString],
@@ -40,14 +40,14 @@ pub struct Source<'a> {
 
 /// The file found: a path that was set (it must exist) or `None` for the default path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Located {
+pub(crate) struct Located {
     pub path: Option<PathBuf>,
     /// Where the setting came from, for messages: `--file`, `SMART_RERUN_QUARANTINE`, `pytest.ini:3`.
     pub from: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LocateError {
+pub(crate) enum LocateError {
     #[error("{0}")]
     Invalid(String),
     #[error(
@@ -63,7 +63,7 @@ pub enum LocateError {
 
 /// The quarantine file for `source`, from the current directory `cwd`. `flag_name` is how the
 /// command spells its flag (`--file`, `--quarantine`), for messages.
-pub fn locate(
+pub(crate) fn locate(
     source: &Source<'_>,
     flag_name: &'static str,
     cwd: &Path,

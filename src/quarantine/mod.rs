@@ -13,8 +13,8 @@
 //! ```
 
 mod apply;
-pub mod cli;
-pub mod locate;
+pub(crate) mod cli;
+pub(crate) mod locate;
 
 pub(crate) use apply::apply;
 
@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// Where `run` and `quarantine check` look, relative to the current directory.
-pub const DEFAULT_PATH: &str = ".smart-rerun/quarantine.toml";
+pub(crate) const DEFAULT_PATH: &str = ".smart-rerun/quarantine.toml";
 
 /// One quarantined test.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub nodeid: String,
     pub reason: String,
     pub expires: chrono::NaiveDate,
@@ -39,13 +39,13 @@ pub struct Entry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quarantine {
+pub(crate) struct Quarantine {
     pub path: PathBuf,
     pub entries: Vec<Entry>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum QuarantineError {
+pub(crate) enum QuarantineError {
     #[error("cannot read the quarantine file {path}")]
     Read {
         path: String,
@@ -96,7 +96,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 impl Quarantine {
     /// Reads the file at `path`; `Ok(None)` when there is none.
-    pub fn load(path: &Path) -> Result<Option<Quarantine>, QuarantineError> {
+    pub(crate) fn load(path: &Path) -> Result<Option<Quarantine>, QuarantineError> {
         match std::fs::read_to_string(path) {
             Ok(text) => Quarantine::parse(path, &text).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -109,7 +109,7 @@ impl Quarantine {
 
     /// The file a run uses: `set` (the `smart_rerun_quarantine` setting), which must exist, else
     /// [`DEFAULT_PATH`] under `cwd`, which may not.
-    pub fn load_for_run(
+    pub(crate) fn load_for_run(
         set: Option<&Path>,
         cwd: &Path,
     ) -> Result<Option<Quarantine>, QuarantineError> {
@@ -125,7 +125,7 @@ impl Quarantine {
         }
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<Quarantine, QuarantineError> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Quarantine, QuarantineError> {
         let shown = path.display().to_string();
         let invalid = |line: usize, field: &str, problem: String| QuarantineError::Invalid {
             path: shown.clone(),
@@ -260,13 +260,13 @@ impl Quarantine {
     }
 
     /// The entries whose quarantine has ended by `today` (a quarantine runs through its expiry date).
-    pub fn expired(&self, today: chrono::NaiveDate) -> Vec<&Entry> {
+    pub(crate) fn expired(&self, today: chrono::NaiveDate) -> Vec<&Entry> {
         self.entries.iter().filter(|e| e.expires < today).collect()
     }
 }
 
 /// One `[[test]]` table for `quarantine suggest`, with the strings quoted and escaped by TOML's rules.
-pub fn entry_toml(nodeid: &str, reason: &str, expires: chrono::NaiveDate) -> String {
+pub(crate) fn entry_toml(nodeid: &str, reason: &str, expires: chrono::NaiveDate) -> String {
     let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
     format!(
         "[[test]]\nnodeid = {}\nreason = {}\nexpires = {expires}\n",

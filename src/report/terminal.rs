@@ -84,13 +84,13 @@ impl<W: Write> TerminalProgress<W> {
 
     /// Where the live line's width comes from (the terminal's, by default).
     #[cfg(test)]
-    pub fn width_from(mut self, width: fn() -> usize) -> Self {
+    pub(crate) fn width_from(mut self, width: fn() -> usize) -> Self {
         self.width = width;
         self
     }
 
     #[cfg(test)]
-    pub fn into_inner(self) -> W {
+    pub(crate) fn into_inner(self) -> W {
         self.out
     }
 

@@ -15,10 +15,10 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 /// Version of the line protocol spoken by the embedded `collector.py`.
-pub const PROTOCOL: u32 = 1;
+pub(crate) const PROTOCOL: u32 = 1;
 
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     Hello,
     SessionStart(SessionStart),
     Collected(Collected),
@@ -42,7 +42,7 @@ pub enum Event {
 /// The kind of an event: its `event` tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum EventKind {
+pub(crate) enum EventKind {
     Hello,
     SessionStart,
     Collected,
@@ -56,7 +56,7 @@ pub enum EventKind {
 
 /// A complete line that is not an event.
 #[derive(Debug, thiserror::Error)]
-pub enum EventError {
+pub(crate) enum EventError {
     #[error("no event kind")]
     Tag(#[source] serde_json::Error),
     #[error("malformed {kind:?} event")]
@@ -69,7 +69,7 @@ pub enum EventError {
 
 /// Why an events file could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("failed to read the file")]
     Io(#[from] std::io::Error),
     #[error("line {line} is not a collector event")]
@@ -114,7 +114,7 @@ impl Event {
     /// The collector writes the `event` tag last, so a serde internally tagged enum would first buffer
     /// every line into an untyped tree to find it: for the collection of 100,000 tests, tens of MiB. The
     /// tag is read instead in a first pass that skips everything else, then the line straight into its type.
-    pub fn parse(line: &str) -> Result<Event, EventError> {
+    pub(crate) fn parse(line: &str) -> Result<Event, EventError> {
         #[derive(Deserialize)]
         struct Tag {
             event: EventKind,
@@ -185,7 +185,7 @@ impl<'a> Payload<'a> {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct SessionStart {
+pub(crate) struct SessionStart {
     pub protocol: u32,
     pub pytest_version: String,
     pub python_version: String,
@@ -213,7 +213,7 @@ pub struct SessionStart {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Collected {
+pub(crate) struct Collected {
     /// Absolute paths; items refer to them by index.
     pub files: Vec<String>,
     /// `[nodeid, file index, 1-based line or null]`.
@@ -224,7 +224,7 @@ pub struct Collected {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct TestEvent {
+pub(crate) struct TestEvent {
     pub nodeid: String,
     pub outcome: TestOutcome,
     #[serde(default)]
@@ -238,7 +238,7 @@ pub struct TestEvent {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct FailureEvent {
+pub(crate) struct FailureEvent {
     pub phase: Phase,
     #[serde(rename = "type")]
     pub type_name: Option<String>,
@@ -254,7 +254,7 @@ pub struct FailureEvent {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct SessionFinish {
+pub(crate) struct SessionFinish {
     pub exitstatus: i32,
     pub shouldstop: Option<String>,
     pub shouldfail: Option<String>,
@@ -263,12 +263,12 @@ pub struct SessionFinish {
 }
 
 /// Reads a whole events file, for a process that has ended; a missing file has no events.
-pub fn read(path: &Path, on_event: impl FnMut(Event)) -> Result<(), ReadError> {
+pub(crate) fn read(path: &Path, on_event: impl FnMut(Event)) -> Result<(), ReadError> {
     Tail::new(path.to_path_buf()).poll(on_event).map(|_| ())
 }
 
 /// Where xdist's first worker writes its collection, beside the controller's events file.
-pub fn worker_path(events: &Path) -> std::path::PathBuf {
+pub(crate) fn worker_path(events: &Path) -> std::path::PathBuf {
     let mut name = events.as_os_str().to_owned();
     name.push(".gw0");
     name.into()
@@ -277,7 +277,7 @@ pub fn worker_path(events: &Path) -> std::path::PathBuf {
 /// Follows a growing events file while pytest runs: each [`Tail::poll`] parses the lines completed since
 /// the last. A line still being written stays pending; if pytest dies mid-line, it is never parsed.
 #[derive(Debug)]
-pub struct Tail {
+pub(crate) struct Tail {
     path: std::path::PathBuf,
     offset: u64,
     /// Complete lines read so far.
@@ -286,7 +286,7 @@ pub struct Tail {
 }
 
 impl Tail {
-    pub fn new(path: std::path::PathBuf) -> Tail {
+    pub(crate) fn new(path: std::path::PathBuf) -> Tail {
         Tail {
             path,
             offset: 0,
@@ -297,7 +297,7 @@ impl Tail {
 
     /// Hands each event appended since the last poll to `on_event`; blank lines are skipped. Returns
     /// whether any new line was complete.
-    pub fn poll(&mut self, mut on_event: impl FnMut(Event)) -> Result<bool, ReadError> {
+    pub(crate) fn poll(&mut self, mut on_event: impl FnMut(Event)) -> Result<bool, ReadError> {
         use std::io::{Seek, SeekFrom};
         let mut file = match std::fs::File::open(&self.path) {
             Ok(f) => f,

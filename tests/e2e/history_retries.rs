@@ -1,8 +1,10 @@
 //! What history changes while a run runs, through the real binary and real pytest: tests new to the
 //! history repeated in a rerun round (`--new-test-repeats`), and retries adjusted from history
-//! (`--history-policy`): more attempts for a known flaky test, none after a known failure.
+//! (`--history-policy`): more attempts for a known flaky test, none after a known failure. Each on the
+//! embedded SQLite history and on a real PostgreSQL server the test starts.
 
 use crate::common::{Project, RunOutput};
+use crate::postgres::PgServer;
 
 const OLD: &str = r#"
 def test_old(attempt):
@@ -34,9 +36,19 @@ fn warnings(run: &RunOutput) -> Vec<String> {
 #[test]
 fn tests_new_to_the_history_run_again_and_a_new_flaky_one_fails_the_run() {
     let p = Project::new();
-    p.file("test_old.py", OLD);
     let db = db(&p);
-    let first = p.run(&["--history", &db, "--new-test-repeats", "3"], &[]);
+    new_tests_repeat(&p, &db);
+}
+
+#[test]
+fn tests_new_to_a_postgres_history_run_again() {
+    let pg = PgServer::start();
+    new_tests_repeat(&Project::new(), &pg.database("repeats"));
+}
+
+fn new_tests_repeat(p: &Project, db: &str) {
+    p.file("test_old.py", OLD);
+    let first = p.run(&["--history", db, "--new-test-repeats", "3"], &[]);
     assert_eq!(first.code, 0, "{}", first.dump());
     // The history had no runs: no test counts as new, nothing is repeated.
     assert_eq!(p.count("test_old.py::test_old"), 1);
@@ -49,7 +61,7 @@ fn tests_new_to_the_history_run_again_and_a_new_flaky_one_fails_the_run() {
     );
 
     p.file("test_new.py", NEW);
-    let run = p.run(&["--history", &db, "--new-test-repeats", "3"], &[]);
+    let run = p.run(&["--history", db, "--new-test-repeats", "3"], &[]);
     assert_eq!(run.code, 1, "{}", run.dump());
     let report = run.report();
     assert_eq!(
@@ -93,7 +105,7 @@ fn tests_new_to_the_history_run_again_and_a_new_flaky_one_fails_the_run() {
     );
 
     // Now the history knows them: the next run repeats nothing.
-    let again = p.run(&["--history", &db, "--new-test-repeats", "3"], &[]);
+    let again = p.run(&["--history", db, "--new-test-repeats", "3"], &[]);
     assert_eq!(again.code, 0, "{}", again.dump());
     assert_eq!(p.count("test_new.py::test_new_stable"), 5);
 }
@@ -128,11 +140,21 @@ def test_broken():
 #[test]
 fn history_gives_a_known_flaky_test_more_attempts_and_stops_a_known_failure_at_once() {
     let p = Project::new();
+    let db = db(&p);
+    retries_from_history(&p, &db);
+}
+
+#[test]
+fn a_postgres_history_adjusts_retries_as_sqlite_does() {
+    let pg = PgServer::start();
+    retries_from_history(&Project::new(), &pg.database("policy"));
+}
+
+fn retries_from_history(p: &Project, db: &str) {
     p.file("test_suite.py", SUITE);
     p.file("pytest.ini", "[pytest]\nsmart_rerun_max = 2\n");
-    let db = db(&p);
     for _ in 0..2 {
-        let run = p.run(&["--history", &db, "--history-policy"], &[]);
+        let run = p.run(&["--history", db, "--history-policy"], &[]);
         assert_eq!(run.code, 1, "{}", run.dump());
         assert_eq!(run.outcome("test_suite.py::test_flaky"), "flaky");
         assert_eq!(run.attempts("test_suite.py::test_broken"), 2);
@@ -140,7 +162,7 @@ fn history_gives_a_known_flaky_test_more_attempts_and_stops_a_known_failure_at_o
     assert_eq!(p.count("test_suite.py::test_flaky"), 4);
 
     // Now test_flaky needs four attempts (5, 6 and 7 fail): history lets it have them.
-    let mut cmd = p.command(&["--history", &db, "--history-policy", "--history-max", "4"]);
+    let mut cmd = p.command(&["--history", db, "--history-policy", "--history-max", "4"]);
     cmd.env("FLAKY_UNTIL", "8")
         .arg("--")
         .arg(crate::common::python())
@@ -160,7 +182,7 @@ fn history_gives_a_known_flaky_test_more_attempts_and_stops_a_known_failure_at_o
     assert_eq!(run.report()["summary"]["attempts_saved"], 1);
 
     // Without the policy, the same history changes nothing: two attempts each.
-    let mut cmd = p.command(&["--history", &db]);
+    let mut cmd = p.command(&["--history", db]);
     cmd.env("FLAKY_UNTIL", "12")
         .arg("--")
         .arg(crate::common::python())

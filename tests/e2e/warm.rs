@@ -451,3 +451,53 @@ def test_slow_rerun(attempt):
         "processes {left:?} outlived their smart-rerun by 20 s (before the kill: {before:?})"
     );
 }
+
+/// Registers an exit handler at import (so the snapshot's round processes inherit it) and keeps a
+/// logging file handler whose last record is written at session end.
+const EXITING: &str = r#"
+import atexit, logging, os, pathlib, pytest
+
+def _bye():
+    pathlib.Path("atexit-%d.txt" % os.getpid()).write_text("ran")
+
+atexit.register(_bye)
+
+@pytest.fixture(scope="session", autouse=True)
+def session_log():
+    log = logging.getLogger("suite")
+    log.addHandler(logging.FileHandler("session-%d.log" % os.getpid(), delay=True))
+    yield
+    log.warning("session over")
+
+def test_flaky(attempt):
+    assert attempt >= 2
+"#;
+
+#[test]
+fn rounds_that_skip_the_interpreters_finalization_still_run_its_exit_handlers() {
+    let p = project("test_exiting.py", EXITING);
+    let out = run(&p, &[], &[]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(note(&out, 1).contains("forked"), "{}", out.dump());
+    let names = |prefix: &str| {
+        let mut found: Vec<String> = std::fs::read_dir(p.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        found.sort();
+        found
+    };
+    // The first round and the forked second one each ran the handler (the snapshot runs none: it
+    // never ran a test) and each logged its session's end, in two processes.
+    let exits = names("atexit-");
+    assert_eq!(exits.len(), 2, "{exits:?}; {}", out.dump());
+    let logs = names("session-");
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    for log in logs {
+        let text = std::fs::read_to_string(p.path().join(&log)).unwrap();
+        assert_eq!(text, "session over\n", "{log}");
+    }
+    assert_eq!(rounds(&out)[0]["exit_status"], 1, "{}", out.dump());
+    assert_eq!(rounds(&out)[1]["exit_status"], 0, "{}", out.dump());
+}

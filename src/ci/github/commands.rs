@@ -104,13 +104,13 @@ impl<W: Write> CommandGuard<W> {
 
     /// No pause before resuming (tests).
     #[cfg(test)]
-    pub fn without_settle(mut self) -> Self {
+    pub(crate) fn without_settle(mut self) -> Self {
         self.settle = Duration::ZERO;
         self
     }
 
     #[cfg(test)]
-    pub fn is_stopped(&self) -> bool {
+    pub(crate) fn is_stopped(&self) -> bool {
         self.token.is_some()
     }
 
@@ -157,7 +157,7 @@ impl<W: Write> CommandGuard<W> {
     }
 
     #[cfg(test)]
-    pub fn into_inner(self) -> W {
+    pub(crate) fn into_inner(self) -> W {
         self.out
     }
 }

@@ -200,7 +200,7 @@ fn document(report: &Report) -> Result<String, quick_junit::SerializeError> {
 
 /// Builds the whole JUnit report in memory: what [`write`] streams, kept for the tests that read it back.
 #[cfg(test)]
-pub fn to_junit(report: &RunReport, options: &JunitOptions) -> Report {
+pub(crate) fn to_junit(report: &RunReport, options: &JunitOptions) -> Report {
     let mut suite = suite_head(report, options);
     suite.add_test_cases(testcases(report, options, Detail::Full));
     let mut junit = Report::new(options.suite_name.as_str());

@@ -98,7 +98,7 @@ impl Redactor {
 
     /// [`Redactor::query_counted`] without the counts.
     #[cfg(test)]
-    pub fn query(&self, q: &FailureQuery, redact: bool) -> FailureQuery {
+    pub(crate) fn query(&self, q: &FailureQuery, redact: bool) -> FailureQuery {
         self.query_counted(q, redact, &mut Redactions::default())
     }
 
@@ -150,12 +150,12 @@ impl Redactions {
     }
 
     #[cfg(test)]
-    pub fn get(&self, kind: &str) -> usize {
+    pub(crate) fn get(&self, kind: &str) -> usize {
         self.0.get(kind).copied().unwrap_or(0)
     }
 
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
