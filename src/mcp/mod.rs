@@ -13,7 +13,7 @@ use crate::history::Location;
 use crate::model::ExitCode;
 use clap::Args;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The environment variable holding the HTTP bearer token, unless `--token-env` names another.
 pub(crate) const DEFAULT_TOKEN_ENV: &str = "SMART_RERUN_MCP_TOKEN";
@@ -63,7 +63,10 @@ fn quarantine_file(args: &McpArgs) -> Result<PathBuf, ExitCode> {
                 path.display(),
                 located.from.as_deref().unwrap_or("smart_rerun_quarantine")
             ))),
-            Some(path) => Ok(path),
+            // Named from the current directory where it lies below it, as the answers show it.
+            Some(path) => Ok(path
+                .strip_prefix(&cwd)
+                .map_or_else(|_| path.clone(), Path::to_path_buf)),
             None => Ok(default()),
         },
         Err(e @ LocateError::Probe { .. }) => {
