@@ -455,7 +455,9 @@ def targets(case, out):
     if name == "passing":
         found.append(target("smart-rerun / plain pytest wall time", out["ratios"]["smart_vs_plain"], 1.03, "x"))
     if name == "flaky":
-        found.append(target("smart-rerun / rerunfailures wall time", out["ratios"]["smart_vs_rerunfailures"], 1.0, "x"))
+        found.append(target("smart-rerun / rerunfailures wall time", out["ratios"]["smart_vs_rerunfailures"], 0.9, "x"))
+        if "pytest-smart-rerun" in t:
+            found.append(target("smart-rerun / pytest-smart-rerun wall time", out["ratios"]["smart_vs_peer"], 1.0, "x"))
     if name == "flaky-delay":
         found.append(target("smart-rerun / rerunfailures wall time", out["ratios"]["smart_vs_rerunfailures"], 0.3, "x"))
     if case["broken"]:
