@@ -86,3 +86,91 @@ impl Ledger {
         }
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::super::tests::{collection, id, ledger, result};
+    use super::super::{Entry, Ledger};
+    use crate::model::Phase;
+
+    /// A first round under `max` attempts where `flaky` failed, `ok` passed and `later` has not run.
+    fn first_round(max: u32) -> Ledger {
+        let mut l = ledger(max, true);
+        l.apply(Entry::RoundStarted { number: 1 });
+        l.apply(collection(&["flaky", "ok", "later"]));
+        l.apply(result("flaky", "failed", 10.0));
+        l.apply(result("ok", "passed", 10.0));
+        l
+    }
+
+    fn ids(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| id(n)).collect()
+    }
+
+    #[test]
+    fn the_answer_names_the_tests_that_will_not_be_rerun() {
+        // (max attempts, stop all, round complete, max_failures, max_reruns, answered as staying failed)
+        let rows: &[(u32, bool, bool, Option<u32>, Option<u32>, &[&str])] = &[
+            (3, false, true, None, None, &[]),
+            (1, false, true, None, None, &["flaky"]),
+            (3, true, true, None, None, &["flaky"]),
+            // A budget could still stop it while results are to come.
+            (3, false, false, Some(10), None, &["flaky"]),
+            (3, false, true, Some(10), None, &[]),
+            (3, false, true, Some(0), None, &["flaky"]),
+            (3, false, true, None, Some(1), &[]),
+            (3, false, false, None, Some(1), &["flaky"]),
+        ];
+        for &(max, stop_all, complete, max_failures, max_reruns, want) in rows {
+            let mut l = first_round(max);
+            l.settings.max_failures = max_failures;
+            l.settings.max_reruns = max_reruns;
+            let asked = ids(&["flaky"]);
+            assert!(l.render_ready(&asked));
+            assert_eq!(
+                l.render_answer(&asked, stop_all, complete),
+                ids(want),
+                "max {max}, stop all {stop_all}, complete {complete}, {max_failures:?}, {max_reruns:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_test_without_its_result_is_waited_for_and_else_counted_as_staying_failed() {
+        let l = first_round(3);
+        let asked = ids(&["flaky", "later"]);
+        assert!(!l.render_ready(&asked), "later has no result yet");
+        assert_eq!(l.render_answer(&asked, false, true), ids(&["later"]));
+        let unknown = vec!["tests/test_a.py::nowhere".to_owned()];
+        assert!(l.render_ready(&unknown));
+        assert_eq!(l.render_answer(&unknown, false, true), unknown);
+    }
+
+    #[test]
+    fn the_full_text_replaces_the_brief_one_of_the_same_round_and_phase() {
+        let mut l = first_round(1);
+        let traceback = |l: &Ledger| {
+            let i = l.find(&id("flaky")).unwrap();
+            l.tests[i].attempts()[0].traceback.clone()
+        };
+        let brief = traceback(&l);
+        l.apply(Entry::Rendered {
+            nodeid: &id("flaky"),
+            phase: Phase::Teardown,
+            traceback: Some("not this phase".into()),
+        });
+        assert_eq!(traceback(&l), brief);
+        l.apply(Entry::Rendered {
+            nodeid: &id("flaky"),
+            phase: Phase::Call,
+            traceback: Some("full, with locals".into()),
+        });
+        assert_eq!(traceback(&l).as_deref(), Some("full, with locals"));
+        // A test that passed keeps no attempts: nothing to replace, and no error.
+        l.apply(Entry::Rendered {
+            nodeid: &id("ok"),
+            phase: Phase::Call,
+            traceback: Some("x".into()),
+        });
+    }
+}
