@@ -232,3 +232,34 @@ fn with_no_rerun_possible_nothing_is_deferred() {
         out.dump()
     );
 }
+
+#[test]
+fn a_failure_still_shows_what_its_teardown_printed() {
+    let p = Project::new();
+    p.file(
+        "test_teardown.py",
+        r#"
+import pytest
+
+@pytest.fixture
+def noisy():
+    yield
+    print("TEARDOWN_OUTPUT_OF_THE_BROKEN_TEST")
+
+def test_passes(noisy):
+    pass
+
+def test_broken(noisy):
+    assert False, "broken"
+"#,
+    );
+    let out = p.run(ARGS, &["--showlocals", "-p", "no:cacheprovider"]);
+    out.assert_code(1);
+    let block = failure_block(&out.stdout, "test_broken");
+    assert!(
+        block.contains("Captured stdout teardown")
+            && block.contains("TEARDOWN_OUTPUT_OF_THE_BROKEN_TEST"),
+        "{}",
+        out.dump()
+    );
+}
