@@ -109,8 +109,16 @@ mod tests {
 
     #[test]
     fn the_answer_names_the_tests_that_will_not_be_rerun() {
-        // (max attempts, stop all, round complete, max_failures, max_reruns, answered as staying failed)
-        let rows: &[(u32, bool, bool, Option<u32>, Option<u32>, &[&str])] = &[
+        /// Max attempts, stop all, round complete, max_failures, max_reruns, answered as staying failed.
+        type Row = (
+            u32,
+            bool,
+            bool,
+            Option<u32>,
+            Option<u32>,
+            &'static [&'static str],
+        );
+        let rows: &[Row] = &[
             (3, false, true, None, None, &[]),
             (1, false, true, None, None, &["flaky"]),
             (3, true, true, None, None, &["flaky"]),
