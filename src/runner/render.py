@@ -264,16 +264,20 @@ class Render:
             wait = 0.0
         deadline = time.monotonic() + wait
         pause = 0.0005
-        while True:
-            try:
-                with open(path, "r", encoding="utf-8") as fh:
-                    return frozenset(json.load(fh).get("failed") or ())
-            except (OSError, ValueError, AttributeError):
-                pass
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.005)
+        try:
+            while True:
+                try:
+                    with open(path, "r", encoding="utf-8") as fh:
+                        return frozenset(json.load(fh).get("failed") or ())
+                except (OSError, ValueError, AttributeError):
+                    pass
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+        except KeyboardInterrupt:
+            # Ctrl-C while pytest prints its summary: nothing will be rerun, and the summary is finished.
+            return None
 
 
 def register(config, events, verdict_path, worker, cap):
