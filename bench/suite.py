@@ -40,13 +40,32 @@ def _attempt(name):
 '''
 
 
-def test_source(name, kind, sleep, fail_times):
+# The `showlocals` case's failures: raised in a helper, with the kind of locals a real test holds (rows of
+# test data, an index over them), so that drawing a failure with --showlocals costs what it does in a real
+# suite.
+CHECK_HELPER = '''
+
+def _check(rows, n, ok, message):
+    index = {row["name"]: row for row in rows}
+    wanted = sorted(index)[: len(rows) // 2]
+    assert ok, message % n
+'''
+ROWS = "    rows = [{'id': i, 'name': 'row-%d' % i, 'tags': list(range(20))} for i in range(50)]"
+
+
+def test_source(name, kind, sleep, fail_times, heavy_locals=False):
     body = []
     if kind != "pass":
         body.append("    n = _attempt(%r)" % name)
     if sleep:
         body.append("    time.sleep(%r)" % sleep)
-    if kind == "flaky":
+    if kind != "pass" and heavy_locals:
+        body.append(ROWS)
+        if kind == "flaky":
+            body.append("    _check(rows, n, n > %d, 'flaky: attempt %%d fails')" % fail_times)
+        else:
+            body.append("    _check(rows, n, n < 0, 'broken: always fails (attempt %d)')")
+    elif kind == "flaky":
         body.append("    assert n > %d, 'flaky: attempt %%d fails' %% n" % fail_times)
     elif kind == "broken":
         body.append("    assert n < 0, 'broken: always fails (attempt %d)' % n")
@@ -65,6 +84,8 @@ def generate(case, directory):
     os.makedirs(directory)
     with open(os.path.join(directory, "pytest.ini"), "w") as fh:
         fh.write("[pytest]\npython_files = test_*.py\n")
+        if case.get("showlocals"):
+            fh.write("addopts = --showlocals -ra\n")
     if case.get("conftest_cost"):
         with open(os.path.join(directory, "conftest.py"), "w") as fh:
             fh.write(CONFTEST.format(cost=case["conftest_cost"], state_env=STATE_ENV))
@@ -73,14 +94,17 @@ def generate(case, directory):
     for mi in range(m):
         module = "test_m%03d" % mi
         parts = [
-            MODULE_HEADER.format(state_env=STATE_ENV, import_cost=case.get("import_cost", 0.0)),
+            MODULE_HEADER.format(state_env=STATE_ENV, import_cost=case.get("import_cost", 0.0))
+            + (CHECK_HELPER if case.get("showlocals") else ""),
         ]
         for ti in range(mi * per_module, min(n, (mi + 1) * per_module)):
             name = "test_%06d" % ti
             kind = kinds.get(ti, "pass")
             if kind != "pass":
                 specials[name] = (module, kind)
-            parts.append(test_source(name, kind, case.get("sleep", 0.0), case.get("fail_times", 1)))
+            parts.append(
+                test_source(name, kind, case.get("sleep", 0.0), case.get("fail_times", 1), case.get("showlocals", False))
+            )
         with open(os.path.join(directory, module + ".py"), "w") as fh:
             fh.write("\n\n".join(parts))
     return specials

@@ -76,7 +76,7 @@ impl Run<'_> {
             if let Some(prior) = self.prior.take() {
                 self.ledger.connect_prior(prior);
             }
-            serde_json::json!({ "abort": false })
+            serde_json::json!({ "abort": false, "render": self.render_plan(1) })
         } else {
             let errors = ConfigErrors(errors);
             let message = format!("smart-rerun: {errors}");

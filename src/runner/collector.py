@@ -46,6 +46,9 @@ WORKERINPUT_KEY = "smart_rerun"
 # binary read them through pytest's own configuration discovery, getini).
 from _smart_rerun_keys import INI_KEYS  # noqa: E402
 
+# A failure's description, and its rendering deferred until the binary says whether it stays failed.
+import _smart_rerun_render as _render  # noqa: E402
+
 MARKER_LINE = (
     "smart_rerun(max=None, delay=None, backoff=None, errors=None, flaky=None): "
     "smart-rerun's retry policy for this test"
@@ -105,43 +108,6 @@ class _Events:
             os.close(self._fd)
         except OSError:
             pass
-
-
-def _qualname(cls):
-    module = getattr(cls, "__module__", None) or "builtins"
-    name = getattr(cls, "__qualname__", None) or cls.__name__
-    return "%s.%s" % (module, name)
-
-
-def _describe_exception(excinfo, item_path):
-    """Type, MRO, message and locations of a failure, from pytest's ExceptionInfo."""
-    exc_type = excinfo.type
-    mro = [_qualname(c) for c in getattr(exc_type, "__mro__", (exc_type,)) if c is not object]
-    try:
-        message = str(excinfo.value)
-    except Exception as err:  # a broken __str__ must not take the report down
-        message = "<unprintable %s: %s>" % (exc_type.__name__, err)
-    crash_path = crash_line = None
-    test_line = None
-    try:
-        entries = list(excinfo.traceback)
-        if entries:
-            last = entries[-1]
-            crash_path, crash_line = str(last.path), last.lineno + 1
-        for entry in reversed(entries):
-            if str(entry.path) == item_path:
-                test_line = entry.lineno + 1
-                break
-    except Exception:
-        pass
-    return {
-        "type": mro[0] if mro else _qualname(exc_type),
-        "mro": mro,
-        "message": _cap(message),
-        "crash_path": crash_path,
-        "crash_line": crash_line,
-        "test_line": test_line,
-    }
 
 
 def _marker_kwargs(item, name):
@@ -223,7 +189,7 @@ class Collector:
         self.events = events
         self.selection = selection
         # Passed on to xdist workers (pytest_configure_node).
-        self.worker_input = {"events": events_path, "select": select_path}
+        self.worker_input = {"events": events_path, "select": select_path, "verdict": _ENV.get(VERDICT_ENV)}
         self.is_worker = hasattr(config, "workerinput")
         self.pending = {}
         self.started = time.time()
@@ -377,9 +343,7 @@ class Collector:
         sections = []
         for title, content in getattr(rep, "sections", ()) or ():
             sections.append([title, _cap(content)])
-        text = getattr(rep, "longreprtext", None)
-        if not text and rep.longrepr is not None:
-            text = str(rep.longrepr)
+        text = _render.report_text(rep)
         return {
             "phase": rep.when,
             "type": exc.get("type"),
@@ -402,7 +366,7 @@ class Collector:
             return
         try:
             path = str(getattr(item, "path", None) or item.fspath)
-            setattr(report, _EXC_ATTR, _describe_exception(call.excinfo, path))
+            setattr(report, _EXC_ATTR, _render.describe_exception(call.excinfo, path))
         except Exception:
             pass
 
@@ -709,6 +673,10 @@ def pytest_configure(config):
     collector = Collector(config, events, selection, events_path, select_path)
     _STATE["collector"] = collector
     config.pluginmanager.register(collector, "smart_rerun_collector_impl")
+    verdict = given.get("verdict") if is_worker else _ENV.get(VERDICT_ENV)
+    if verdict:
+        worker = config.workerinput.get("workerid", "worker") if is_worker else None
+        _render.register(config, _Events(given["events"]) if is_worker else events, verdict, worker, _cap)
     if is_worker:
         return
     if _ENV.get(WARM_ENV):

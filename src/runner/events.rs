@@ -37,6 +37,19 @@ pub(crate) enum Event {
     Done {
         exitstatus: Option<i32>,
     },
+    /// The first round's failures were drawn briefly (`render.py`): which of these tests will not be
+    /// rerun? The collector (or xdist worker `worker`) waits for the answer file.
+    RenderQuery {
+        worker: Option<String>,
+        nodeids: Vec<String>,
+    },
+    /// A failure that stays failed, drawn in full: it replaces the brief traceback of the test's
+    /// attempt in this round.
+    Rendered {
+        nodeid: String,
+        phase: Phase,
+        traceback: Option<String>,
+    },
 }
 
 /// The kind of an event: its `event` tag.
@@ -52,6 +65,8 @@ pub(crate) enum EventKind {
     Interrupted,
     SessionFinish,
     Done,
+    RenderQuery,
+    Rendered,
 }
 
 /// A complete line that is not an event.
@@ -138,6 +153,17 @@ impl Event {
             exitstatus: Option<i32>,
         }
         #[derive(Deserialize)]
+        struct RenderQuery {
+            worker: Option<String>,
+            nodeids: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        struct Rendered {
+            nodeid: String,
+            phase: Phase,
+            traceback: Option<String>,
+        }
+        #[derive(Deserialize)]
         struct Interrupted {
             #[allow(dead_code)]
             message: Option<String>,
@@ -165,6 +191,22 @@ impl Event {
             EventKind::Done => Event::Done {
                 exitstatus: payload(line).parse::<Done>()?.exitstatus,
             },
+            EventKind::RenderQuery => {
+                let RenderQuery { worker, nodeids } = payload(line).parse()?;
+                Event::RenderQuery { worker, nodeids }
+            }
+            EventKind::Rendered => {
+                let Rendered {
+                    nodeid,
+                    phase,
+                    traceback,
+                } = payload(line).parse()?;
+                Event::Rendered {
+                    nodeid,
+                    phase,
+                    traceback,
+                }
+            }
         })
     }
 }

@@ -23,6 +23,7 @@ pub(crate) mod events;
 mod exit;
 mod ledger;
 mod process;
+mod render;
 mod round;
 mod rundir;
 mod warm;
@@ -53,6 +54,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub(crate) const COLLECTOR_SOURCE: &str = include_str!("collector.py");
 /// The module name PYTEST_PLUGINS loads.
 pub(crate) const COLLECTOR_MODULE: &str = "_smart_rerun_collector";
+/// The collector's failure rendering (`render.py`), installed beside it; the collector imports it.
+pub(crate) const RENDER_SOURCE: &str = include_str!("render.py");
+pub(crate) const RENDER_MODULE: &str = "_smart_rerun_render";
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -203,6 +207,8 @@ struct RoundProgress {
     finish: Option<SessionFinish>,
     /// The exit status pytest reported once it had printed its last line (the `done` event).
     done: Option<i32>,
+    /// The collector's questions about its briefly drawn failures, not answered yet.
+    render_queries: Vec<render::RenderQuery>,
     /// The first round's verdict file, and a failure to write it (raised once the poll is over).
     verdict_path: PathBuf,
     verdict_error: Option<std::io::Error>,
@@ -220,6 +226,7 @@ impl RoundProgress {
             any_test: false,
             interrupted: false,
             done: None,
+            render_queries: Vec::new(),
             finish: None,
             verdict_path,
             verdict_error: None,

@@ -210,6 +210,11 @@ pub(super) fn install_collector() -> Result<tempfile::TempDir, RunError> {
     )
     .map_err(RunError::TempDir)?;
     std::fs::write(
+        plugin_dir.join(format!("{RENDER_MODULE}.py")),
+        RENDER_SOURCE,
+    )
+    .map_err(RunError::TempDir)?;
+    std::fs::write(
         plugin_dir.join(format!("{}.py", warm::WARM_MODULE)),
         warm::WARM_SOURCE,
     )

@@ -119,6 +119,8 @@ impl Run<'_> {
             if let Some(e) = progress.verdict_error.take() {
                 return Err(RunError::TempDir(e));
             }
+            self.answer_render_queries(&mut progress)
+                .map_err(RunError::TempDir)?;
             if self.ledger.retry_due() && self.held.is_none() {
                 self.prestart(number + 1, number);
             }
@@ -248,6 +250,18 @@ impl Run<'_> {
             Event::Interrupted => progress.interrupted = true,
             Event::SessionFinish(finish) => progress.finish = Some(finish),
             Event::Done { exitstatus } => progress.done = exitstatus,
+            Event::RenderQuery { worker, nodeids } => progress
+                .render_queries
+                .push(super::render::RenderQuery::new(worker, nodeids)),
+            Event::Rendered {
+                nodeid,
+                phase,
+                traceback,
+            } => self.ledger.apply(Entry::Rendered {
+                nodeid: &nodeid,
+                phase,
+                traceback,
+            }),
         }
     }
 

@@ -27,6 +27,7 @@ mod postgres;
 #[cfg(unix)]
 mod process;
 mod quarantine;
+mod render;
 mod reports;
 mod schema;
 mod selection;

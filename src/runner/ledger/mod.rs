@@ -8,6 +8,7 @@
 //! in the unit tests on synthetic entries, without pytest.
 
 mod prior;
+mod render;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -114,6 +115,12 @@ pub(super) enum Entry<'a> {
     Interrupted,
     /// Run these tests, new to the history and passed, `times` more times in the next round.
     Repeat { tests: &'a [u32], times: u32 },
+    /// A failure of this round drawn in full, replacing its brief traceback (`render.py`).
+    Rendered {
+        nodeid: &'a str,
+        phase: Phase,
+        traceback: Option<String>,
+    },
 }
 
 /// What a round's pytest said besides its test results, read once it has ended.
@@ -297,6 +304,11 @@ impl Ledger {
                     t.status = Status::Queued { ready_at: 0.0 };
                 }
             }
+            Entry::Rendered {
+                nodeid,
+                phase,
+                traceback,
+            } => self.rendered(nodeid, phase, traceback),
             Entry::Interrupted => {
                 self.interrupted = true;
                 for t in &mut self.tests {
