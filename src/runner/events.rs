@@ -466,6 +466,37 @@ mod tests {
     }
 
     #[test]
+    fn the_render_events_are_typed() {
+        let query = r#"{"worker":"gw1","nodeids":["t.py::a","t.py::b"],"event":"render_query"}"#;
+        let Ok(Event::RenderQuery { worker, nodeids }) = Event::parse(query) else {
+            panic!("not a render query");
+        };
+        assert_eq!(worker.as_deref(), Some("gw1"));
+        assert_eq!(nodeids, ["t.py::a", "t.py::b"]);
+        let rendered =
+            r#"{"nodeid":"t.py::a","phase":"teardown","traceback":"full","event":"rendered"}"#;
+        let Ok(Event::Rendered {
+            nodeid,
+            phase,
+            traceback,
+        }) = Event::parse(rendered)
+        else {
+            panic!("not a rendered failure");
+        };
+        assert_eq!(
+            (nodeid.as_str(), phase, traceback.as_deref()),
+            ("t.py::a", Phase::Teardown, Some("full"))
+        );
+        // The phase is one of the report's phases, never a free string.
+        assert!(
+            Event::parse(
+                r#"{"nodeid":"t.py::a","phase":"lunch","traceback":null,"event":"rendered"}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn a_missing_file_has_no_events() {
         let dir = tempfile::tempdir().unwrap();
         assert!(all(&dir.path().join("nothing")).is_empty());
