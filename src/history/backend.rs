@@ -81,14 +81,33 @@ impl Sqlite {
         let conn = rusqlite::Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(busy)?;
         // WAL: readers never block the writer and the writer never blocks readers; NORMAL sync is safe
-        // against corruption in WAL mode (a power cut may lose the last run, never the file).
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        // against corruption in WAL mode (a power cut may lose the last run, never the file). Switching
+        // a new file to WAL takes an exclusive lock, and SQLite answers BUSY at once, without its busy
+        // handler, while another process creates or recovers the same file: that is retried here, up to
+        // the same `busy` wait.
+        let deadline = std::time::Instant::now() + busy;
+        let mode: String = loop {
+            match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)) {
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
             return Err(format!("cannot switch to WAL mode (journal_mode is {mode})").into());
         }
         conn.execute_batch("PRAGMA synchronous=NORMAL")?;
         Ok(Sqlite { conn })
     }
+}
+
+/// SQLite's "another connection holds the lock" answers.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn to_sqlite(v: &Value) -> rusqlite::types::Value {
