@@ -14,7 +14,7 @@ use crate::history::cli::{failed, parse_age, usage};
 use crate::history::{COMMAND_TIMEOUT, HistoryError, Location, Store};
 use crate::model::ExitCode;
 use crate::quarantine::Quarantine;
-use crate::quarantine::locate::{LocateError, Source, locate};
+use crate::quarantine::locate::locate_optional;
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,21 +51,15 @@ pub(crate) struct DashboardArgs {
 fn quarantine_file(args: &DashboardArgs) -> Result<Option<Quarantine>, ExitCode> {
     let cwd = std::env::current_dir()
         .map_err(|e| usage(&format!("cannot read the current directory: {e}")))?;
-    let source = Source {
-        flag: args.quarantine.as_deref(),
-        python: args.python.as_deref(),
-        command: &[],
-    };
-    let located = match locate(&source, "--quarantine", &cwd) {
-        Ok(l) => l,
-        Err(e @ LocateError::Probe { .. }) => {
-            let _ = writeln!(
-                anstream::stderr(),
-                "smart-rerun: warning: no quarantine column: {e}"
-            );
-            return Ok(None);
-        }
-        Err(e) => return Err(usage(&e.to_string())),
+    let located = locate_optional(
+        args.quarantine.as_deref(),
+        args.python.as_deref(),
+        &cwd,
+        "no quarantine column",
+    )
+    .map_err(|e| usage(&e))?;
+    let Some(located) = located else {
+        return Ok(None);
     };
     let loaded = match located.path.as_deref() {
         Some(path) => Quarantine::load_for_run(Some(path), &cwd),

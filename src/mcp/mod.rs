@@ -47,37 +47,30 @@ pub(crate) struct McpArgs {
 /// The quarantine file `quarantine_suggest` reads, found as `quarantine check` finds it. Pytest that
 /// cannot be asked leaves the default path, with a warning; a file named but missing is a usage error.
 fn quarantine_file(args: &McpArgs) -> Result<PathBuf, ExitCode> {
-    use crate::quarantine::locate::{LocateError, Source, locate};
     let cwd = std::env::current_dir()
         .map_err(|e| usage(&format!("cannot read the current directory: {e}")))?;
-    let source = Source {
-        flag: args.quarantine.as_deref(),
-        python: args.python.as_deref(),
-        command: &[],
-    };
-    let default = || PathBuf::from(crate::quarantine::DEFAULT_PATH);
-    match locate(&source, "--quarantine", &cwd) {
-        Ok(located) => match located.path {
-            Some(path) if !cwd.join(&path).is_file() => Err(usage(&format!(
-                "the quarantine file {} ({}) does not exist",
-                path.display(),
-                located.from.as_deref().unwrap_or("smart_rerun_quarantine")
-            ))),
-            // Named from the current directory where it lies below it, as the answers show it.
-            Some(path) => Ok(path
-                .strip_prefix(&cwd)
-                .map_or_else(|_| path.clone(), Path::to_path_buf)),
-            None => Ok(default()),
-        },
-        Err(e @ LocateError::Probe { .. }) => {
-            let _ = writeln!(
-                anstream::stderr(),
-                "smart-rerun: warning: quarantine_suggest reads {}: {e}",
-                crate::quarantine::DEFAULT_PATH
-            );
-            Ok(default())
-        }
-        Err(e) => Err(usage(&e.to_string())),
+    let lost = format!(
+        "quarantine_suggest reads {}",
+        crate::quarantine::DEFAULT_PATH
+    );
+    let located = crate::quarantine::locate::locate_optional(
+        args.quarantine.as_deref(),
+        args.python.as_deref(),
+        &cwd,
+        &lost,
+    )
+    .map_err(|e| usage(&e))?;
+    match located.and_then(|l| Some((l.path?, l.from))) {
+        Some((path, from)) if !cwd.join(&path).is_file() => Err(usage(&format!(
+            "the quarantine file {} ({}) does not exist",
+            path.display(),
+            from.as_deref().unwrap_or("smart_rerun_quarantine")
+        ))),
+        // Named from the current directory where it lies below it, as the answers show it.
+        Some((path, _)) => Ok(path
+            .strip_prefix(&cwd)
+            .map_or_else(|_| path.clone(), Path::to_path_buf)),
+        None => Ok(PathBuf::from(crate::quarantine::DEFAULT_PATH)),
     }
 }
 

@@ -13,6 +13,7 @@
 
 use crate::config::{RawLayer, Settings};
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The ini key (and the `-o` override) that names the file.
@@ -103,6 +104,31 @@ pub(crate) fn locate(
         path: settings.quarantine,
         from,
     })
+}
+
+/// The file for a command that can do without the configuration's answer (`dashboard`, `mcp`): from
+/// its `--quarantine` flag and `--python`, in the current directory `cwd`. Pytest that cannot be asked
+/// costs one warning line, `lost` saying what goes without it, and gives `Ok(None)`; any other problem
+/// is an error message for the command's usage error.
+pub(crate) fn locate_optional(
+    flag: Option<&Path>,
+    python: Option<&Path>,
+    cwd: &Path,
+    lost: &str,
+) -> Result<Option<Located>, String> {
+    let source = Source {
+        flag,
+        python,
+        command: &[],
+    };
+    match locate(&source, "--quarantine", cwd) {
+        Ok(located) => Ok(Some(located)),
+        Err(e @ LocateError::Probe { .. }) => {
+            let _ = writeln!(anstream::stderr(), "smart-rerun: warning: {lost}: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The first pytest configuration file in `cwd` or above it, or `PYTEST_ADDOPTS`, whose text mentions

@@ -68,6 +68,18 @@ fn traceback<'a>(out: &'a RunOutput, nodeid: &str, attempt: usize) -> &'a str {
         .unwrap_or_else(|| panic!("no traceback\n{}", out.dump()))
 }
 
+/// Asserts that `text`, from the run `out`, holds `needle` (or, with `holds` false, does not), showing
+/// the whole run when it is not so.
+fn assert_holds(out: &RunOutput, text: &str, needle: &str, holds: bool) {
+    let state = if holds { "missing" } else { "present" };
+    assert_eq!(
+        text.contains(needle),
+        holds,
+        "{needle:?} {state}\n{}",
+        out.dump()
+    );
+}
+
 #[test]
 fn a_failure_a_rerun_replaces_is_drawn_briefly_and_one_that_stays_failed_as_pytest_draws_it() {
     let p = project();
@@ -87,7 +99,7 @@ fn a_failure_a_rerun_replaces_is_drawn_briefly_and_one_that_stays_failed_as_pyte
     let round1 = first_round(&out);
 
     // The flaky test's first failure: type, message and crash site, without the locals.
-    assert!(!round1.contains(FLAKY_LOCALS), "{}", out.dump());
+    assert_holds(&out, round1, FLAKY_LOCALS, false);
     let flaky = failure_block(round1, "test_flaky");
     assert!(
         flaky.contains("ConnectionError: connection reset by peer"),
@@ -127,10 +139,11 @@ fn a_failure_a_rerun_replaces_is_drawn_briefly_and_one_that_stays_failed_as_pyte
     let expected = failure_block(&plain, "test_broken");
     assert!(expected.contains(BROKEN_LOCALS), "{plain}");
     assert_eq!(failure_block(round1, "test_broken"), expected);
-    assert!(
-        round1.contains("FAILED test_render.py::test_broken - AssertionError: assert"),
-        "{}",
-        out.dump()
+    assert_holds(
+        &out,
+        round1,
+        "FAILED test_render.py::test_broken - AssertionError: assert",
+        true,
     );
     let full = traceback(&out, "test_render.py::test_broken", 0);
     assert!(full.contains(BROKEN_LOCALS), "{full}");
@@ -154,26 +167,30 @@ fn under_xdist_each_worker_asks_and_the_controller_prints_the_full_text() {
     out.assert_code(1);
     assert_eq!(out.outcome("test_render.py::test_flaky"), "flaky");
     let round1 = first_round(&out);
-    assert!(!round1.contains(FLAKY_LOCALS), "{}", out.dump());
-    assert!(
-        failure_block(round1, "test_flaky").contains("ConnectionError: connection reset by peer"),
-        "{}",
-        out.dump()
+    assert_holds(&out, round1, FLAKY_LOCALS, false);
+    assert_holds(
+        &out,
+        failure_block(round1, "test_flaky"),
+        "ConnectionError: connection reset by peer",
+        true,
     );
-    assert!(
-        failure_block(round1, "test_broken").contains(BROKEN_LOCALS),
-        "{}",
-        out.dump()
+    assert_holds(
+        &out,
+        failure_block(round1, "test_broken"),
+        BROKEN_LOCALS,
+        true,
     );
-    assert!(
-        traceback(&out, "test_render.py::test_broken", 0).contains(BROKEN_LOCALS),
-        "{}",
-        out.dump()
+    assert_holds(
+        &out,
+        traceback(&out, "test_render.py::test_broken", 0),
+        BROKEN_LOCALS,
+        true,
     );
-    assert!(
-        !traceback(&out, "test_render.py::test_flaky", 0).contains(FLAKY_LOCALS),
-        "{}",
-        out.dump()
+    assert_holds(
+        &out,
+        traceback(&out, "test_render.py::test_flaky", 0),
+        FLAKY_LOCALS,
+        false,
     );
 }
 
@@ -203,20 +220,23 @@ render.Render._decide = _unanswered
     out.assert_code(1);
     assert_eq!(out.outcome("test_render.py::test_flaky"), "flaky");
     let round1 = first_round(&out);
-    assert!(
-        failure_block(round1, "test_flaky").contains(FLAKY_LOCALS),
-        "{}",
-        out.dump()
+    assert_holds(
+        &out,
+        failure_block(round1, "test_flaky"),
+        FLAKY_LOCALS,
+        true,
     );
-    assert!(
-        failure_block(round1, "test_broken").contains(BROKEN_LOCALS),
-        "{}",
-        out.dump()
+    assert_holds(
+        &out,
+        failure_block(round1, "test_broken"),
+        BROKEN_LOCALS,
+        true,
     );
-    assert!(
-        traceback(&out, "test_render.py::test_flaky", 0).contains(FLAKY_LOCALS),
-        "{}",
-        out.dump()
+    assert_holds(
+        &out,
+        traceback(&out, "test_render.py::test_flaky", 0),
+        FLAKY_LOCALS,
+        true,
     );
 }
 
@@ -225,11 +245,12 @@ fn with_no_rerun_possible_nothing_is_deferred() {
     let p = project();
     let out = p.run(&["--max", "1"], &["--showlocals", "-p", "no:cacheprovider"]);
     out.assert_code(1);
-    assert!(out.stdout.contains(FLAKY_LOCALS), "{}", out.dump());
-    assert!(
-        traceback(&out, "test_render.py::test_flaky", 0).contains(FLAKY_LOCALS),
-        "{}",
-        out.dump()
+    assert_holds(&out, &out.stdout, FLAKY_LOCALS, true);
+    assert_holds(
+        &out,
+        traceback(&out, "test_render.py::test_flaky", 0),
+        FLAKY_LOCALS,
+        true,
     );
 }
 
