@@ -161,11 +161,16 @@ def clean_env():
     return env
 
 
-def command(tool, case, python, binary, scratch, peer_python=None):
+def command(tool, case, python, binary, scratch, peer_python=None, off=None):
+    """The tool's command line. ``off``: {"main": [...], "peer": [...]}, pytest plugins (entry-point names)
+    that only one of the two venvs has, turned off with ``-p no:NAME`` so every tool's pytest loads the same."""
+    off = off or {}
     if tool == "pytest-smart-rerun":
         cmd = [peer_python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--smart-rerun"]
+        cmd += [a for name in off.get("peer", ()) for a in ("-p", "no:" + name)]
         return cmd + ["--smart-rerun-max=%d" % (case["reruns"] + 1), "--smart-rerun-delay=%s" % case["delay"]]
     pytest = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    pytest += [a for name in off.get("main", ()) for a in ("-p", "no:" + name)]
     if case.get("junit") and scratch:
         # smart-rerun takes the option over and writes the merged report itself.
         pytest.append("--junit-xml=" + os.path.join(scratch, "junit.xml"))
@@ -237,6 +242,25 @@ def read_imports(state):
     return rounds
 
 
+PEER_PLUGIN = "smart-rerun"  # pytest-smart-rerun's own entry point: the peer tool itself
+
+
+def pytest_plugins(python):
+    """The names of the pytest11 entry points (the plugins pytest loads at start-up) of ``python``'s venv."""
+    probe = "from importlib.metadata import entry_points as e; print(' '.join(sorted(p.name for p in e(group='pytest11'))))"
+    out = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def plugins_only_one_has(python, peer_python):
+    """{"main": [...], "peer": [...]}: the start-up plugins only the benchmark's venv, or only the peer's,
+    has. Each tool turns off those of its venv, so that every pytest measured loads the same plugins (the
+    benchmark's venv carries the test suite's packages: the MCP SDK brings anyio's plugin, whose per-test
+    hooks cost plain pytest about 10% here and an in-process rerun plugin more)."""
+    main, peer = pytest_plugins(python), pytest_plugins(peer_python) - {PEER_PLUGIN}
+    return {"main": sorted(main - peer), "peer": sorted(peer - main)}
+
+
 def run_once(tool, case, ctx, suite, rep):
     scratch = os.path.join(ctx["work"], case["name"], "%s-%d" % (tool, rep))
     state = os.path.join(scratch, "state")
@@ -250,7 +274,7 @@ def run_once(tool, case, ctx, suite, rep):
     if tool == "pytest-plugin":
         env["SMART_RERUN_BIN"] = ctx["binary"]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.join(ROOT, "python"), env.get("PYTHONPATH")]))
-    cmd = command(tool, case, ctx["python"], ctx["binary"], scratch, ctx["peer_python"])
+    cmd = command(tool, case, ctx["python"], ctx["binary"], scratch, ctx["peer_python"], ctx["off"])
     wall, cpu, rss, code = measure(cmd, suite, env, os.path.join(scratch, "output.log"))
     result = {"wall": wall, "cpu": cpu, "rss_kib": rss, "exit": code, "counts": read_counts(state), "imports": read_imports(state)}
     if tool in SMART:
@@ -575,6 +599,8 @@ def markdown(results):
             m.get("smart_rerun_binary_built", "?"),
         ),
         "- Load at start: `%s`; at end: `%s`" % (m["uptime"], results["uptime_end"]),
+        "- Start-up plugins turned off so every tool loads the same: %s"
+        % ("; ".join("%s venv: %s" % (k, ", ".join(v)) for k, v in sorted(results.get("plugins_off", {}).items()) if v) or "none"),
         "",
         "Wall times are medians of the repetitions (tools interleaved); RSS is the peak of the largest single",
         "process (`wait4` ru_maxrss: for smart-rerun usually a pytest round); *own RSS* is smart-rerun's alone.",
@@ -752,9 +778,12 @@ def main(argv=None):
             "bench: %s not found: python3 -m venv target/bench-peer && "
             "target/bench-peer/bin/pip install -r bench/peer-requirements.txt" % args.peer_python
         )
+    python = os.path.abspath(args.python) if os.sep in args.python else args.python
+    off = plugins_only_one_has(python, args.peer_python) if "pytest-smart-rerun" in tools else {}
     work = tempfile.mkdtemp(prefix="smart-rerun-bench-")
     ctx = {
-        "python": os.path.abspath(args.python) if os.sep in args.python else args.python,
+        "off": off,
+        "python": python,
         "binary": os.path.abspath(args.binary),
         "peer_python": os.path.abspath(args.peer_python),
         "reps": args.reps or (1 if args.quick else 5),
@@ -769,6 +798,7 @@ def main(argv=None):
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(ctx),
         "cases": [],
+        "plugins_off": off,
     }
     m = results["machine"]
     log("machine: %s CPUs (%s usable), %s; Python %s, pytest %s, pytest-rerunfailures %s; smart-rerun %s (%s%s)"

@@ -24,6 +24,7 @@ Status lines (ASCII): ``snapshot PID``, ``fallback REASON``, ``started ROUND PID
 """
 
 import atexit
+import gc
 import json
 import os
 import select
@@ -158,10 +159,17 @@ class Warm:
                     stream.flush()
                 except Exception:
                     pass
+            # Every object alive now (the collected session, the imported suite) goes to the permanent
+            # generation, in this process and so in the snapshot: a full collection in the first round
+            # then skips them. Traversing them would write to every page that holds one, copying pages
+            # the snapshot shares, and on a large session it costs more than the tests' own garbage
+            # (rounds forked from the snapshot are frozen the same way).
+            gc.freeze()
             try:
                 pid = os.fork()
             except OSError as err:
                 pid, why = -1, "fork failed: %s" % err
+                gc.unfreeze()
             if pid == 0:
                 return self._serve(control, status)  # returns only in a round process
             if pid > 0:
@@ -182,14 +190,14 @@ class Warm:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the round process; the binary ends the run
             self.snapshot_pid = os.getpid()
             import ctypes  # noqa: F401 (imported once here, not in every round process)
-            import gc
 
+            _say(status, "snapshot %d" % os.getpid())
+            _warm_drawing()
             # Every object alive now goes to the permanent generation: a collection in a round process
             # (pytest 8.4+ runs several at its end) then skips them instead of writing to every page of
             # the snapshot's heap, which would copy them all (0.2 s for a 400-test suite).
             gc.freeze()
 
-            _say(status, "snapshot %d" % os.getpid())
             children, buf = {}, b""
             while True:
                 ready = select.select([control], [], [], 0.02 if children else None)[0]
@@ -289,6 +297,31 @@ class Warm:
                 reporter._progress_nodeids_reported = set()
         if collector is not None:
             collector.pytest_collection_finish(session)
+
+
+def _warm_drawing():
+    """Draws one failure and throws it away, while the first round runs: what pytest builds once per
+    process on its first failure drawing (inspect's map from source files to modules, over every module
+    imported, tokenize's patterns, the parts of its traceback code imported on first use) is then built
+    once, in the snapshot, and not again in every round process that draws a failure. Only caches of the
+    standard library and of pytest change; nothing a test can see of the suite."""
+    try:
+        from _pytest._code import ExceptionInfo
+
+        try:
+            raise AssertionError("smart-rerun warms up pytest's traceback drawing")
+        except AssertionError:
+            info = ExceptionInfo.from_current()
+        str(info.getrepr(style="long", showlocals=True))
+        # Where pytest finds a failed statement's end it reads the source with tokenize, whose patterns
+        # are compiled on first use; the drawing above did not need them.
+        import io
+        import tokenize
+
+        for _ in tokenize.generate_tokens(io.StringIO("pass\n").readline):
+            pass
+    except Exception:
+        pass
 
 
 def _fresh_capture(config):

@@ -501,3 +501,35 @@ fn rounds_that_skip_the_interpreters_finalization_still_run_its_exit_handlers() 
     assert_eq!(rounds(&out)[0]["exit_status"], 1, "{}", out.dump());
     assert_eq!(rounds(&out)[1]["exit_status"], 0, "{}", out.dump());
 }
+
+/// Records how many objects the garbage collector holds frozen (in its permanent generation) when the
+/// test runs, and fails on its first attempt.
+const FREEZE: &str = r#"
+import gc, pathlib
+
+def test_frozen(attempt):
+    pathlib.Path("frozen-%d.txt" % attempt).write_text(str(gc.get_freeze_count()))
+    assert attempt >= 2
+"#;
+
+#[test]
+fn with_a_snapshot_every_round_runs_with_the_collected_suite_frozen_and_without_one_none_does() {
+    let frozen = |p: &Project, attempt: u32| -> u64 {
+        let path = p.path().join(format!("frozen-{attempt}.txt"));
+        std::fs::read_to_string(&path).unwrap().trim().parse().unwrap()
+    };
+    let p = project("test_freeze.py", FREEZE);
+    let out = run(&p, &[], &[]);
+    out.assert_code(0);
+    assert!(note(&out, 1).contains("forked"), "{}", out.dump());
+    // The suite's modules, collected items and pytest's own objects: thousands, in both rounds.
+    for attempt in [1, 2] {
+        assert!(frozen(&p, attempt) > 1000, "attempt {attempt}: {}", out.dump());
+    }
+    let p = project("test_freeze.py", FREEZE);
+    let out = run(&p, &["--fork", "false"], &[]);
+    out.assert_code(0);
+    for attempt in [1, 2] {
+        assert_eq!(frozen(&p, attempt), 0, "attempt {attempt}: {}", out.dump());
+    }
+}
