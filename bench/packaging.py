@@ -21,11 +21,14 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,14 +135,35 @@ def run_once(tool, ctx, workers, rep):
     report = os.path.join(scratch, "report.json")
     cmd = command(tool, ctx["python"], ctx["binary"], workers, report)
     out = os.path.join(scratch, "output.log")
+    stopped = threading.Event()
+
+    def stop(proc):
+        stopped.set()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the tool and everything it started (workers, rounds)
+        except ProcessLookupError:
+            pass
+
     with open(out, "wb") as fh:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ctx["suite"], env=env, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ctx["suite"], env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        timer = threading.Timer(ctx["timeout"], stop, (proc,)) if ctx["timeout"] else None
+        if timer:
+            timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+        if timer:
+            timer.cancel()
     code = os.waitstatus_to_exitcode(status)
     injected = len(os.listdir(marks))
     result = {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "exit": code, "injected": injected, "log": out}
+    if stopped.is_set():
+        # A lower bound on its time, and how far it got: pytest's last progress figure.
+        result["stopped"] = True
+        with open(out, "rb") as fh:
+            marks_seen = re.findall(rb"\[\s*(\d+)%\]", fh.read())
+        result["progress"] = int(marks_seen[-1]) if marks_seen else 0
+        return result
     problems = []
     if code != (1 if tool == "plain" else 0):
         problems.append("exit %d" % code)
@@ -165,10 +189,14 @@ def main(argv=None):
     parser.add_argument("--percent", type=float, default=3.0, help="share of the tests failing once [3]")
     parser.add_argument("--workers", default="0,2", help="xdist worker counts to measure, 0 for none [0,2]")
     parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="stop a run after this many seconds; its time is then a lower bound"
+    )
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "packaging"))
     args = parser.parse_args(argv)
     suite, python, plugin_dir = prepare(args.work, args.venv)
-    ctx = {"work": args.work, "suite": suite, "python": python, "plugin_dir": plugin_dir, "binary": args.binary, "percent": args.percent}
+    ctx = {"work": args.work, "suite": suite, "python": python, "plugin_dir": plugin_dir, "binary": args.binary, "percent": args.percent,
+           "timeout": args.timeout}
     tools = [t for t in args.tools.split(",") if t]
     results = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "machine": machine(), "percent": args.percent, "cases": []}
     for workers in [int(w) for w in args.workers.split(",")]:
@@ -178,9 +206,17 @@ def main(argv=None):
             for tool in tools[rep % len(tools) :] + tools[: rep % len(tools)]:
                 r = run_once(tool, ctx, workers, rep)
                 runs[tool].append(r)
-                log("-n %d rep %d %-13s %7.1f s wall %7.1f s CPU  %d injected" % (workers, rep + 1, tool, r["wall"], r["cpu"], r["injected"]))
+                log("-n %d rep %d %-13s %7.1f s wall %7.1f s CPU  %d injected%s" % (
+                    workers, rep + 1, tool, r["wall"], r["cpu"], r["injected"],
+                    "  stopped at %d%%" % r["progress"] if r.get("stopped") else ""))
         med = {tool: statistics.median(r["wall"] for r in rs) for tool, rs in runs.items()}
         case = {"workers": workers, "median_wall": med, "walls": {t: [r["wall"] for r in rs] for t, rs in runs.items()}}
+        # Tools whose median run was stopped: their median is a lower bound, the ratios against them upper ones.
+        case["stopped"] = {
+            t: max(r["progress"] for r in rs if r.get("stopped"))
+            for t, rs in runs.items()
+            if sum(1 for r in rs if r.get("stopped")) * 2 > len(rs)
+        }
         case["injected"] = runs[tools[0]][0]["injected"]
         case["load"] = [load_before, os.getloadavg()]
         if "smart-rerun" in med:
@@ -211,11 +247,21 @@ def markdown(results):
     for c in results["cases"]:
         m = c["median_wall"]
 
+        stopped = c.get("stopped", {})
+
         def cell(tool):
-            return "%.1f s" % m[tool] if tool in m else "-"
+            if tool not in m:
+                return "-"
+            if tool in stopped:
+                return "> %.1f s (stopped at %d%% of the tests)" % (m[tool], stopped[tool])
+            return "%.1f s" % m[tool]
 
         def ratio(key):
-            return "%.2f" % c[key] if key in c else "-"
+            if key not in c:
+                return "-"
+            if "smart-rerun" in stopped:
+                return "> %.3f" % c[key]
+            return ("< %.3f" if key[len("smart_vs_"):] in stopped else "%.2f") % c[key]
 
         lines.append(
             "| %s | %d | %s | %s | %s | %s | %s |"
