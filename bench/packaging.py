@@ -217,7 +217,8 @@ def main(argv=None):
             for t, rs in runs.items()
             if sum(1 for r in rs if r.get("stopped")) * 2 > len(rs)
         }
-        case["injected"] = runs[tools[0]][0]["injected"]
+        finished = [r["injected"] for rs in runs.values() for r in rs if not r.get("stopped")]
+        case["injected"] = max(finished) if finished else runs[tools[0]][0]["injected"]
         case["load"] = [load_before, os.getloadavg()]
         if "smart-rerun" in med:
             for base in ("plain", "rerunfailures"):
