@@ -516,7 +516,11 @@ def test_frozen(attempt):
 fn with_a_snapshot_every_round_runs_with_the_collected_suite_frozen_and_without_one_none_does() {
     let frozen = |p: &Project, attempt: u32| -> u64 {
         let path = p.path().join(format!("frozen-{attempt}.txt"));
-        std::fs::read_to_string(&path).unwrap().trim().parse().unwrap()
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     };
     let p = project("test_freeze.py", FREEZE);
     let out = run(&p, &[], &[]);
@@ -524,7 +528,11 @@ fn with_a_snapshot_every_round_runs_with_the_collected_suite_frozen_and_without_
     assert!(note(&out, 1).contains("forked"), "{}", out.dump());
     // The suite's modules, collected items and pytest's own objects: thousands, in both rounds.
     for attempt in [1, 2] {
-        assert!(frozen(&p, attempt) > 1000, "attempt {attempt}: {}", out.dump());
+        assert!(
+            frozen(&p, attempt) > 1000,
+            "attempt {attempt}: {}",
+            out.dump()
+        );
     }
     let p = project("test_freeze.py", FREEZE);
     let out = run(&p, &["--fork", "false"], &[]);
