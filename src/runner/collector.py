@@ -609,7 +609,6 @@ def pytest_load_initial_conftests(early_config, parser, args):
             namespace.cov_append = True
 
 
-@pytest.hookimpl(tryfirst=True)
 def _die_with_parent():
     """An xdist worker of smart-rerun's pytest gets SIGKILL when that pytest dies (Linux), as the pytest
     gets it when smart-rerun dies: no worker outlives a killed run."""

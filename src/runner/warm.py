@@ -198,18 +198,26 @@ class Warm:
             # the snapshot's heap, which would copy them all (0.2 s for a 400-test suite).
             gc.freeze()
 
-            children, buf = {}, b""
+            # A round process's exit is reported as it happens: its pidfd (Linux 5.3+) turns readable
+            # then, and the run's end waits on that report. Without pidfds, every 20 ms.
+            children, pidfds, buf = {}, {}, b""
             while True:
-                ready = select.select([control], [], [], 0.02 if children else None)[0]
+                polled = len(pidfds) < len(children)
+                ready = select.select([control] + list(pidfds.values()), [], [], 0.02 if polled else None)[0]
                 for pid, number in list(children.items()):
+                    if not polled and pidfds[pid] not in ready:
+                        continue
                     done, wstatus = os.waitpid(pid, os.WNOHANG)
                     if done:
                         del children[pid]
+                        fd = pidfds.pop(pid, None)
+                        if fd is not None:
+                            os.close(fd)
                         if os.WIFSIGNALED(wstatus):
                             _say(status, "signal %d %d" % (number, os.WTERMSIG(wstatus)))
                         else:
                             _say(status, "exit %d %d" % (number, os.WEXITSTATUS(wstatus)))
-                if not ready:
+                if control not in ready:
                     continue
                 data = os.read(control, 65536)
                 if not data:
@@ -222,8 +230,14 @@ class Warm:
                     if pid == 0:
                         os.close(control)
                         os.close(status)
+                        for fd in pidfds.values():
+                            os.close(fd)
                         return command
                     children[pid] = int(command["round"])
+                    try:
+                        pidfds[pid] = os.pidfd_open(pid)
+                    except (AttributeError, OSError):
+                        pass
                     _say(status, "started %d %d" % (children[pid], pid))
         except BaseException:
             code = 70
